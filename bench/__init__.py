@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway and agent against a direct path and LiteLLM: ``python -m bench``."""

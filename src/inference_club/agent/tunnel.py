@@ -1,0 +1,238 @@
+"""One live tunnel: the handshake with the gateway, the frame loop and the streams it carries."""
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiohttp
+
+from inference_club import __version__
+from inference_club.agent.discovery import Catalog
+from inference_club.agent.errors import TunnelRejected
+from inference_club.agent.relay import StreamLimits, StreamRelay
+from inference_club.agent.settings import AgentSettings
+from inference_club.protocol import (
+    MAX_BODY_CHUNK,
+    PROTOCOL_VERSION,
+    Body,
+    Cancel,
+    CloseCode,
+    End,
+    Frame,
+    Hello,
+    ModelCard,
+    Models,
+    Ping,
+    Pong,
+    ProtocolError,
+    Request,
+    Welcome,
+    Window,
+    decode,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+_CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+# Close codes after which reconnecting right away cannot help.
+_REJECTIONS = {
+    CloseCode.AUTHENTICATION_FAILED: (
+        "the gateway rejected the provider token; check --token / INFERENCE_CLUB_TOKEN"
+    ),
+    CloseCode.UNSUPPORTED_VERSION: (
+        f"the gateway does not speak tunnel protocol version {PROTOCOL_VERSION}; "
+        "upgrade inference-club on this machine or on the gateway"
+    ),
+    CloseCode.REPLACED: (
+        "another agent connected with the same provider token and replaced this one"
+    ),
+}
+
+
+class TunnelSession:
+    """The protocol over one connected WebSocket; ``serve`` runs until the tunnel closes."""
+
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        settings: AgentSettings,
+        http: aiohttp.ClientSession,
+        catalog: Callable[[], Catalog],
+    ) -> None:
+        self._ws = ws
+        self._settings = settings
+        self._http = http
+        self._catalog = catalog
+        # One frame at a time: concurrent writers would share aiohttp's single drain waiter,
+        # and cancelling one of them would cancel it for all.
+        self._send_lock = asyncio.Lock()
+        self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._announced: tuple[ModelCard, ...] = ()
+        self._log_level = logging.getLevelNamesMapping().get(
+            settings.request_log_level.upper(), logging.INFO
+        )
+        self.welcome: Welcome | None = None
+
+    @property
+    def active_streams(self) -> int:
+        """Streams in flight on this tunnel."""
+        return len(self._streams)
+
+    async def send(self, frame: Frame) -> None:
+        """Put one frame on the tunnel; safe to call from many tasks."""
+        data = encode(frame)
+        async with self._send_lock:
+            await self._ws.send_bytes(data)
+
+    async def handshake(self, cards: tuple[ModelCard, ...]) -> Welcome:
+        """Say hello with the models, and wait for the gateway's welcome."""
+        await self.send(Hello(PROTOCOL_VERSION, __version__, cards))
+        self._announced = cards
+        message = await self._ws.receive(timeout=self._settings.connect_timeout)
+        if message.type in _CLOSED:
+            raise _closed_error(self._ws.close_code, "before the welcome")
+        if message.type is not aiohttp.WSMsgType.BINARY:
+            msg = f"expected a welcome frame, got a {message.type.name.lower()} message"
+            raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        welcome = decode(message.data)
+        if not isinstance(welcome, Welcome):
+            msg = f"expected a welcome frame, got {type(welcome).__name__}"
+            raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        if welcome.protocol_version != PROTOCOL_VERSION:
+            raise TunnelRejected(
+                _REJECTIONS[CloseCode.UNSUPPORTED_VERSION], CloseCode.UNSUPPORTED_VERSION
+            )
+        if not (
+            0 < welcome.max_body_chunk <= MAX_BODY_CHUNK
+            and welcome.initial_window > 0
+            and welcome.heartbeat_interval > 0
+        ):
+            msg = "welcome frame carries impossible limits"
+            raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        self.welcome = welcome
+        return welcome
+
+    async def announce(self, cards: tuple[ModelCard, ...]) -> None:
+        """Send the model list if it differs from the one the gateway has."""
+        if cards == self._announced:
+            return
+        self._announced = cards
+        await self.send(Models(cards))
+
+    async def serve(self) -> str:
+        """Handle frames until the tunnel closes; returns why it closed, for the log.
+
+        Raises TunnelRejected when the gateway closes with a code that forbids a quick retry.
+        Every stream still in flight is cancelled on the way out.
+        """
+        assert self.welcome is not None, "handshake() first"
+        silence = self._settings.heartbeat_misses * self.welcome.heartbeat_interval
+        try:
+            while True:
+                try:
+                    message = await self._ws.receive(timeout=silence)
+                except TimeoutError:
+                    await self._ws.close(code=CloseCode.HEARTBEAT_TIMEOUT, message=b"no heartbeat")
+                    return f"no frame from the gateway for {silence:g} s"
+                if message.type is aiohttp.WSMsgType.BINARY:
+                    self._dispatch(decode(message.data))
+                elif message.type in _CLOSED:
+                    raise _closed_error(self._ws.close_code, "") from None
+                elif message.type is aiohttp.WSMsgType.ERROR:
+                    return f"connection error ({type(message.data).__name__})"
+                else:
+                    msg = f"unexpected {message.type.name.lower()} message on the tunnel"
+                    raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        except _GatewayClosed as closed:
+            return str(closed)
+        except ProtocolError as exc:
+            await self._ws.close(code=exc.code, message=exc.reason.encode())
+            return f"protocol error: {exc.reason}"
+        finally:
+            await self._abort_all()
+
+    def _dispatch(self, frame: Frame) -> None:
+        """Handle one frame without waiting, so a slow stream never stalls the reader."""
+        match frame:
+            case Request():
+                self._open_stream(frame)
+            case Body():
+                if entry := self._streams.get(frame.stream_id):
+                    entry[0].feed(frame.data)
+            case End():
+                if entry := self._streams.get(frame.stream_id):
+                    entry[0].end_body()
+            case Window():
+                if entry := self._streams.get(frame.stream_id):
+                    entry[0].send_window.grant(frame.increment)
+            case Cancel():
+                if entry := self._streams.pop(frame.stream_id, None):
+                    entry[1].cancel()
+            case Ping():
+                self._spawn(self.send(Pong(frame.payload)))
+            case Pong():
+                pass
+            case _:
+                msg = f"the gateway may not send a {type(frame).__name__} frame"
+                raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+
+    def _open_stream(self, request: Request) -> None:
+        if request.stream_id in self._streams:
+            msg = f"stream {request.stream_id} opened twice"
+            raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        assert self.welcome is not None
+        relay = StreamRelay(
+            request,
+            self._catalog().backend_for(request.model),
+            http=self._http,
+            send=self.send,
+            limits=StreamLimits(self.welcome.max_body_chunk, self.welcome.initial_window),
+            log_level=self._log_level,
+        )
+        task = asyncio.create_task(relay.run(), name=f"stream-{request.stream_id}")
+        self._streams[request.stream_id] = (relay, task)
+        task.add_done_callback(lambda done: self._forget(request.stream_id, done))
+
+    def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
+        entry = self._streams.get(stream_id)
+        if entry is not None and entry[1] is task:
+            del self._streams[stream_id]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A send on a tunnel that just closed; the stream was lost with it.
+            logger.debug(
+                "stream ended with the tunnel", extra={"stream_id": stream_id, "error": exc}
+            )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_ignore_result)
+
+    async def _abort_all(self) -> None:
+        """Cancel every backend request: a home GPU never keeps generating for nobody."""
+        tasks = [task for _, task in self._streams.values()] + list(self._background)
+        self._streams.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _GatewayClosed(ConnectionError):
+    """The gateway closed the tunnel with a code that allows reconnecting."""
+
+
+def _closed_error(code: int | None, when: str) -> Exception:
+    if code is not None and code in _REJECTIONS:
+        return TunnelRejected(_REJECTIONS[CloseCode(code)], code)
+    suffix = f" {when}" if when else ""
+    return _GatewayClosed(f"the gateway closed the connection{suffix} (code {code})")
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

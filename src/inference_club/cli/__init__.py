@@ -1,0 +1,1 @@
+"""The ``inference-club`` command line: gateway, agent and admin commands."""

@@ -1,0 +1,48 @@
+"""Structured, quiet-by-default logging for every process: one ``key=value`` line per event."""
+
+import logging
+import sys
+import time
+from typing import Any
+
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=... level=... logger=... msg="..." key=value`` from a record and its ``extra``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line per record; extra fields follow the message."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"ts={stamp}.{int(record.msecs):03d}Z",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_quote(record.getMessage())}",
+        ]
+        parts.extend(
+            f"{key}={_quote(value)}"
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and not key.startswith("_")
+        )
+        if record.exc_info:
+            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if text and not any(char in text for char in ' "=\n'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def configure_logging(level: str) -> None:
+    """Send our logs to stderr at ``level``; third-party libraries speak only at warning."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("inference_club").setLevel(level.upper())

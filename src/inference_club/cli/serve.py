@@ -1,0 +1,92 @@
+"""``inference-club serve``: run the gateway."""
+
+import argparse
+
+from inference_club.cli.logs import configure_logging
+from inference_club.cli.options import add_data_option, env, fail
+
+
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add the ``serve`` command."""
+    parser = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway: the /v1 API, the tunnel endpoint agents dial, the "
+        "dashboard. Applies database migrations on start. Every flag also reads an "
+        "INFERENCE_CLUB_* environment variable.",
+    )
+    parser.add_argument(
+        "--host",
+        default=env("HOST", "127.0.0.1"),
+        help="address to listen on (env INFERENCE_CLUB_HOST, default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("PORT", "8000") or "8000"),
+        help="port to listen on, 0 for any free port (env INFERENCE_CLUB_PORT, default 8000)",
+    )
+    add_data_option(parser)
+    parser.add_argument(
+        "--public-url",
+        default=env("PUBLIC_URL"),
+        help="base URL clients use to reach this gateway, used in asset links "
+        "(env INFERENCE_CLUB_PUBLIC_URL, default http://HOST:PORT)",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=int(env("MAX_REQUEST_BYTES", str(25 * 1024 * 1024)) or 0),
+        help="largest request body accepted, in bytes "
+        "(env INFERENCE_CLUB_MAX_REQUEST_BYTES, default 26214400 = 25 MB)",
+    )
+    parser.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=float(env("UPSTREAM_TIMEOUT", "120") or "120"),
+        help="seconds to wait for a provider's response head before answering 502 "
+        "(env INFERENCE_CLUB_UPSTREAM_TIMEOUT, default 120)",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(env("HEARTBEAT_INTERVAL", "5") or "5"),
+        help="seconds between tunnel heartbeats; an agent silent for three is dropped "
+        "(env INFERENCE_CLUB_HEARTBEAT_INTERVAL, default 5)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (env INFERENCE_CLUB_LOG_LEVEL, default info)",
+    )
+    parser.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Heavy imports wait until needed, so `inference-club agent` works without the gateway extra.
+    try:
+        from inference_club.gateway import GatewaySettings  # noqa: PLC0415
+        from inference_club.gateway.server import run  # noqa: PLC0415
+    except ImportError as exc:
+        return fail(
+            f"the gateway needs the 'gateway' extra ({exc.name} is missing): "
+            "pip install 'inference-club[gateway]'"
+        )
+    configure_logging(args.log_level)
+    try:
+        settings = GatewaySettings(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data,
+            database_url=args.database_url,
+            public_url=args.public_url,
+            max_request_bytes=args.max_request_bytes,
+            log_level=args.log_level,
+            upstream_timeout=args.upstream_timeout,
+            heartbeat_interval=args.heartbeat_interval,
+        )
+        run(settings)
+    except (ValueError, OSError) as exc:
+        return fail(str(exc))
+    return 0

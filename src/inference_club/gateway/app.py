@@ -1,0 +1,85 @@
+"""The gateway's ASGI application, built by a factory from its settings."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from inference_club.gateway.asgi import Receive, Scope, Send
+from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.registry import ProviderRegistry
+from inference_club.gateway.services import Services
+from inference_club.gateway.settings import GatewaySettings
+from inference_club.gateway.tunnel import tunnel_endpoint
+from inference_club.gateway.v1 import V1App
+from inference_club.protocol import CloseCode
+from inference_club.store import Store, default_database_url
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayApp:
+    """Routes /v1 straight to the API (the hot path) and everything else to the site."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self._services: Services | None = None
+        self.v1 = V1App(self.services)
+        self.site = Starlette(
+            routes=[
+                WebSocketRoute("/api/tunnel", self._tunnel),
+                Route("/healthz", self._health),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    def services(self) -> Services:
+        """The running gateway's services (only during the lifespan)."""
+        if self._services is None:
+            msg = "the gateway is not started"
+            raise RuntimeError(msg)
+        return self._services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.v1(scope, receive, send)
+            return
+        await self.site(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        database_url = settings.database_url or default_database_url(settings.data_dir)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(database_url)
+        usage = UsageWriter(store.record_usage)
+        usage.start()
+        self._services = Services(
+            settings=settings, store=store, registry=ProviderRegistry(), usage=usage
+        )
+        try:
+            yield
+        finally:
+            for connection in self._services.registry.connections():
+                await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
+            await usage.stop()
+            await store.close()
+            self._services = None
+
+    async def _tunnel(self, websocket: WebSocket) -> None:
+        await tunnel_endpoint(websocket, self.services())
+
+    async def _health(self, _request: Request) -> JSONResponse:
+        services = self.services()
+        return JSONResponse({"status": "ok", "providers_online": len(services.registry)})
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
+    """A gateway ASGI app for ``settings``."""
+    return GatewayApp(settings)

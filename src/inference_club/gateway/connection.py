@@ -1,0 +1,159 @@
+"""A connected provider: its tunnel, the models it announced and the streams open on it."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from inference_club.gateway.streams import TunnelStream
+from inference_club.protocol import (
+    DEFAULT_INITIAL_WINDOW,
+    MAX_BODY_CHUNK,
+    Body,
+    CloseCode,
+    End,
+    Error,
+    Frame,
+    ModelCard,
+    Models,
+    Ping,
+    Pong,
+    ProtocolError,
+    Response,
+    Window,
+    decode,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+SendBytes = Callable[[bytes], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+_STREAM_ID_LIMIT = 2**32 - 1
+
+
+class ProviderConnection:
+    """The gateway's end of one agent's tunnel."""
+
+    def __init__(
+        self,
+        *,
+        provider_id: int,
+        provider_name: str,
+        owner_id: int,
+        models: tuple[ModelCard, ...],
+        send_bytes: SendBytes,
+        close_socket: CloseSocket,
+        initial_window: int = DEFAULT_INITIAL_WINDOW,
+    ) -> None:
+        self.provider_id = provider_id
+        self.provider_name = provider_name
+        self.owner_id = owner_id
+        self.models: dict[str, ModelCard] = {card.id: card for card in models}
+        self.in_flight = 0
+        self.initial_window = initial_window
+        self.last_received = time.monotonic()
+        self.connected_at = int(time.time())
+        self.closed = False
+        self.close_reason = ""
+        self._send_bytes = send_bytes
+        self._close_socket = close_socket
+        self._streams: dict[int, TunnelStream] = {}
+        self._next_stream_id = 1
+        self._send_lock = asyncio.Lock()
+        # Called with the new model list whenever the agent announces one.
+        self.on_models: Callable[[ProviderConnection], None] = lambda _conn: None
+
+    @property
+    def capacity(self) -> int:
+        """How many requests this provider takes at once, over all its models."""
+        return max(1, sum(card.max_concurrency for card in self.models.values()))
+
+    async def send(self, frame: object) -> None:
+        """Send one frame; a closed tunnel makes this a no-op rather than an error."""
+        if self.closed:
+            return
+        data = encode(frame)  # type: ignore[arg-type]
+        async with self._send_lock:
+            await self._send_bytes(data)
+
+    def open_stream(self) -> TunnelStream:
+        """Allocate a stream id for a new request."""
+        stream_id = self._next_stream_id
+        while stream_id in self._streams:
+            stream_id = stream_id % _STREAM_ID_LIMIT + 1
+        self._next_stream_id = stream_id % _STREAM_ID_LIMIT + 1
+        stream = TunnelStream(
+            stream_id,
+            self.send,
+            self._forget,
+            initial_window=self.initial_window,
+            max_chunk=MAX_BODY_CHUNK,
+        )
+        self._streams[stream_id] = stream
+        self.in_flight += 1
+        return stream
+
+    def _forget(self, stream_id: int) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self.in_flight -= 1
+
+    async def cancel(self, stream: TunnelStream) -> None:
+        """Abort a stream at the agent (and so at the local model server)."""
+        await stream.cancel("cancelled by the gateway")
+
+    async def handle_message(self, data: bytes) -> None:
+        """Dispatch one message from the agent; protocol violations raise ProtocolError."""
+        self.last_received = time.monotonic()
+        frame = decode(data)
+        await self._dispatch(frame)
+
+    async def _dispatch(self, frame: Frame) -> None:
+        match frame:
+            case Response() | Body() | End() | Error():
+                stream = self._streams.get(frame.stream_id)
+                # Frames for a stream we already closed (cancel raced the reply) are dropped.
+                if stream is not None and not stream.deliver(frame):
+                    msg = f"stream {frame.stream_id} overran its flow-control window"
+                    raise ProtocolError(msg)
+            case Window():
+                stream = self._streams.get(frame.stream_id)
+                if stream is not None:
+                    stream.send_window.grant(frame.increment)
+            case Models():
+                self.models = {card.id: card for card in frame.models}
+                self.on_models(self)
+            case Ping():
+                await self.send(Pong(frame.payload))
+            case Pong():
+                pass
+            case _:
+                msg = f"an agent may not send {type(frame).__name__.lower()} frames"
+                raise ProtocolError(msg)
+
+    async def heartbeat(self, interval: float) -> None:
+        """Ping every ``interval``; close the tunnel when the agent is silent for three."""
+        while not self.closed:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self.last_received > 3 * interval:
+                await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the agent")
+                return
+            await self.send(Ping(int(time.monotonic() * 1000).to_bytes(8, "big")))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the tunnel and fail every open stream at once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.fail_streams(reason)
+        try:
+            await self._close_socket(code, reason)
+        except (RuntimeError, OSError):  # the socket was already gone
+            logger.debug("close on a dead socket", extra={"provider": self.provider_name})
+
+    def fail_streams(self, reason: str) -> None:
+        """Wake every open stream with a loss (the tunnel is gone)."""
+        self.closed = True
+        for stream in list(self._streams.values()):
+            stream.lose(reason)

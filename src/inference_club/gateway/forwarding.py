@@ -1,0 +1,160 @@
+"""Sending one request through a provider's tunnel, with failover before the first byte."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from inference_club.gateway.asgi import ClientGone
+from inference_club.gateway.connection import ProviderConnection
+from inference_club.gateway.errors import UpstreamError
+from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.registry import Candidate
+from inference_club.gateway.streams import StreamLost, TunnelStream
+from inference_club.protocol import Body, End, Error, Request, Response, WindowClosed
+
+logger = logging.getLogger(__name__)
+
+# Response headers worth passing from a backend to the client; the rest are hop-by-hop or noise.
+PASSED_RESPONSE_HEADERS = frozenset({"content-type", "content-disposition"})
+
+
+@dataclass(slots=True)
+class Upstream:
+    """A provider stream whose response head arrived: from here on there is no failover."""
+
+    connection: ProviderConnection
+    stream: TunnelStream
+    head: Response
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """What to send to the agent: path relative to the backend's /v1, headers and body."""
+
+    method: str
+    path: str
+    model: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    query: str = ""
+
+
+async def open_upstream(
+    candidates: Sequence[Candidate],
+    request: OutgoingRequest,
+    exchange: Exchange,
+    *,
+    timeout: float,
+    max_attempts: int,
+) -> Upstream:
+    """Try candidates in order until one answers with a response head worth relaying."""
+    last_error = "no provider answered"
+    tried = candidates[:max_attempts]
+    for index, candidate in enumerate(tried):
+        connection = candidate.connection
+        stream = connection.open_stream()
+        exchange.stream = stream
+        if exchange.client_gone:
+            await connection.cancel(stream)
+            raise ClientGone
+        exchange.provider_id = connection.provider_id
+        is_last = index == len(tried) - 1
+        try:
+            head = await asyncio.wait_for(
+                _send_and_await_head(connection, stream, request, timeout), timeout
+            )
+        except TimeoutError:
+            await connection.cancel(stream)
+            exchange.error_type = "upstream_timeout"
+            msg = f"The provider did not answer within {timeout:g} seconds."
+            raise UpstreamError(msg) from None
+        except _AttemptFailed as failure:
+            await connection.cancel(stream)
+            if exchange.client_gone:
+                raise ClientGone from None
+            last_error = failure.message
+            logger.info(
+                "provider attempt failed",
+                extra={"provider": connection.provider_name, "reason": failure.message},
+            )
+            continue
+        if head.status >= 500 and not is_last:
+            # A backend error before any byte reached the client: another provider may do better.
+            await connection.cancel(stream)
+            last_error = f"the provider's local server answered {head.status}"
+            continue
+        return Upstream(connection, stream, head)
+    exchange.error_type = "upstream_error"
+    raise UpstreamError(f"The provider failed: {last_error}.")
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+async def _send_and_await_head(
+    connection: ProviderConnection,
+    stream: TunnelStream,
+    request: OutgoingRequest,
+    timeout: float,
+) -> Response:
+    await connection.send(
+        Request(
+            stream.stream_id,
+            request.method,
+            request.path,
+            request.model,
+            query=request.query,
+            headers=request.headers,
+            timeout=timeout,
+        )
+    )
+    try:
+        if request.body:
+            await stream.send_body(request.body)
+        await stream.send_end()
+    except WindowClosed:
+        pass  # the stream was lost while sending; the event below says why
+    event = await stream.next_event()
+    match event:
+        case Response():
+            return event
+        case Error():
+            raise _AttemptFailed(f"{event.type}: {event.message}")
+        case StreamLost():
+            raise _AttemptFailed(event.reason)
+        case Body() | End():
+            msg = "the agent sent a body before the response head"
+            raise _AttemptFailed(msg)
+
+
+def response_headers(head: Response) -> list[tuple[bytes, bytes]]:
+    """The backend's headers a client should see."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in head.headers
+        if name.lower() in PASSED_RESPONSE_HEADERS
+    ]
+
+
+def upstream_error_message(status: int, body: bytes) -> str:
+    """A readable message for a backend's 5xx, quoting its own message when it gave one."""
+    detail = ""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        detail = body[:200].decode("utf-8", errors="replace").strip()
+    else:
+        if isinstance(parsed, dict):
+            error = parsed.get("error")
+            if isinstance(error, dict):
+                detail = str(error.get("message", ""))[:200]
+            elif isinstance(error, str):
+                detail = error[:200]
+    suffix = f": {detail}" if detail else "."
+    return f"The provider's local server failed with status {status}{suffix}"

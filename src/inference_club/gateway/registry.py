@@ -1,0 +1,121 @@
+"""Which providers are online, what they serve, and who may reach what.
+
+This lives in one process's memory. With several gateway nodes, the part that must be shared
+(which node holds which provider's tunnel) moves behind the same methods backed by Redis.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from inference_club.gateway.connection import ProviderConnection
+from inference_club.protocol import ModelCard
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: enough to decide what they may reach."""
+
+    user_id: int
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One provider that may serve a request, with its card for the model."""
+
+    connection: ProviderConnection
+    card: ModelCard
+
+
+class ProviderRegistry:
+    """Online providers indexed by model id, so routing cost does not grow with the network."""
+
+    def __init__(self) -> None:
+        self._connections: dict[int, ProviderConnection] = {}
+        self._by_model: dict[str, dict[int, ProviderConnection]] = {}
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def get(self, provider_id: int) -> ProviderConnection | None:
+        """The live connection of a provider, if it is online."""
+        return self._connections.get(provider_id)
+
+    def connections(self) -> Iterator[ProviderConnection]:
+        """Every live connection."""
+        return iter(list(self._connections.values()))
+
+    def add(self, connection: ProviderConnection) -> ProviderConnection | None:
+        """Register a new tunnel; returns the one it replaces for the same provider, if any."""
+        previous = self._connections.get(connection.provider_id)
+        if previous is not None:
+            self._unindex(previous)
+        self._connections[connection.provider_id] = connection
+        self._index(connection)
+        connection.on_models = self.models_changed
+        return previous
+
+    def remove(self, connection: ProviderConnection) -> None:
+        """Forget a tunnel that closed (unless a newer one already replaced it)."""
+        if self._connections.get(connection.provider_id) is connection:
+            del self._connections[connection.provider_id]
+            self._unindex(connection)
+
+    def models_changed(self, connection: ProviderConnection) -> None:
+        """Re-index a provider after it announced a new model list."""
+        if self._connections.get(connection.provider_id) is not connection:
+            return
+        self._unindex(connection)
+        self._index(connection)
+        logger.info(
+            "models announced",
+            extra={"provider": connection.provider_name, "models": len(connection.models)},
+        )
+
+    def _index(self, connection: ProviderConnection) -> None:
+        for model_id in connection.models:
+            self._by_model.setdefault(model_id, {})[connection.provider_id] = connection
+
+    def _unindex(self, connection: ProviderConnection) -> None:
+        for model_id, providers in list(self._by_model.items()):
+            if providers.get(connection.provider_id) is connection:
+                del providers[connection.provider_id]
+                if not providers:
+                    del self._by_model[model_id]
+
+    def candidates(self, caller: Caller, model: str) -> list[Candidate]:
+        """Providers the caller may use for ``model``, least loaded first."""
+        providers = self._by_model.get(model)
+        if not providers:
+            return []
+        found = [
+            Candidate(connection, connection.models[model])
+            for connection in providers.values()
+            if not connection.closed and may_use(caller, connection, connection.models[model])
+        ]
+        # Least in flight relative to capacity; ties go to the caller's own provider.
+        found.sort(
+            key=lambda c: (
+                c.connection.in_flight / c.card.max_concurrency,
+                c.connection.owner_id != caller.user_id,
+            )
+        )
+        return found
+
+    def visible(self, caller: Caller) -> Iterable[Candidate]:
+        """Every (provider, model) the caller may use."""
+        for connection in list(self._connections.values()):
+            if connection.closed:
+                continue
+            for card in connection.models.values():
+                if may_use(caller, connection, card):
+                    yield Candidate(connection, card)
+
+
+def may_use(caller: Caller, connection: ProviderConnection, card: ModelCard) -> bool:
+    """Whether the caller may reach this provider's model: for now, only their own."""
+    del card
+    return connection.owner_id == caller.user_id

@@ -1,0 +1,145 @@
+"""Relaying a provider's response to the client: whole for JSON, chunk by chunk for streams."""
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from inference_club.gateway.asgi import RawHeaders, Send
+from inference_club.gateway.errors import UpstreamError
+from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.forwarding import Upstream, response_headers, upstream_error_message
+from inference_club.gateway.sse import UsageTap, error_event
+from inference_club.gateway.streams import StreamLost
+from inference_club.protocol import Body, End, Error, Response
+
+# Bodies a backend sends as one JSON document are small; anything past this is not a chat reply.
+MAX_BUFFERED_RESPONSE = 16 * 1024 * 1024
+
+
+async def collect_body(upstream: Upstream, exchange: Exchange, limit: int) -> bytes:
+    """The whole response body; a failure on the way is a 502."""
+    chunks: list[bytes] = []
+    size = 0
+    stream = upstream.stream
+    while True:
+        event = await stream.next_event()
+        match event:
+            case Body():
+                size += len(event.data)
+                if size > limit:
+                    exchange.error_type = "upstream_too_large"
+                    msg = "The provider's response was larger than the gateway accepts."
+                    raise UpstreamError(msg)
+                chunks.append(event.data)
+                await stream.consumed(len(event.data))
+            case End():
+                return b"".join(chunks)
+            case Error():
+                exchange.error_type = event.type
+                msg = f"The provider failed mid-response: {event.message}"
+                raise UpstreamError(msg)
+            case StreamLost():
+                exchange.client_gone = event.by_client
+                exchange.error_type = "client_disconnected" if event.by_client else "provider_lost"
+                raise UpstreamError(f"The provider failed mid-response: {event.reason}.")
+            case Response():
+                msg = "The provider sent two response heads."
+                raise UpstreamError(msg)
+
+
+async def relay_buffered(
+    send: Send,
+    upstream: Upstream,
+    exchange: Exchange,
+    extra_headers: RawHeaders,
+    *,
+    read_usage: Callable[[bytes], dict[str, Any] | None] | None = None,
+) -> None:
+    """Read the whole reply, then answer: a failure mid-body becomes a clean 502."""
+    body = await collect_body(upstream, exchange, MAX_BUFFERED_RESPONSE)
+    upstream.stream.close()
+    status = upstream.head.status
+    if status >= 500:
+        exchange.error_type = "upstream_error"
+        raise UpstreamError(upstream_error_message(status, body))
+    if read_usage is not None and status < 400:
+        exchange.usage = read_usage(body)
+    exchange.status = status
+    headers = response_headers(upstream.head)
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.extend(extra_headers)
+    exchange.mark_first_byte()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def usage_of_json(body: bytes) -> dict[str, Any] | None:
+    """The ``usage`` object of a JSON reply, if it has one."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict) and isinstance(parsed.get("usage"), dict):
+        usage: dict[str, Any] = parsed["usage"]
+        return usage
+    return None
+
+
+async def relay_stream(
+    send: Send,
+    upstream: Upstream,
+    exchange: Exchange,
+    extra_headers: RawHeaders,
+    tap: UsageTap | None,
+) -> None:
+    """Pass the body through as it arrives; a failure after the head ends it with an error event."""
+    head = upstream.head
+    stream = upstream.stream
+    if head.status >= 400:
+        # Errors are small JSON; answer them whole so they keep the envelope.
+        await relay_buffered(send, upstream, exchange, extra_headers)
+        return
+    exchange.status = head.status
+    headers = response_headers(head)
+    headers.append((b"cache-control", b"no-cache"))
+    headers.append((b"x-accel-buffering", b"no"))
+    headers.extend(extra_headers)
+    await send({"type": "http.response.start", "status": head.status, "headers": headers})
+    try:
+        while True:
+            event = await stream.next_event()
+            match event:
+                case Body():
+                    data = tap.feed(event.data) if tap is not None else event.data
+                    if data:
+                        exchange.mark_first_byte()
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                    await stream.consumed(len(event.data))
+                case End():
+                    rest = tap.flush() if tap is not None else b""
+                    await send({"type": "http.response.body", "body": rest, "more_body": False})
+                    return
+                case Error():
+                    exchange.error_type = event.type
+                    await _end_with_error(send, f"The provider failed mid-stream: {event.message}")
+                    return
+                case StreamLost():
+                    exchange.client_gone = event.by_client
+                    if event.by_client:
+                        exchange.error_type = "client_disconnected"
+                        return
+                    exchange.error_type = "provider_lost"
+                    await _end_with_error(send, f"The provider failed mid-stream: {event.reason}.")
+                    return
+                case Response():
+                    exchange.error_type = "protocol_error"
+                    await _end_with_error(send, "The provider sent two response heads.")
+                    return
+    finally:
+        if tap is not None and tap.usage is not None:
+            exchange.usage = tap.usage
+
+
+async def _end_with_error(send: Send, message: str) -> None:
+    await send({"type": "http.response.body", "body": error_event(message), "more_body": False})

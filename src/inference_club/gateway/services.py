@@ -1,0 +1,18 @@
+"""The long-lived parts of a running gateway, made in the lifespan and shared by handlers."""
+
+from dataclasses import dataclass
+
+from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.registry import ProviderRegistry
+from inference_club.gateway.settings import GatewaySettings
+from inference_club.store import Store
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a request handler may need beyond the request itself."""
+
+    settings: GatewaySettings
+    store: Store
+    registry: ProviderRegistry
+    usage: UsageWriter

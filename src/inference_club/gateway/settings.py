@@ -1,0 +1,48 @@
+"""The gateway's settings: one frozen object per process, built at the edge and passed in."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_REQUEST_BYTES = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Everything the gateway process reads from its environment, in one place."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=lambda: Path("./data"))
+    # None means SQLite in the data directory.
+    database_url: str | None = None
+    # Where clients reach this gateway; asset URLs are built from it. None: http://host:port.
+    public_url: str | None = None
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    log_level: str = "info"
+    # Seconds to wait for a provider's response head before answering 502.
+    upstream_timeout: float = 120.0
+    # Seconds between heartbeats on each tunnel; a peer silent for three of them is dead.
+    heartbeat_interval: float = 5.0
+    # How many providers one request may try before the first response byte.
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            msg = f"port must be 0-65535, got {self.port}"
+            raise ValueError(msg)
+        if self.max_request_bytes < 1024:
+            msg = "max request size must be at least 1024 bytes"
+            raise ValueError(msg)
+        if self.upstream_timeout <= 0 or self.heartbeat_interval <= 0:
+            msg = "timeouts must be positive"
+            raise ValueError(msg)
+        if self.max_attempts < 1:
+            msg = "max attempts must be at least 1"
+            raise ValueError(msg)
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,121 @@
+"""One request's stream on a provider's tunnel, as the gateway sees it."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from inference_club.protocol import (
+    MAX_BODY_CHUNK,
+    Body,
+    Cancel,
+    End,
+    Error,
+    ReceiveWindow,
+    Response,
+    SendWindow,
+    Window,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLost:
+    """The stream ended without an End: the tunnel dropped or the client left."""
+
+    reason: str
+    by_client: bool = False
+
+
+StreamEvent = Response | Body | End | Error | StreamLost
+FrameSender = Callable[[object], Awaitable[None]]
+
+
+class TunnelStream:
+    """Events arriving for one request, plus the credits to send its body and grant the reply's."""
+
+    __slots__ = (
+        "_buffered",
+        "_events",
+        "_initial_window",
+        "_on_close",
+        "_receive_window",
+        "_send_frame",
+        "closed",
+        "max_chunk",
+        "send_window",
+        "stream_id",
+    )
+
+    def __init__(
+        self,
+        stream_id: int,
+        send_frame: FrameSender,
+        on_close: Callable[[int], None],
+        *,
+        initial_window: int,
+        max_chunk: int = MAX_BODY_CHUNK,
+    ) -> None:
+        self.stream_id = stream_id
+        self._send_frame = send_frame
+        self._on_close = on_close
+        # The agent may not send more than the window allows, so this queue stays bounded.
+        self._events: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self.send_window = SendWindow(initial_window)
+        self._receive_window = ReceiveWindow(initial_window)
+        self._initial_window = initial_window
+        self._buffered = 0
+        self.max_chunk = max_chunk
+        self.closed = False
+
+    def deliver(self, event: StreamEvent) -> bool:
+        """Queue an event from the tunnel; False if the peer overran this stream's window."""
+        if isinstance(event, Body):
+            self._buffered += len(event.data)
+            if self._buffered > self._initial_window + self.max_chunk:
+                return False
+        self._events.put_nowait(event)
+        return True
+
+    async def next_event(self) -> StreamEvent:
+        """The next event of this stream, in order."""
+        return await self._events.get()
+
+    async def consumed(self, size: int) -> None:
+        """The client took ``size`` bytes of the reply; grant them back when worth a frame."""
+        self._buffered -= size
+        increment = self._receive_window.consumed(size)
+        if increment and not self.closed:
+            await self._send_frame(Window(self.stream_id, increment))
+
+    async def send_body(self, data: bytes) -> None:
+        """Send request body bytes in chunks the agent has granted credit for."""
+        view = memoryview(data)
+        for offset in range(0, len(view), self.max_chunk):
+            chunk = bytes(view[offset : offset + self.max_chunk])
+            await self.send_window.acquire(len(chunk))
+            await self._send_frame(Body(self.stream_id, chunk))
+
+    async def send_end(self) -> None:
+        """The request body is complete."""
+        await self._send_frame(End(self.stream_id))
+
+    def lose(self, reason: str, *, by_client: bool = False) -> None:
+        """End the stream from this side: wake the reader and fail any waiting sender."""
+        if self.closed:
+            return
+        self._events.put_nowait(StreamLost(reason, by_client))
+        self.send_window.close()
+
+    async def cancel(self, reason: str, *, by_client: bool = False) -> None:
+        """Abort the stream at the agent (and so at the local model server)."""
+        if self.closed:
+            return
+        self.lose(reason, by_client=by_client)
+        self.close()
+        await self._send_frame(Cancel(self.stream_id))
+
+    def close(self) -> None:
+        """Forget the stream on its connection; later frames for it are dropped."""
+        if not self.closed:
+            self.closed = True
+            self.send_window.close()
+            self._on_close(self.stream_id)

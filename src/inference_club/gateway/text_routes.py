@@ -1,0 +1,108 @@
+"""``/v1/chat/completions`` and ``/v1/completions``: JSON in, JSON or SSE out."""
+
+from typing import Any
+
+import orjson
+
+from inference_club.gateway.asgi import parse_json_object, read_body
+from inference_club.gateway.context import RequestContext
+from inference_club.gateway.disconnect import start_disconnect_watch
+from inference_club.gateway.errors import BadRequest
+from inference_club.gateway.forwarding import OutgoingRequest, open_upstream
+from inference_club.gateway.relay import relay_buffered, relay_stream, usage_of_json
+from inference_club.gateway.routing import choose, split_model
+from inference_club.gateway.sse import UsageTap
+
+_JSON_HEADERS = (("content-type", "application/json"), ("accept", "application/json"))
+_SSE_HEADERS = (("content-type", "application/json"), ("accept", "text/event-stream"))
+
+
+async def chat_completions(ctx: RequestContext) -> None:
+    """Proxy a chat completion to an llm provider."""
+    await _text_completion(ctx, "/chat/completions", required="messages")
+
+
+async def completions(ctx: RequestContext) -> None:
+    """Proxy a legacy text completion to an llm provider."""
+    await _text_completion(ctx, "/completions", required="prompt")
+
+
+async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> None:
+    body = await read_body(ctx.scope, ctx.receive, ctx.services.settings.max_request_bytes)
+    start_disconnect_watch(ctx)
+    request = parse_json_object(body)
+    model = _require_model(request)
+    ctx.exchange.model = model
+    _validate(request, required)
+    streaming = request.get("stream") is True
+    candidates = choose(ctx, model, "llm")
+    strip_usage = False
+    if streaming:
+        body, strip_usage = _with_usage_requested(body, request)
+    model_id, _pinned = split_model(model)
+    if model_id != model:
+        # The backend knows the model by its own id, not by the pinned form.
+        request["model"] = model_id
+        body = orjson.dumps(request)
+    outgoing = OutgoingRequest(
+        method="POST",
+        path=path,
+        model=model_id,
+        body=body,
+        headers=_SSE_HEADERS if streaming else _JSON_HEADERS,
+    )
+    settings = ctx.services.settings
+    upstream = await open_upstream(
+        candidates,
+        outgoing,
+        ctx.exchange,
+        timeout=settings.upstream_timeout,
+        max_attempts=settings.max_attempts,
+    )
+    if streaming:
+        tap = UsageTap(strip_usage=strip_usage)
+        await relay_stream(ctx.send, upstream, ctx.exchange, ctx.extra_headers, tap)
+    else:
+        await relay_buffered(
+            ctx.send, upstream, ctx.exchange, ctx.extra_headers, read_usage=usage_of_json
+        )
+
+
+def _require_model(request: dict[str, Any]) -> str:
+    model = request.get("model")
+    if model is None:
+        raise BadRequest("Missing required parameter: 'model'.", param="model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' must be a non-empty string.", param="model")
+    return model
+
+
+def _validate(request: dict[str, Any], required: str) -> None:
+    value = request.get(required)
+    if value is None:
+        raise BadRequest(f"Missing required parameter: '{required}'.", param=required)
+    if required == "messages" and (not isinstance(value, list) or not value):
+        raise BadRequest("'messages' must be a non-empty array.", param="messages")
+    if required == "prompt" and not isinstance(value, str | list):
+        raise BadRequest("'prompt' must be a string or an array.", param="prompt")
+    stream = request.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest("'stream' must be a boolean.", param="stream")
+
+
+def _with_usage_requested(body: bytes, request: dict[str, Any]) -> tuple[bytes, bool]:
+    """Ask the backend for the usage chunk; say whether the client did not ask for it."""
+    options = request.get("stream_options")
+    if options is None:
+        # Splice after the opening brace: no re-encoding of the client's body.
+        start = body.index(b"{") + 1
+        spliced = body[:start] + b'"stream_options":{"include_usage":true},' + body[start:]
+        if body[start:].lstrip().startswith(b"}"):
+            spliced = body[:start] + b'"stream_options":{"include_usage":true}' + body[start:]
+        return spliced, True
+    if not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object.", param="stream_options")
+    if options.get("include_usage") is True:
+        return body, False
+    request["stream_options"] = {**options, "include_usage": True}
+    return orjson.dumps(request), True

@@ -1,0 +1,131 @@
+"""The /v1 API as one small ASGI app: route, authenticate, handle, meter."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from inference_club.gateway.asgi import ClientGone, Message, Receive, Scope, Send, send_error
+from inference_club.gateway.auth import authenticate
+from inference_club.gateway.context import RequestContext
+from inference_club.gateway.disconnect import stop_disconnect_watch
+from inference_club.gateway.errors import ApiError, BadRequest
+from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.models_routes import list_models, retrieve_model
+from inference_club.gateway.registry import Caller
+from inference_club.gateway.services import Services
+from inference_club.gateway.text_routes import chat_completions, completions
+from inference_club.store import KeyIdentity, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[RequestContext], Awaitable[None]]
+
+# (method, path) → (handler, the endpoint name usage records carry)
+ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
+    ("GET", "/v1/models"): (list_models, "models"),
+    ("POST", "/v1/chat/completions"): (chat_completions, "chat.completions"),
+    ("POST", "/v1/completions"): (completions, "completions"),
+}
+_PATHS = frozenset(path for _method, path in ROUTES)
+_MODEL_PREFIX = "/v1/models/"
+# Recorded when the client left before the answer was complete (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+
+
+class UnknownRoute(BadRequest):
+    """404 for a path the API does not have (OpenAI answers the same way)."""
+
+    status = 404
+
+
+class V1App:
+    """The OpenAI-compatible API; ``services`` is read per request because the lifespan makes it."""
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one /v1 request and leave one usage record for it."""
+        services = self._services()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        exchange = Exchange(endpoint="unknown")
+        identity: KeyIdentity | None = None
+        ctx: RequestContext | None = None
+        try:
+            handler = self._resolve(method, path, exchange)
+            identity = await authenticate(scope, services.store)
+            ctx = RequestContext(
+                scope=scope,
+                receive=receive,
+                send=tracked_send,
+                services=services,
+                identity=identity,
+                exchange=exchange,
+                caller=Caller(user_id=identity.user_id),
+            )
+            await handler(ctx)
+        except ApiError as error:
+            exchange.status = error.status
+            exchange.error_type = exchange.error_type or error.type
+            if exchange.client_gone:
+                exchange.status = CLIENT_CLOSED_REQUEST
+            elif started:
+                logger.warning("error after the response started", extra={"error": error.type})
+            else:
+                await send_error(send, error, ctx.extra_headers if ctx else None)
+        except (ClientGone, OSError):
+            exchange.client_gone = True
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.error_type = exchange.error_type or "client_disconnected"
+        finally:
+            if ctx is not None:
+                await stop_disconnect_watch(ctx)
+            stream = exchange.stream
+            if stream is not None and not stream.closed:
+                await stream.cancel("the request ended", by_client=exchange.client_gone)
+            if exchange.client_gone and exchange.status < 400:
+                exchange.status = CLIENT_CLOSED_REQUEST
+            if identity is not None:
+                services.usage.add(_usage_record(identity, exchange))
+
+    def _resolve(self, method: str, path: str, exchange: Exchange) -> Handler:
+        route = ROUTES.get((method, path))
+        if route is not None:
+            handler, exchange.endpoint = route
+            return handler
+        if method == "GET" and path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
+            model = path[len(_MODEL_PREFIX) :]
+            exchange.endpoint = "models"
+            return lambda ctx: retrieve_model(ctx, model)
+        if path in _PATHS:
+            raise UnknownRoute(f"Method {method} is not allowed on {path}.")
+        raise UnknownRoute(f"Invalid URL ({method} {path}).")
+
+
+def _usage_record(identity: KeyIdentity, exchange: Exchange) -> UsageRecord:
+    prompt_tokens, completion_tokens = exchange.tokens()
+    return UsageRecord(
+        user_id=identity.user_id,
+        api_key_id=identity.key_id,
+        model=exchange.model,
+        provider_id=exchange.provider_id,
+        endpoint=exchange.endpoint,
+        status_code=exchange.status,
+        started_at=exchange.started_at,
+        ended_at=datetime.now(UTC),
+        ttfb_ms=exchange.ttfb_ms,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        audio_seconds=exchange.audio_seconds,
+        image_count=exchange.image_count,
+        error_type=exchange.error_type,
+    )

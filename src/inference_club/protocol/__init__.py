@@ -1,0 +1,62 @@
+"""The tunnel protocol between gateway and agent: frames, model cards and flow control.
+
+This package imports nothing else of inference-club, so both sides can depend on it.
+"""
+
+from inference_club.protocol.errors import CloseCode, ProtocolError
+from inference_club.protocol.flow import ReceiveWindow, SendWindow, WindowClosed
+from inference_club.protocol.frames import (
+    CONTROL_STREAM,
+    DEFAULT_INITIAL_WINDOW,
+    MAX_BODY_CHUNK,
+    MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    Body,
+    Cancel,
+    End,
+    Error,
+    Frame,
+    FrameType,
+    Hello,
+    Models,
+    Ping,
+    Pong,
+    Request,
+    Response,
+    Welcome,
+    Window,
+    decode,
+    encode,
+)
+from inference_club.protocol.models import SERVICE_TYPES, ModelCard
+
+__all__ = [
+    "CONTROL_STREAM",
+    "DEFAULT_INITIAL_WINDOW",
+    "MAX_BODY_CHUNK",
+    "MAX_FRAME_SIZE",
+    "PROTOCOL_VERSION",
+    "SERVICE_TYPES",
+    "Body",
+    "Cancel",
+    "CloseCode",
+    "End",
+    "Error",
+    "Frame",
+    "FrameType",
+    "Hello",
+    "ModelCard",
+    "Models",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "ReceiveWindow",
+    "Request",
+    "Response",
+    "SendWindow",
+    "Welcome",
+    "Window",
+    "WindowClosed",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,402 @@
+"""Tunnel frames and their binary encoding.
+
+One WebSocket binary message is one frame: ``type (1 byte) | stream id (4 bytes, big endian) |
+payload``. Control payloads are small JSON objects; bodies are raw bytes of at most
+``MAX_BODY_CHUNK``, so large uploads and downloads never sit whole in memory on either side.
+Stream 0 is the connection itself (hello, welcome, models, ping, pong).
+"""
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import orjson
+
+from inference_club.protocol.errors import CloseCode, ProtocolError
+from inference_club.protocol.models import ModelCard
+
+PROTOCOL_VERSION = 1
+CONTROL_STREAM = 0
+MAX_BODY_CHUNK = 64 * 1024
+# Control frames carry model lists; 4 MiB leaves room for thousands of models.
+MAX_FRAME_SIZE = 4 * 1024 * 1024
+DEFAULT_INITIAL_WINDOW = 256 * 1024
+MAX_STREAM_ID = 2**32 - 1
+
+_HEADER = struct.Struct(">BI")
+_WINDOW = struct.Struct(">I")
+
+
+class FrameType(IntEnum):
+    """The first byte of every frame."""
+
+    HELLO = 0x01
+    WELCOME = 0x02
+    MODELS = 0x03
+    REQUEST = 0x10
+    RESPONSE = 0x11
+    BODY = 0x12
+    END = 0x13
+    CANCEL = 0x14
+    ERROR = 0x15
+    WINDOW = 0x16
+    PING = 0x20
+    PONG = 0x21
+
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Agent → gateway, first frame: who I am and what I serve."""
+
+    protocol_version: int
+    agent_version: str
+    models: tuple[ModelCard, ...]
+    stream_id: int = CONTROL_STREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Gateway → agent, answer to hello: the provider name and the limits of this connection."""
+
+    protocol_version: int
+    provider: str
+    max_body_chunk: int = MAX_BODY_CHUNK
+    initial_window: int = DEFAULT_INITIAL_WINDOW
+    heartbeat_interval: float = 5.0
+    stream_id: int = CONTROL_STREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """Agent → gateway: the full current model list, replacing the last one."""
+
+    models: tuple[ModelCard, ...]
+    stream_id: int = CONTROL_STREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Gateway → agent: open a stream for one HTTP request to a local backend."""
+
+    stream_id: int
+    method: str
+    path: str
+    model: str
+    query: str = ""
+    headers: Headers = ()
+    # Seconds the gateway waits for the response head; relative, so clock skew does not matter.
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """Agent → gateway: the backend's status and headers."""
+
+    stream_id: int
+    status: int
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """Either way: one chunk of a request or response body."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Either way: the body is complete."""
+
+    stream_id: int
+    usage: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Gateway → agent: abort this stream now."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Agent → gateway: the stream failed, before or after the response head."""
+
+    stream_id: int
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Either way: the receiver consumed ``increment`` more bytes of this stream's body."""
+
+    stream_id: int
+    increment: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Heartbeat; the peer answers with a pong carrying the same payload."""
+
+    payload: bytes = b""
+    stream_id: int = CONTROL_STREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Answer to a ping."""
+
+    payload: bytes = b""
+    stream_id: int = CONTROL_STREAM
+
+
+Frame = (
+    Hello
+    | Welcome
+    | Models
+    | Request
+    | Response
+    | Body
+    | End
+    | Cancel
+    | Error
+    | Window
+    | Ping
+    | Pong
+)
+
+
+def encode(frame: Frame) -> bytes:
+    """The bytes of one WebSocket binary message carrying ``frame``."""
+    if isinstance(frame, Body):
+        if len(frame.data) > MAX_BODY_CHUNK:
+            msg = f"body chunk of {len(frame.data)} bytes exceeds {MAX_BODY_CHUNK}"
+            raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+        return _HEADER.pack(FrameType.BODY, frame.stream_id) + frame.data
+    frame_type, payload = _payload(frame)
+    data = _HEADER.pack(frame_type, frame.stream_id) + payload
+    if len(data) > MAX_FRAME_SIZE:
+        msg = f"frame of {len(data)} bytes exceeds {MAX_FRAME_SIZE}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    return data
+
+
+def _payload(frame: Frame) -> tuple[FrameType, bytes]:  # noqa: PLR0911 - one branch per type
+    match frame:
+        case Hello():
+            return FrameType.HELLO, orjson.dumps(
+                {
+                    "protocol_version": frame.protocol_version,
+                    "agent_version": frame.agent_version,
+                    "models": [card.to_json() for card in frame.models],
+                }
+            )
+        case Welcome():
+            return FrameType.WELCOME, orjson.dumps(
+                {
+                    "protocol_version": frame.protocol_version,
+                    "provider": frame.provider,
+                    "max_body_chunk": frame.max_body_chunk,
+                    "initial_window": frame.initial_window,
+                    "heartbeat_interval": frame.heartbeat_interval,
+                }
+            )
+        case Models():
+            return FrameType.MODELS, orjson.dumps(
+                {"models": [card.to_json() for card in frame.models]}
+            )
+        case Request():
+            return FrameType.REQUEST, orjson.dumps(
+                {
+                    "method": frame.method,
+                    "path": frame.path,
+                    "query": frame.query,
+                    "headers": frame.headers,
+                    "model": frame.model,
+                    "timeout": frame.timeout,
+                }
+            )
+        case Response():
+            return FrameType.RESPONSE, orjson.dumps(
+                {"status": frame.status, "headers": frame.headers}
+            )
+        case End():
+            return FrameType.END, b"" if frame.usage is None else orjson.dumps(
+                {"usage": frame.usage}
+            )
+        case Cancel():
+            return FrameType.CANCEL, b""
+        case Error():
+            return FrameType.ERROR, orjson.dumps({"type": frame.type, "message": frame.message})
+        case Window():
+            return FrameType.WINDOW, _WINDOW.pack(frame.increment)
+        case Ping():
+            return FrameType.PING, frame.payload
+        case Pong():
+            return FrameType.PONG, frame.payload
+        case Body():  # handled by encode() without a copy through here
+            return FrameType.BODY, frame.data
+    msg = f"not a frame: {frame!r}"  # pragma: no cover - the match is exhaustive
+    raise TypeError(msg)
+
+
+def decode(data: bytes) -> Frame:
+    """Parse one WebSocket message; anything malformed raises ProtocolError."""
+    if len(data) < _HEADER.size:
+        msg = f"frame of {len(data)} bytes is shorter than its {_HEADER.size}-byte header"
+        raise ProtocolError(msg)
+    if len(data) > MAX_FRAME_SIZE:
+        msg = f"frame of {len(data)} bytes exceeds {MAX_FRAME_SIZE}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    raw_type, stream_id = _HEADER.unpack_from(data)
+    try:
+        frame_type = FrameType(raw_type)
+    except ValueError:
+        msg = f"unknown frame type 0x{raw_type:02x}"
+        raise ProtocolError(msg) from None
+    payload = data[_HEADER.size :]
+    if frame_type is FrameType.BODY:
+        if len(payload) > MAX_BODY_CHUNK:
+            msg = f"body chunk of {len(payload)} bytes exceeds {MAX_BODY_CHUNK}"
+            raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+        _require_stream(frame_type, stream_id)
+        return Body(stream_id, payload)
+    return _decode_control(frame_type, stream_id, payload)
+
+
+def _decode_control(frame_type: FrameType, stream_id: int, payload: bytes) -> Frame:
+    if frame_type in (FrameType.PING, FrameType.PONG):
+        if len(payload) > 64:
+            msg = f"{frame_type.name.lower()} payload longer than 64 bytes"
+            raise ProtocolError(msg)
+        return (
+            Ping(payload, stream_id) if frame_type is FrameType.PING else Pong(payload, stream_id)
+        )
+    if frame_type is FrameType.CANCEL:
+        _require_stream(frame_type, stream_id)
+        return Cancel(stream_id)
+    if frame_type is FrameType.WINDOW:
+        if len(payload) != _WINDOW.size:
+            msg = "window frame payload must be 4 bytes"
+            raise ProtocolError(msg)
+        (increment,) = _WINDOW.unpack(payload)
+        _require_stream(frame_type, stream_id)
+        return Window(stream_id, increment)
+    if frame_type is FrameType.END:
+        _require_stream(frame_type, stream_id)
+        if not payload:
+            return End(stream_id)
+        usage = _object(frame_type, payload).get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            msg = "end frame usage must be an object"
+            raise ProtocolError(msg)
+        return End(stream_id, usage)
+    body = _object(frame_type, payload)
+    try:
+        return _decode_json_frame(frame_type, stream_id, body)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        msg = f"malformed {frame_type.name.lower()} frame: {exc!s}"
+        raise ProtocolError(msg) from exc
+
+
+def _decode_json_frame(frame_type: FrameType, stream_id: int, body: dict[str, Any]) -> Frame:
+    match frame_type:
+        case FrameType.HELLO:
+            return Hello(
+                protocol_version=int(body["protocol_version"]),
+                agent_version=str(body.get("agent_version", "")),
+                models=_cards(body.get("models", [])),
+            )
+        case FrameType.WELCOME:
+            return Welcome(
+                protocol_version=int(body["protocol_version"]),
+                provider=str(body["provider"]),
+                max_body_chunk=int(body.get("max_body_chunk", MAX_BODY_CHUNK)),
+                initial_window=int(body.get("initial_window", DEFAULT_INITIAL_WINDOW)),
+                heartbeat_interval=float(body.get("heartbeat_interval", 5.0)),
+            )
+        case FrameType.MODELS:
+            return Models(models=_cards(body["models"]))
+        case FrameType.REQUEST:
+            _require_stream(frame_type, stream_id)
+            return Request(
+                stream_id=stream_id,
+                method=_string(body, "method"),
+                path=_string(body, "path"),
+                model=_string(body, "model"),
+                query=str(body.get("query", "")),
+                headers=_headers(body.get("headers", [])),
+                timeout=float(body.get("timeout", 60.0)),
+            )
+        case FrameType.RESPONSE:
+            _require_stream(frame_type, stream_id)
+            status = body["status"]
+            if not isinstance(status, int) or not 100 <= status <= 599:
+                msg = f"response status {status!r} is not an HTTP status"
+                raise ProtocolError(msg)
+            return Response(stream_id, status, _headers(body.get("headers", [])))
+        case FrameType.ERROR:
+            _require_stream(frame_type, stream_id)
+            return Error(stream_id, _string(body, "type"), str(body.get("message", "")))
+    msg = f"unexpected frame type {frame_type.name}"  # pragma: no cover
+    raise ProtocolError(msg)
+
+
+def _object(frame_type: FrameType, payload: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{frame_type.name.lower()} frame payload is not JSON"
+        raise ProtocolError(msg) from exc
+    if not isinstance(body, dict):
+        msg = f"{frame_type.name.lower()} frame payload must be a JSON object"
+        raise ProtocolError(msg)
+    return body
+
+
+def _require_stream(frame_type: FrameType, stream_id: int) -> None:
+    if stream_id == CONTROL_STREAM:
+        msg = f"{frame_type.name.lower()} frame needs a stream id other than 0"
+        raise ProtocolError(msg)
+
+
+def _string(body: dict[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str):
+        msg = f"{key} must be a string"
+        raise ProtocolError(msg)
+    return value
+
+
+def _headers(value: Any) -> Headers:
+    if not isinstance(value, list):
+        msg = "headers must be a list of [name, value] pairs"
+        raise ProtocolError(msg)
+    pairs: list[tuple[str, str]] = []
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+        ):
+            msg = "headers must be a list of [name, value] string pairs"
+            raise ProtocolError(msg)
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
+
+
+def _cards(value: Any) -> tuple[ModelCard, ...]:
+    if not isinstance(value, list):
+        msg = "models must be a list"
+        raise ProtocolError(msg)
+    return tuple(ModelCard.from_json(item) for item in value)

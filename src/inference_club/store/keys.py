@@ -1,0 +1,146 @@
+"""API keys: created once in plaintext, stored as hashes, checked on every request."""
+
+from dataclasses import replace
+
+from sqlalchemy import bindparam, insert, select, update
+
+from inference_club.store._base import AnyRow, StoreBase, user_id_by_name, utcnow
+from inference_club.store.credentials import (
+    API_KEY_PREFIX,
+    DISPLAY_PREFIX_LENGTH,
+    check_name,
+    display_prefix,
+    hash_secret,
+    new_api_key,
+    same_hash,
+)
+from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound
+from inference_club.store.records import ApiKey, KeyIdentity
+from inference_club.store.schema import api_keys, users
+
+# Short prefixes would make revoking the wrong key too easy.
+MIN_REVOKE_PREFIX = 6
+
+_KEY_SELECT = select(
+    api_keys.c.id,
+    api_keys.c.user_id,
+    users.c.name.label("user_name"),
+    api_keys.c.name,
+    api_keys.c.prefix,
+    api_keys.c.created_at,
+    api_keys.c.last_used_at,
+    api_keys.c.revoked_at,
+).join_from(api_keys, users, api_keys.c.user_id == users.c.id)
+
+# The hot path: one indexed lookup, built once so only its parameter changes.
+_AUTHENTICATE = (
+    select(
+        api_keys.c.id,
+        api_keys.c.prefix,
+        api_keys.c.key_hash,
+        api_keys.c.user_id,
+        users.c.name,
+        users.c.is_admin,
+        users.c.requests_per_minute,
+    )
+    .join_from(api_keys, users, api_keys.c.user_id == users.c.id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
+)
+
+
+def _key_from_row(row: AnyRow) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        user_id=row.user_id,
+        user_name=row.user_name,
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class KeysMixin(StoreBase):
+    """Creating, listing, revoking and checking API keys."""
+
+    async def create_api_key(self, user_name: str, name: str = "default") -> tuple[ApiKey, str]:
+        """A new key for ``user_name``: its record and the plaintext, which is never stored."""
+        check_name(name, "key")
+        secret = new_api_key()
+        async with self._write() as connection:
+            owner_id = await user_id_by_name(connection, user_name)
+            key_id = await connection.scalar(
+                insert(api_keys)
+                .values(
+                    user_id=owner_id,
+                    name=name,
+                    prefix=display_prefix(secret),
+                    key_hash=hash_secret(secret),
+                    created_at=utcnow(),
+                )
+                .returning(api_keys.c.id)
+            )
+            row = (await connection.execute(_KEY_SELECT.where(api_keys.c.id == key_id))).one()
+        return _key_from_row(row), secret
+
+    async def list_api_keys(self, user_name: str) -> list[ApiKey]:
+        """Every key of ``user_name``, revoked ones included, oldest first."""
+        async with self._read() as connection:
+            owner_id = await user_id_by_name(connection, user_name)
+            rows = await connection.execute(
+                _KEY_SELECT.where(api_keys.c.user_id == owner_id).order_by(api_keys.c.id)
+            )
+            return [_key_from_row(row) for row in rows]
+
+    async def revoke_api_key(self, prefix: str) -> ApiKey:
+        """Revoke the one key whose display prefix starts with ``prefix`` (or the whole key).
+
+        Revoking a revoked key changes nothing and returns it.
+        """
+        if len(prefix) > DISPLAY_PREFIX_LENGTH:
+            # A whole key, e.g. one that leaked: match it exactly, never echo it.
+            condition = api_keys.c.key_hash == hash_secret(prefix)
+            not_found = "no API key matches the key given"
+        elif len(prefix) >= MIN_REVOKE_PREFIX:
+            condition = api_keys.c.prefix.startswith(prefix, autoescape=True)
+            not_found = f"no API key starts with {prefix!r}"
+        else:
+            raise InvalidValue(
+                f"give at least {MIN_REVOKE_PREFIX} characters of the key prefix, "
+                f"as 'keys list' shows it (e.g. {API_KEY_PREFIX}AbC...)"
+            )
+        async with self._write() as connection:
+            rows = (await connection.execute(_KEY_SELECT.where(condition).limit(2))).all()
+            if not rows:
+                raise NotFound(not_found)
+            if len(rows) > 1:
+                raise AmbiguousPrefix(
+                    f"several API keys start with {prefix!r}; give more characters"
+                )
+            key = _key_from_row(rows[0])
+            if key.revoked_at is not None:
+                return key
+            revoked_at = utcnow()
+            await connection.execute(
+                update(api_keys).where(api_keys.c.id == key.id).values(revoked_at=revoked_at)
+            )
+        return replace(key, revoked_at=revoked_at)
+
+    async def authenticate_api_key(self, secret: str) -> KeyIdentity | None:
+        """Who ``secret`` belongs to, or ``None`` for an unknown or revoked key."""
+        if not secret.startswith(API_KEY_PREFIX):
+            return None
+        key_hash = hash_secret(secret)
+        async with self._read() as connection:
+            row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
+        if row is None or not same_hash(row.key_hash, key_hash):
+            return None
+        return KeyIdentity(
+            key_id=row.id,
+            key_prefix=row.prefix,
+            user_id=row.user_id,
+            user_name=row.name,
+            is_admin=bool(row.is_admin),
+            requests_per_minute=row.requests_per_minute,
+        )

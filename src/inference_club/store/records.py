@@ -1,0 +1,102 @@
+"""Plain frozen records the store returns; callers never see ORM objects or sessions."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """A member of the club; ``None`` limits mean the gateway's defaults apply."""
+
+    id: int
+    name: str
+    is_admin: bool
+    requests_per_minute: int | None
+    daily_tokens: int | None
+    daily_audio_seconds: float | None
+    daily_images: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """An API key as listings show it: never the key itself, only its display prefix."""
+
+    id: int
+    user_id: int
+    user_name: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyIdentity:
+    """Who an authenticated API key belongs to, with what the hot path needs to decide."""
+
+    key_id: int
+    key_prefix: str
+    user_id: int
+    user_name: str
+    is_admin: bool
+    requests_per_minute: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provider:
+    """A machine running an agent; its name is the ``owned_by`` of its models."""
+
+    id: int
+    name: str
+    owner_id: int
+    owner_name: str
+    token_prefix: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageRecord:
+    """One request as metered; ``id`` is ``None`` until the record is stored."""
+
+    user_id: int
+    model: str
+    endpoint: str
+    status_code: int
+    started_at: datetime
+    ended_at: datetime
+    api_key_id: int | None = None
+    provider_id: int | None = None
+    ttfb_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    audio_seconds: float | None = None
+    image_count: int | None = None
+    error_type: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """A named set of users that models can be shared with."""
+
+    id: int
+    name: str
+    members: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Asset:
+    """A stored image or audio file; ``path`` is relative to the data directory."""
+
+    id: str
+    user_id: int
+    usage_record_id: int | None
+    kind: str
+    content_type: str
+    size_bytes: int
+    path: str
+    created_at: datetime

@@ -1,0 +1,47 @@
+"""The store: every table behind one async object, opened and migrated in one call."""
+
+from typing import Self
+
+from inference_club.store.assets import AssetsMixin
+from inference_club.store.engine import create_engine, safe_url
+from inference_club.store.keys import KeysMixin
+from inference_club.store.migrate import migrate
+from inference_club.store.providers import ProvidersMixin
+from inference_club.store.sharing import SharingMixin
+from inference_club.store.usage import UsageMixin
+from inference_club.store.users import UsersMixin
+
+
+class Store(UsersMixin, KeysMixin, ProvidersMixin, UsageMixin, SharingMixin, AssetsMixin):
+    """Users, keys, providers, usage, groups, shares and assets, in SQLite or PostgreSQL."""
+
+    @classmethod
+    async def open(cls, database_url: str) -> Self:
+        """Connect to ``database_url`` and bring its schema up to date."""
+        engine = create_engine(database_url)
+        try:
+            await migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        """The database URL, with any password masked."""
+        return safe_url(self._engine.url.render_as_string(hide_password=False))
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()

@@ -1,0 +1,185 @@
+"""Chat and completions through gateway, tunnel and agent against a fake backend."""
+
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.support.fake_backend import FakeBackend
+from tests.support.processes import Gateway, Process, wait_for_models
+
+
+@pytest.fixture
+def member(
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
+) -> tuple[str, FakeBackend, Process]:
+    """Alice with one provider serving ``fake-llm`` through a running agent."""
+    key = gateway.add_user("alice")
+    token = gateway.add_provider("alice", "alice-home")
+    backend = backend_factory("fake-llm")
+    agent = agent_factory(token, backend.url)
+    wait_for_models(gateway.v1, key, {"fake-llm"})
+    return key, backend, agent
+
+
+def client(gateway: Gateway, key: str, **kwargs: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_models_list_has_the_contract_fields(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """GET /v1/models lists the provider's model with the spec's Model fields."""
+    key, _backend, _agent = member
+    models = client(gateway, key).models.list().data
+    assert [m.id for m in models] == ["fake-llm"]
+    entry = models[0].model_dump()
+    assert entry["owned_by"] == "alice-home"
+    assert entry["object"] == "model"
+    assert entry["service_type"] == "llm"
+    assert entry["input_modalities"] == ["text"]
+    assert entry["output_modalities"] == ["text"]
+    assert isinstance(entry["created"], int)
+
+
+def test_chat_passes_the_body_through_untouched(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A non-streamed chat reaches the backend with unknown fields intact and returns its reply."""
+    key, backend, _agent = member
+    reply = client(gateway, key).chat.completions.create(
+        model="fake-llm",
+        messages=[{"role": "user", "content": "hello"}],
+        extra_body={"tools_extra": {"x": [1, 2]}, "reasoning_effort": "low"},
+    )
+    assert reply.choices[0].message.content == "echo from fake: hello"
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 3
+    seen = backend.requests[-1]
+    assert seen["tools_extra"] == {"x": [1, 2]}
+    assert seen["reasoning_effort"] == "low"
+    # The member's API key never reaches the home machine.
+    assert key not in str(seen["_headers"])
+
+
+def test_completions_endpoint(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """Legacy completions are proxied to the backend's /v1/completions."""
+    key, backend, _agent = member
+    reply = client(gateway, key).completions.create(model="fake-llm", prompt="once")
+    assert reply.choices[0].text == "completion from fake: once"
+    assert backend.requests[-1]["_path"] == "/v1/completions"
+
+
+def test_stream_strips_usage_chunk_client_did_not_ask_for(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """Streams ask the backend for usage but only show it to clients that asked."""
+    key, backend, _agent = member
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="fake-llm", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "tok0 tok1 tok2 tok3 tok4 "
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+    assert backend.requests[-1]["stream_options"] == {"include_usage": True}
+
+
+def test_stream_keeps_usage_chunk_when_asked(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A client asking include_usage gets the usage chunk."""
+    key, _backend, _agent = member
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="fake-llm",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+
+
+def test_stream_arrives_chunk_by_chunk(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A slow stream's first chunk reaches the client long before the last."""
+    key, _backend, _agent = member
+    stream = client(gateway, key).chat.completions.create(
+        model="fake-llm", messages=[{"role": "user", "content": "slow"}], stream=True
+    )
+    started = time.monotonic()
+    arrivals = [time.monotonic() - started for _chunk in stream]
+    assert len(arrivals) == 21
+    # 20 chunks 100 ms apart: unbuffered relay spreads arrivals over ~2 s.
+    assert arrivals[0] < 0.5
+    assert arrivals[-1] - arrivals[0] > 1.5
+
+
+def test_backend_error_is_502_in_the_envelope(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A backend 500 becomes a 502 upstream_error quoting the backend's message."""
+    key, _backend, _agent = member
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(gateway, key).chat.completions.create(
+            model="fake-llm", messages=[{"role": "user", "content": "fail"}]
+        )
+    assert raised.value.status_code == 502
+    body = raised.value.response.json()
+    assert body["error"]["type"] == "upstream_error"
+    assert "model exploded" in body["error"]["message"]
+
+
+def test_hanging_backend_is_502_after_the_timeout(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A backend that never answers gives a 502 after the upstream timeout, not a hang."""
+    key, _backend, _agent = member
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(gateway, key, timeout=30).chat.completions.create(
+            model="fake-llm", messages=[{"role": "user", "content": "hang"}]
+        )
+    assert raised.value.status_code == 502
+    assert "did not answer within 3 seconds" in raised.value.response.json()["error"]["message"]
+    assert time.monotonic() - started < 10
+
+
+def test_backend_dropping_mid_stream_ends_with_an_error_event(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A backend that cuts the stream makes the SDK raise instead of hanging."""
+    key, _backend, _agent = member
+    received = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in client(gateway, key, timeout=15).chat.completions.create(
+            model="fake-llm", messages=[{"role": "user", "content": "drop"}], stream=True
+        ):
+            received.append(chunk)
+    assert len(received) == 2
+    assert "mid-stream" in str(raised.value)
+
+
+def test_client_disconnect_reaches_the_backend(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """Closing the client mid-stream makes the backend see its connection close."""
+    key, backend, _agent = member
+    with httpx.stream(
+        "POST",
+        f"{gateway.v1}/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "fake-llm", "messages": [{"role": "user", "content": "slow"}], "stream": True},
+        timeout=10,
+    ) as response:
+        for _line in response.iter_lines():
+            break
+    deadline = time.monotonic() + 5
+    while "slow" not in backend.disconnects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.disconnects == ["slow"]
+
+
+def test_agent_killed_mid_stream_ends_with_an_error_event(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+    """A provider that vanishes mid-stream ends the stream with an error within seconds."""
+    key, _backend, agent = member
+    stream = client(gateway, key, timeout=30).chat.completions.create(
+        model="fake-llm", messages=[{"role": "user", "content": "slow"}], stream=True
+    )
+    started = time.monotonic()
+    with pytest.raises(openai.APIError):
+        for index, _chunk in enumerate(stream):
+            if index == 1:
+                agent.kill()
+    assert time.monotonic() - started < 5

@@ -1,0 +1,129 @@
+"""Every frame type survives encode → decode, and malformed frames are refused clearly."""
+
+import struct
+
+import orjson
+import pytest
+
+from inference_club.protocol import (
+    MAX_BODY_CHUNK,
+    MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    Body,
+    Cancel,
+    CloseCode,
+    End,
+    Error,
+    Frame,
+    FrameType,
+    Hello,
+    ModelCard,
+    Models,
+    Ping,
+    Pong,
+    ProtocolError,
+    Request,
+    Response,
+    Welcome,
+    Window,
+    decode,
+    encode,
+)
+
+CARD = ModelCard(
+    "smollm2",
+    service_type="llm",
+    supported_features=("reasoning",),
+    context_length=8192,
+    max_concurrency=4,
+    visibility=("network",),
+)
+TTS = ModelCard("piper", service_type="tts", voices=("joe", "amy"))
+
+EVERY_FRAME: list[Frame] = [
+    Hello(PROTOCOL_VERSION, "0.1.0", (CARD, TTS)),
+    Welcome(PROTOCOL_VERSION, "brian-home", max_body_chunk=32768, initial_window=1 << 20, heartbeat_interval=2.5),
+    Models((TTS,)),
+    Models(()),
+    Request(7, "POST", "/chat/completions", "smollm2", query="a=1", headers=(("content-type", "application/json"),), timeout=30.0),
+    Response(7, 200, (("content-type", "text/event-stream"),)),
+    Body(7, b"\x00\x01binary\xff" * 100),
+    Body(7, b""),
+    End(7),
+    End(7, {"prompt_tokens": 3, "completion_tokens": 9}),
+    Cancel(7),
+    Error(7, "backend_unreachable", "connection refused"),
+    Window(7, 65536),
+    Ping(b"12345678"),
+    Pong(b"12345678"),
+]
+
+
+@pytest.mark.parametrize("frame", EVERY_FRAME, ids=lambda f: type(f).__name__)
+def test_round_trip(frame: Frame) -> None:
+    """decode(encode(frame)) gives back the same frame."""
+    assert decode(encode(frame)) == frame
+
+
+def test_header_layout() -> None:
+    """Type byte, 4-byte big-endian stream id, then the raw body bytes."""
+    data = encode(Body(258, b"abc"))
+    assert data == bytes([FrameType.BODY]) + struct.pack(">I", 258) + b"abc"
+
+
+def test_model_card_defaults_modalities_from_service_type() -> None:
+    """A tts card without modalities takes text in and audio out."""
+    card = decode(encode(Models((ModelCard("voice", service_type="tts"),))))
+    assert isinstance(card, Models)
+    assert card.models[0].input_modalities == ("text",)
+    assert card.models[0].output_modalities == ("audio",)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "shorter than"),
+        (b"\x10\x00", "shorter than"),
+        (bytes([0x7F]) + struct.pack(">I", 1), "unknown frame type 0x7f"),
+        (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + b"not json", "not JSON"),
+        (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + b"[1,2]", "must be a JSON object"),
+        (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + orjson.dumps({"path": "/x"}), "malformed request"),
+        (bytes([FrameType.REQUEST]) + struct.pack(">I", 0) + orjson.dumps({"method": "GET", "path": "/", "model": "m"}), "stream id other than 0"),
+        (bytes([FrameType.RESPONSE]) + struct.pack(">I", 1) + orjson.dumps({"status": 999}), "not an HTTP status"),
+        (bytes([FrameType.RESPONSE]) + struct.pack(">I", 1) + orjson.dumps({"status": 200, "headers": [["a"]]}), "headers"),
+        (bytes([FrameType.WINDOW]) + struct.pack(">I", 1) + b"\x00", "4 bytes"),
+        (bytes([FrameType.HELLO]) + struct.pack(">I", 0) + orjson.dumps({"protocol_version": 1, "models": [{"id": "m", "service_type": "video"}]}), "service_type"),
+        (bytes([FrameType.PING]) + struct.pack(">I", 0) + b"x" * 65, "longer than 64"),
+        (bytes([FrameType.END]) + struct.pack(">I", 1) + orjson.dumps({"usage": 3}), "usage must be an object"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(data: bytes, reason: str) -> None:
+    """Garbage never decodes into a frame; the error says what is wrong."""
+    with pytest.raises(ProtocolError) as raised:
+        decode(data)
+    assert reason in raised.value.reason
+    assert raised.value.code == CloseCode.MALFORMED_FRAME
+
+
+def test_oversize_body_chunk_is_refused_both_ways() -> None:
+    """A body chunk over MAX_BODY_CHUNK is refused when encoding and when decoding."""
+    with pytest.raises(ProtocolError) as raised:
+        encode(Body(1, b"x" * (MAX_BODY_CHUNK + 1)))
+    assert raised.value.code == CloseCode.MESSAGE_TOO_BIG
+    data = bytes([FrameType.BODY]) + struct.pack(">I", 1) + b"x" * (MAX_BODY_CHUNK + 1)
+    with pytest.raises(ProtocolError) as raised:
+        decode(data)
+    assert raised.value.code == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_oversize_frame_is_refused() -> None:
+    """Any message over MAX_FRAME_SIZE is refused before parsing."""
+    data = bytes([FrameType.MODELS]) + struct.pack(">I", 0) + b" " * MAX_FRAME_SIZE
+    with pytest.raises(ProtocolError) as raised:
+        decode(data)
+    assert raised.value.code == CloseCode.MESSAGE_TOO_BIG
+
+
+def test_close_reason_fits_a_websocket_close_frame() -> None:
+    """Reasons are cut to the 123 bytes a close frame can carry."""
+    assert len(ProtocolError("é" * 200).reason.encode()) <= 123

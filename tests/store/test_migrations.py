@@ -1,0 +1,143 @@
+"""Migrations: a new database reaches the schema in schema.py, also with concurrent openers."""
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from inference_club.store import Store
+from inference_club.store.migrate import MIGRATIONS_DIR
+from inference_club.store.schema import metadata
+
+DatabaseFactory = Callable[[], Awaitable[str]]
+
+_OPEN_ONCE = """
+import asyncio, sys
+from inference_club.store import Store
+
+async def main(url: str) -> None:
+    store = await Store.open(url)
+    await store.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def _head_revision() -> str:
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+async def _inspect(url: str) -> tuple[str | None, list[object], set[str]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+
+            def read(sync: Connection) -> tuple[str | None, list[object], set[str]]:
+                context = MigrationContext.configure(sync)
+                diff = compare_metadata(context, metadata)
+                return context.get_current_revision(), diff, set(inspect(sync).get_table_names())
+
+            return await connection.run_sync(read)
+    finally:
+        await engine.dispose()
+
+
+async def test_open_migrates_a_new_database_to_the_declared_schema(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """Opening an empty database creates exactly the tables, columns and indexes of schema.py."""
+    url = await fresh_database_url()
+    store = await Store.open(url)
+    await store.close()
+
+    revision, diff, tables = await _inspect(url)
+
+    assert revision == _head_revision()
+    assert diff == []
+    assert set(metadata.tables) <= tables
+
+
+async def test_reopening_a_migrated_database_keeps_its_rows(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """A second open finds the schema current and changes no data."""
+    url = await fresh_database_url()
+    first = await Store.open(url)
+    await first.add_user("alice")
+    await first.close()
+
+    second = await Store.open(url)
+    try:
+        assert [user.name for user in await second.list_users()] == ["alice"]
+    finally:
+        await second.close()
+
+
+async def test_concurrent_opens_in_one_process_all_succeed(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """Several stores opening one new database at the same moment migrate it once, cleanly."""
+    url = await fresh_database_url()
+
+    stores = await asyncio.gather(*(Store.open(url) for _ in range(5)))
+    try:
+        await stores[0].add_user("bob")
+        assert [user.name for user in await stores[4].list_users()] == ["bob"]
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+    revision, diff, _ = await _inspect(url)
+    assert (revision, diff) == (_head_revision(), [])
+
+
+async def test_concurrent_opens_from_separate_processes_all_succeed(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """A gateway and CLI commands starting together on a new database all open it."""
+    url = await fresh_database_url()
+
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _OPEN_ONCE,
+            url,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [await process.communicate() for process in processes]
+
+    assert [process.returncode for process in processes] == [0] * 4, outcomes
+    revision, diff, _ = await _inspect(url)
+    assert (revision, diff) == (_head_revision(), [])
+
+
+async def test_failed_migration_leaves_no_partial_schema(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """DDL runs in the migration's transaction: if it fails, no table is left behind."""
+    url = await fresh_database_url()
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            # A table that the migration will also try to create, halfway through.
+            await connection.execute(text("CREATE TABLE providers (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(DBAPIError):
+            await Store.open(url)
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        assert tables == {"providers"}
+    finally:
+        await engine.dispose()
