@@ -68,6 +68,8 @@ class LoadSummary:
     errors: int
     error_samples: tuple[str, ...]
     achieved_rate: float
+    # From the first scheduled request to the last response.
+    span_s: float
     latency_ms: Distribution
     # From the actual send instead of the schedule: the server's share of the latency.
     service_ms: Distribution
@@ -78,6 +80,11 @@ class LoadSummary:
     peak_connections: int
     max_dispatch_lag_ms: float
     loadgen_cpu_s: float
+
+    @property
+    def loadgen_cpu_percent(self) -> float:
+        """The load generator's own CPU use, in percent of one core."""
+        return 100 * self.loadgen_cpu_s / self.span_s
 
 
 def _record(exchange: Exchange) -> RequestRecord:
@@ -206,6 +213,7 @@ def summarize(result: RunResult) -> LoadSummary:
         errors=len(records) - len(good),
         error_samples=tuple(samples),
         achieved_rate=len(good) / span,
+        span_s=span,
         latency_ms=distribution(r.end - r.scheduled for r in good).scaled(1000),
         service_ms=distribution(r.end - r.sent for r in good).scaled(1000),
         ttfb_ms=distribution(

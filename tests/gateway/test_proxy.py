@@ -30,7 +30,9 @@ def client(gateway: Gateway, key: str, **kwargs: object) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0, **kwargs)  # type: ignore[arg-type]
 
 
-def test_models_list_has_the_contract_fields(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_models_list_has_the_contract_fields(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """GET /v1/models lists the provider's model with the spec's Model fields."""
     key, _backend, _agent = member
     models = client(gateway, key).models.list().data
@@ -44,7 +46,9 @@ def test_models_list_has_the_contract_fields(gateway: Gateway, member: tuple[str
     assert isinstance(entry["created"], int)
 
 
-def test_chat_passes_the_body_through_untouched(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_chat_passes_the_body_through_untouched(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A non-streamed chat reaches the backend with unknown fields intact and returns its reply."""
     key, backend, _agent = member
     reply = client(gateway, key).chat.completions.create(
@@ -70,7 +74,9 @@ def test_completions_endpoint(gateway: Gateway, member: tuple[str, FakeBackend, 
     assert backend.requests[-1]["_path"] == "/v1/completions"
 
 
-def test_stream_strips_usage_chunk_client_did_not_ask_for(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_stream_strips_usage_chunk_client_did_not_ask_for(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """Streams ask the backend for usage but only show it to clients that asked."""
     key, backend, _agent = member
     chunks = list(
@@ -85,7 +91,9 @@ def test_stream_strips_usage_chunk_client_did_not_ask_for(gateway: Gateway, memb
     assert backend.requests[-1]["stream_options"] == {"include_usage": True}
 
 
-def test_stream_keeps_usage_chunk_when_asked(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_stream_keeps_usage_chunk_when_asked(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A client asking include_usage gets the usage chunk."""
     key, _backend, _agent = member
     chunks = list(
@@ -100,7 +108,9 @@ def test_stream_keeps_usage_chunk_when_asked(gateway: Gateway, member: tuple[str
     assert chunks[-1].usage.completion_tokens == 5
 
 
-def test_stream_arrives_chunk_by_chunk(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_stream_arrives_chunk_by_chunk(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A slow stream's first chunk reaches the client long before the last."""
     key, _backend, _agent = member
     stream = client(gateway, key).chat.completions.create(
@@ -114,7 +124,9 @@ def test_stream_arrives_chunk_by_chunk(gateway: Gateway, member: tuple[str, Fake
     assert arrivals[-1] - arrivals[0] > 1.5
 
 
-def test_backend_error_is_502_in_the_envelope(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_backend_error_is_502_in_the_envelope(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A backend 500 becomes a 502 upstream_error quoting the backend's message."""
     key, _backend, _agent = member
     with pytest.raises(openai.APIStatusError) as raised:
@@ -127,7 +139,9 @@ def test_backend_error_is_502_in_the_envelope(gateway: Gateway, member: tuple[st
     assert "model exploded" in body["error"]["message"]
 
 
-def test_hanging_backend_is_502_after_the_timeout(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_hanging_backend_is_502_after_the_timeout(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A backend that never answers gives a 502 after the upstream timeout, not a hang."""
     key, _backend, _agent = member
     started = time.monotonic()
@@ -140,7 +154,9 @@ def test_hanging_backend_is_502_after_the_timeout(gateway: Gateway, member: tupl
     assert time.monotonic() - started < 10
 
 
-def test_backend_dropping_mid_stream_ends_with_an_error_event(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_backend_dropping_mid_stream_ends_with_an_error_event(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A backend that cuts the stream makes the SDK raise instead of hanging."""
     key, _backend, _agent = member
     received = []
@@ -153,14 +169,20 @@ def test_backend_dropping_mid_stream_ends_with_an_error_event(gateway: Gateway, 
     assert "mid-stream" in str(raised.value)
 
 
-def test_client_disconnect_reaches_the_backend(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_client_disconnect_reaches_the_backend(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """Closing the client mid-stream makes the backend see its connection close."""
     key, backend, _agent = member
     with httpx.stream(
         "POST",
         f"{gateway.v1}/chat/completions",
         headers={"Authorization": f"Bearer {key}"},
-        json={"model": "fake-llm", "messages": [{"role": "user", "content": "slow"}], "stream": True},
+        json={
+            "model": "fake-llm",
+            "messages": [{"role": "user", "content": "slow"}],
+            "stream": True,
+        },
         timeout=10,
     ) as response:
         for _line in response.iter_lines():
@@ -171,7 +193,9 @@ def test_client_disconnect_reaches_the_backend(gateway: Gateway, member: tuple[s
     assert backend.disconnects == ["slow"]
 
 
-def test_agent_killed_mid_stream_ends_with_an_error_event(gateway: Gateway, member: tuple[str, FakeBackend, Process]) -> None:
+def test_agent_killed_mid_stream_ends_with_an_error_event(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
     """A provider that vanishes mid-stream ends the stream with an error within seconds."""
     key, _backend, agent = member
     stream = client(gateway, key, timeout=30).chat.completions.create(

@@ -23,7 +23,9 @@ def chat(gateway: Gateway, key: str, model: str, content: str = "hi") -> httpx.R
 
 
 def test_a_user_never_sees_or_reaches_another_users_models(
-    gateway: Gateway, backend_factory: Callable[..., FakeBackend], agent_factory: Callable[..., Process]
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
 ) -> None:
     """Bob's models are invisible to Alice and a request for one is answered as for no model."""
     alice = gateway.add_user("alice")
@@ -36,12 +38,17 @@ def test_a_user_never_sees_or_reaches_another_users_models(
     missing = chat(gateway, alice, "no-such-model")
     assert refused.status_code == missing.status_code == 404
     assert refused.json()["error"]["type"] == "no_provider"
-    assert refused.json()["error"]["message"] == "No online provider serving model 'bob-llm' for this user."
+    assert (
+        refused.json()["error"]["message"]
+        == "No online provider serving model 'bob-llm' for this user."
+    )
     assert chat(gateway, bob, "bob-llm").status_code == 200
 
 
 def test_two_providers_of_one_model_balance_and_fail_over(
-    gateway: Gateway, backend_factory: Callable[..., FakeBackend], agent_factory: Callable[..., Process]
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
 ) -> None:
     """With one provider's backend down, every request still succeeds on the other."""
     key = gateway.add_user("alice")
@@ -49,7 +56,7 @@ def test_two_providers_of_one_model_balance_and_fail_over(
     second = backend_factory("shared-llm", name="second")
     agent_factory(gateway.add_provider("alice", "home-a"), first.url)
     agent_factory(gateway.add_provider("alice", "home-b"), second.url)
-    models = wait_for_models(gateway.v1, key, {"shared-llm"})
+    models = wait_for_models(gateway.v1, key, {"shared-llm"}, providers=2)
     assert models[0]["providers"] == ["home-a", "home-b"]
     # Both serve while both are up.
     for _ in range(6):
@@ -64,7 +71,9 @@ def test_two_providers_of_one_model_balance_and_fail_over(
 
 
 def test_pinning_a_provider_with_model_at_provider(
-    gateway: Gateway, backend_factory: Callable[..., FakeBackend], agent_factory: Callable[..., Process]
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
 ) -> None:
     """``model@provider`` always reaches that provider, and the backend sees the plain id."""
     key = gateway.add_user("alice")
@@ -72,7 +81,7 @@ def test_pinning_a_provider_with_model_at_provider(
     second = backend_factory("shared-llm", name="second")
     agent_factory(gateway.add_provider("alice", "home-a"), first.url)
     agent_factory(gateway.add_provider("alice", "home-b"), second.url)
-    wait_for_models(gateway.v1, key, {"shared-llm"})
+    wait_for_models(gateway.v1, key, {"shared-llm"}, providers=2)
     for _ in range(3):
         reply = chat(gateway, key, "shared-llm@home-b")
         assert "echo from second" in reply.text
@@ -81,7 +90,9 @@ def test_pinning_a_provider_with_model_at_provider(
 
 
 def test_every_request_leaves_a_usage_record(
-    gateway: Gateway, backend_factory: Callable[..., FakeBackend], agent_factory: Callable[..., Process]
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
 ) -> None:
     """Successes, failures and streams are metered, with tokens from the backend's usage."""
     key = gateway.add_user("alice")
@@ -89,11 +100,17 @@ def test_every_request_leaves_a_usage_record(
     wait_for_models(gateway.v1, key, {"fake-llm"})
     sdk = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
     sdk.chat.completions.create(model="fake-llm", messages=[{"role": "user", "content": "a"}])
-    list(sdk.chat.completions.create(model="fake-llm", messages=[{"role": "user", "content": "b"}], stream=True))
+    list(
+        sdk.chat.completions.create(
+            model="fake-llm", messages=[{"role": "user", "content": "b"}], stream=True
+        )
+    )
     assert chat(gateway, key, "fake-llm", "fail").status_code == 502
     assert chat(gateway, key, "missing").status_code == 404
     records = asyncio.run(_usage_when(gateway.data, 5))
-    by_status = sorted((r.endpoint, r.status_code, r.completion_tokens, r.error_type) for r in records)
+    by_status = sorted(
+        (r.endpoint, r.status_code, r.completion_tokens, r.error_type) for r in records
+    )
     assert ("chat.completions", 200, 3, None) in by_status
     assert ("chat.completions", 200, 5, None) in by_status
     assert ("chat.completions", 502, None, "upstream_error") in by_status

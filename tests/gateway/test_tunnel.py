@@ -79,9 +79,21 @@ async def test_wrong_protocol_version_is_refused(gateway: Gateway) -> None:
     ("message", "expected_code", "expected_reason"),
     [
         (b"\x7f\x00\x00\x00\x01", CloseCode.MALFORMED_FRAME, "unknown frame type"),
-        (bytes([FrameType.BODY]) + struct.pack(">I", 1) + b"x" * (MAX_BODY_CHUNK + 1), CloseCode.MESSAGE_TOO_BIG, "exceeds"),
-        (bytes([FrameType.MODELS]) + struct.pack(">I", 0) + b"{", CloseCode.MALFORMED_FRAME, "not JSON"),
-        (encode(Hello(PROTOCOL_VERSION, "again", ())), CloseCode.MALFORMED_FRAME, "may not send hello"),
+        (
+            bytes([FrameType.BODY]) + struct.pack(">I", 1) + b"x" * (MAX_BODY_CHUNK + 1),
+            CloseCode.MESSAGE_TOO_BIG,
+            "exceeds",
+        ),
+        (
+            bytes([FrameType.MODELS]) + struct.pack(">I", 0) + b"{",
+            CloseCode.MALFORMED_FRAME,
+            "not JSON",
+        ),
+        (
+            encode(Hello(PROTOCOL_VERSION, "again", ())),
+            CloseCode.MALFORMED_FRAME,
+            "may not send hello",
+        ),
     ],
 )
 async def test_malformed_frame_closes_only_that_tunnel(

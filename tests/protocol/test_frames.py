@@ -42,10 +42,24 @@ TTS = ModelCard("piper", service_type="tts", voices=("joe", "amy"))
 
 EVERY_FRAME: list[Frame] = [
     Hello(PROTOCOL_VERSION, "0.1.0", (CARD, TTS)),
-    Welcome(PROTOCOL_VERSION, "brian-home", max_body_chunk=32768, initial_window=1 << 20, heartbeat_interval=2.5),
+    Welcome(
+        PROTOCOL_VERSION,
+        "brian-home",
+        max_body_chunk=32768,
+        initial_window=1 << 20,
+        heartbeat_interval=2.5,
+    ),
     Models((TTS,)),
     Models(()),
-    Request(7, "POST", "/chat/completions", "smollm2", query="a=1", headers=(("content-type", "application/json"),), timeout=30.0),
+    Request(
+        7,
+        "POST",
+        "/chat/completions",
+        "smollm2",
+        query="a=1",
+        headers=(("content-type", "application/json"),),
+        timeout=30.0,
+    ),
     Response(7, 200, (("content-type", "text/event-stream"),)),
     Body(7, b"\x00\x01binary\xff" * 100),
     Body(7, b""),
@@ -87,14 +101,40 @@ def test_model_card_defaults_modalities_from_service_type() -> None:
         (bytes([0x7F]) + struct.pack(">I", 1), "unknown frame type 0x7f"),
         (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + b"not json", "not JSON"),
         (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + b"[1,2]", "must be a JSON object"),
-        (bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + orjson.dumps({"path": "/x"}), "malformed request"),
-        (bytes([FrameType.REQUEST]) + struct.pack(">I", 0) + orjson.dumps({"method": "GET", "path": "/", "model": "m"}), "stream id other than 0"),
-        (bytes([FrameType.RESPONSE]) + struct.pack(">I", 1) + orjson.dumps({"status": 999}), "not an HTTP status"),
-        (bytes([FrameType.RESPONSE]) + struct.pack(">I", 1) + orjson.dumps({"status": 200, "headers": [["a"]]}), "headers"),
+        (
+            bytes([FrameType.REQUEST]) + struct.pack(">I", 1) + orjson.dumps({"path": "/x"}),
+            "malformed request",
+        ),
+        (
+            bytes([FrameType.REQUEST])
+            + struct.pack(">I", 0)
+            + orjson.dumps({"method": "GET", "path": "/", "model": "m"}),
+            "stream id other than 0",
+        ),
+        (
+            bytes([FrameType.RESPONSE]) + struct.pack(">I", 1) + orjson.dumps({"status": 999}),
+            "not an HTTP status",
+        ),
+        (
+            bytes([FrameType.RESPONSE])
+            + struct.pack(">I", 1)
+            + orjson.dumps({"status": 200, "headers": [["a"]]}),
+            "headers",
+        ),
         (bytes([FrameType.WINDOW]) + struct.pack(">I", 1) + b"\x00", "4 bytes"),
-        (bytes([FrameType.HELLO]) + struct.pack(">I", 0) + orjson.dumps({"protocol_version": 1, "models": [{"id": "m", "service_type": "video"}]}), "service_type"),
+        (
+            bytes([FrameType.HELLO])
+            + struct.pack(">I", 0)
+            + orjson.dumps(
+                {"protocol_version": 1, "models": [{"id": "m", "service_type": "video"}]}
+            ),
+            "service_type",
+        ),
         (bytes([FrameType.PING]) + struct.pack(">I", 0) + b"x" * 65, "longer than 64"),
-        (bytes([FrameType.END]) + struct.pack(">I", 1) + orjson.dumps({"usage": 3}), "usage must be an object"),
+        (
+            bytes([FrameType.END]) + struct.pack(">I", 1) + orjson.dumps({"usage": 3}),
+            "usage must be an object",
+        ),
     ],
 )
 def test_malformed_frames_raise_protocol_error(data: bytes, reason: str) -> None:

@@ -13,15 +13,15 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from inference_club.store import Store
-from inference_club.store.migrate import MIGRATIONS_DIR
+from inference_club.store import Store, StoreError
+from inference_club.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
 from inference_club.store.schema import metadata
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
 _OPEN_ONCE = """
 import asyncio, sys
-from inference_club.store import Store
+from inference_club.store import Store, StoreError
 
 async def main(url: str) -> None:
     store = await Store.open(url)
@@ -32,10 +32,14 @@ asyncio.run(main(sys.argv[1]))
 
 
 def _head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = script.get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
     return head
+
+
+def test_known_head_revision_is_the_newest_migration() -> None:
+    """HEAD_REVISION, which lets current databases skip Alembic, names the newest migration."""
+    assert _head_revision() == HEAD_REVISION
 
 
 async def _inspect(url: str) -> tuple[str | None, list[object], set[str]]:
@@ -141,3 +145,21 @@ async def test_failed_migration_leaves_no_partial_schema(
         assert tables == {"providers"}
     finally:
         await engine.dispose()
+
+
+async def test_database_from_a_newer_version_is_refused(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """A schema revision this code does not know stops the open with a clear StoreError."""
+    url = await fresh_database_url()
+    store = await Store.open(url)
+    await store.close()
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+
+    with pytest.raises(StoreError, match="9999"):
+        await Store.open(url)

@@ -55,7 +55,7 @@ class FakeBackend:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
@@ -64,14 +64,25 @@ class FakeBackend:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     def stop(self) -> None:
-        """Stop serving; connections are cut."""
+        """Stop serving; connections are cut. Stopping twice is harmless."""
         if self._loop is None or self._runner is None:
             return
-        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        self._loop.close()
+        self._loop = None
+
+    async def _shutdown(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+        # Handlers still sleeping (the "hang" behaviour) are cancelled, not left pending.
+        rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     async def _models(self, _request: web.Request) -> web.Response:
         data = [{"id": model, "object": "model", "owned_by": "fake"} for model in self.models]
@@ -88,9 +99,11 @@ class FakeBackend:
                 {"error": {"message": "model exploded", "type": "server_error"}}, status=500
             )
         if command == "hang":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(60)
         if not body.get("stream") and request.path == "/v1/completions":
-            return web.json_response(_text_completion(body, f"completion from {self.name}: {command}"))
+            return web.json_response(
+                _text_completion(body, f"completion from {self.name}: {command}")
+            )
         if not body.get("stream"):
             return web.json_response(_completion(body, f"echo from {self.name}: {command}"))
         return await self._stream(request, body, command)

@@ -125,7 +125,9 @@ def start_gateway(tmp: Path, *extra: str) -> Gateway:
     return gateway
 
 
-def start_agent(tmp: Path, gateway_url: str, token: str, *backends: str, extra: tuple[str, ...] = ()) -> Process:
+def start_agent(
+    tmp: Path, gateway_url: str, token: str, *backends: str, extra: tuple[str, ...] = ()
+) -> Process:
     """Start an agent for ``backends`` (OpenAI base URLs)."""
     args = [*CLI, "agent", "--server", gateway_url, "--token", token]
     for backend in backends:
@@ -150,15 +152,18 @@ def wait_until_http(url: str, process: Process, timeout: float = 30.0) -> None:
     raise AssertionError(msg)
 
 
-def wait_for_models(v1: str, key: str, expected: set[str], timeout: float = 20.0) -> list[dict[str, object]]:
-    """Poll ``/v1/models`` until exactly ``expected`` ids are listed."""
+def wait_for_models(
+    v1: str, key: str, expected: set[str], timeout: float = 20.0, providers: int = 1
+) -> list[dict[str, object]]:
+    """Poll ``/v1/models`` until exactly ``expected`` ids are listed, each by ``providers``."""
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < deadline:
         response = httpx.get(f"{v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
         data: list[dict[str, object]] = response.json().get("data", [])
         seen = {str(model["id"]) for model in data}
-        if seen == expected:
+        enough = all(len(model.get("providers") or []) >= providers for model in data)  # type: ignore[arg-type]
+        if seen == expected and enough:
             return data
         time.sleep(0.05)
     msg = f"models {sorted(seen)} never became {sorted(expected)}"

@@ -150,13 +150,10 @@ def _backend(value: Any, where: str) -> BackendSettings:
     service_type = _optional_string(value, "service_type", f"{where}.service_type")
     if service_type is not None and service_type not in SERVICE_TYPES:
         _fail(f"{where}.service_type", f"must be one of {', '.join(SERVICE_TYPES)}")
+    api_key = _optional_string(value, "api_key", f"{where}.api_key")
+    models = _strings(value, "models", f"{where}.models") or ()
     try:
-        return BackendSettings(
-            url=url,
-            api_key=_optional_string(value, "api_key", f"{where}.api_key"),
-            models=_strings(value, "models", f"{where}.models") or (),
-            service_type=service_type,
-        )
+        return BackendSettings(url, api_key=api_key, models=models, service_type=service_type)
     except ConfigError as exc:
         raise ConfigError(f"{where}.url: {exc}") from None
 

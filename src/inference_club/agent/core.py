@@ -123,6 +123,7 @@ class Agent:
         backoff = Backoff(settings.backoff_base, settings.backoff_cap)
         while True:
             self._lifetime = 0.0
+            welcomed = self.connections
             delay: float | None = None
             try:
                 reason = await self._connect_once()
@@ -131,11 +132,16 @@ class Agent:
                 reason, delay = "rejected by the gateway", backoff.cap
             except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
                 reason = _describe(exc)
+            except Exception as exc:
+                # A bug must cost one connection, not the agent: keep serving after a redial.
+                logger.exception("tunnel failed")
+                reason = _describe(exc)
             if self._lifetime > settings.backoff_reset_after:
                 backoff.reset()
             if delay is None:
                 delay = backoff.next_delay()
-            logger.info("disconnected", extra={"reason": reason, "retry_in_s": round(delay, 3)})
+            event = "disconnected" if self.connections > welcomed else "cannot connect"
+            logger.info(event, extra={"reason": reason, "retry_in_s": round(delay, 3)})
             await asyncio.sleep(delay)
 
     async def _connect_once(self) -> str:
@@ -163,7 +169,11 @@ class Agent:
             raise ConnectionError(msg) from None
         async with ws:
             session = TunnelSession(ws, settings, self._backend_http, lambda: self.catalog)
-            welcome = await session.handshake(self.catalog.cards)
+            try:
+                welcome = await session.handshake(self.catalog.cards)
+            except ProtocolError as exc:
+                await ws.close(code=exc.code, message=exc.reason.encode())
+                raise
             loop = asyncio.get_running_loop()
             connected_at = loop.time()
             self._session = session

@@ -1,6 +1,7 @@
 """One request stream: the gateway's frames in, an HTTP request to a local server, frames back."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -23,7 +24,6 @@ from inference_club.protocol import (
     Response,
     SendWindow,
     Window,
-    WindowClosed,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,17 +86,29 @@ class StreamRelay:
         self._status: int | None = None
         self._bytes_in = 0
         self._bytes_out = 0
+        self._received = 0
+        self._granted = 0
 
     def feed(self, data: bytes) -> None:
         """Queue one request body chunk; the gateway may never exceed the window it was given."""
         if self._body_ended:
             return
+        self._received += len(data)
         self._buffered += len(data)
         if self._buffered > self._limits.initial_window:
             msg = f"stream {self.request.stream_id}: request body overran its flow-control window"
             raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
         if data:
             self._body.put_nowait(data)
+
+    @property
+    def body_ended(self) -> bool:
+        """Whether the gateway has sent the End of the request body."""
+        return self._body_ended
+
+    def ungranted(self) -> int:
+        """Request body bytes received but not yet granted back to the gateway."""
+        return self._received - self._granted
 
     def end_body(self) -> None:
         """The gateway sent the whole request body."""
@@ -107,11 +119,19 @@ class StreamRelay:
     async def run(self) -> None:
         """Relay the request and its response, then log one line about it."""
         started = time.monotonic()
-        outcome = "aborted"
+        outcome = "aborted"  # the tunnel went away under the stream
         try:
             outcome = await self._relay()
-        except WindowClosed:
-            pass
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except ConnectionError:
+            raise  # the tunnel went away under the stream: nobody is left to tell
+        except Exception:
+            logger.exception("relaying failed", extra={"stream_id": self.request.stream_id})
+            outcome = "agent_error"
+            with contextlib.suppress(ConnectionError):
+                await self._fail("agent_error", "the agent failed to relay this request")
         finally:
             self.send_window.close()
             logger.log(
@@ -208,6 +228,7 @@ class StreamRelay:
             self._bytes_in += len(chunk)
             increment = self._receive_window.consumed(len(chunk))
             if increment:
+                self._granted += increment
                 await self._send(Window(self.request.stream_id, increment))
             chunk = await self._body.get()
 

@@ -70,16 +70,14 @@ class TunnelSession:
         self._send_lock = asyncio.Lock()
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Streams that ended before their request body did: the rest of the body is granted
+        # and dropped, so a gateway still sending it is never left waiting for credit.
+        self._draining: set[int] = set()
         self._announced: tuple[ModelCard, ...] = ()
         self._log_level = logging.getLevelNamesMapping().get(
             settings.request_log_level.upper(), logging.INFO
         )
         self.welcome: Welcome | None = None
-
-    @property
-    def active_streams(self) -> int:
-        """Streams in flight on this tunnel."""
-        return len(self._streams)
 
     async def send(self, frame: Frame) -> None:
         """Put one frame on the tunnel; safe to call from many tasks."""
@@ -160,17 +158,16 @@ class TunnelSession:
             case Request():
                 self._open_stream(frame)
             case Body():
-                if entry := self._streams.get(frame.stream_id):
-                    entry[0].feed(frame.data)
+                self._on_body(frame)
             case End():
                 if entry := self._streams.get(frame.stream_id):
                     entry[0].end_body()
+                self._draining.discard(frame.stream_id)
             case Window():
                 if entry := self._streams.get(frame.stream_id):
                     entry[0].send_window.grant(frame.increment)
             case Cancel():
-                if entry := self._streams.pop(frame.stream_id, None):
-                    entry[1].cancel()
+                self._on_cancel(frame.stream_id)
             case Ping():
                 self._spawn(self.send(Pong(frame.payload)))
             case Pong():
@@ -178,6 +175,17 @@ class TunnelSession:
             case _:
                 msg = f"the gateway may not send a {type(frame).__name__} frame"
                 raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+
+    def _on_body(self, frame: Body) -> None:
+        if entry := self._streams.get(frame.stream_id):
+            entry[0].feed(frame.data)
+        elif frame.stream_id in self._draining and frame.data:
+            self._spawn(self.send(Window(frame.stream_id, len(frame.data))))
+
+    def _on_cancel(self, stream_id: int) -> None:
+        self._draining.discard(stream_id)
+        if entry := self._streams.pop(stream_id, None):
+            entry[1].cancel()
 
     def _open_stream(self, request: Request) -> None:
         if request.stream_id in self._streams:
@@ -200,6 +208,11 @@ class TunnelSession:
         entry = self._streams.get(stream_id)
         if entry is not None and entry[1] is task:
             del self._streams[stream_id]
+            relay = entry[0]
+            if not relay.body_ended and not self._ws.closed:
+                self._draining.add(stream_id)
+                if leftover := relay.ungranted():
+                    self._spawn(self.send(Window(stream_id, leftover)))
         if not task.cancelled() and (exc := task.exception()) is not None:
             # A send on a tunnel that just closed; the stream was lost with it.
             logger.debug(
@@ -216,6 +229,7 @@ class TunnelSession:
         """Cancel every backend request: a home GPU never keeps generating for nobody."""
         tasks = [task for _, task in self._streams.values()] + list(self._background)
         self._streams.clear()
+        self._draining.clear()
         for task in tasks:
             task.cancel()
         if tasks:

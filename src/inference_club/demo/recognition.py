@@ -3,7 +3,9 @@
 import io
 import math
 import re
+import sys
 import threading
+from array import array
 from dataclasses import dataclass
 
 import av
@@ -15,6 +17,8 @@ SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 100
 # A pause at least this long starts a new segment.
 SEGMENT_PAUSE_SECONDS = 0.5
+# Below about -50 dBFS nothing is said; PocketSphinx would still hallucinate a word or two.
+SILENCE_PEAK = 100
 _ALTERNATE_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
 
@@ -58,7 +62,7 @@ def decode_to_pcm(data: bytes) -> bytes:
     """16 kHz mono 16-bit PCM of the first audio stream in ``data`` (any container PyAV reads)."""
     pcm = bytearray()
     try:
-        with av.open(io.BytesIO(data), metadata_errors="replace") as container:
+        with av.open(io.BytesIO(data), "r", metadata_errors="replace") as container:
             if not container.streams.audio:
                 msg = "the file has no audio stream"
                 raise UndecodableAudioError(msg)
@@ -88,6 +92,9 @@ class SpeechRecognizer:
 
     def transcribe(self, pcm: bytes) -> Transcript:
         """The words in 16 kHz mono 16-bit ``pcm``, with their timings."""
+        duration = len(pcm) / 2 / SAMPLE_RATE
+        if _peak(pcm) < SILENCE_PEAK:
+            return Transcript(words=(), duration=duration)
         with self._lock:
             self._decoder.start_utt()
             self._decoder.process_raw(pcm, full_utt=True)
@@ -103,9 +110,16 @@ class SpeechRecognizer:
             for segment in segments
             if _is_word(segment.word)
         )
-        return Transcript(words=words, duration=len(pcm) / 2 / SAMPLE_RATE)
+        return Transcript(words=words, duration=duration)
 
 
 def _is_word(token: str) -> bool:
     # Fillers are <s>, </s>, <sil>, [NOISE], [SPEECH] and the like; words are plain letters.
     return bool(token) and token[0] not in "<[+"
+
+
+def _peak(pcm: bytes) -> int:
+    samples = array("h", pcm[: len(pcm) // 2 * 2])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return max(max(samples, default=0), -min(samples, default=0))

@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +68,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         error_type = "server_error" if exc.status >= 500 else "invalid_request_error"
-        return error_response(
-            RequestError(exc.reason, status=exc.status, error_type=error_type)
-        )
+        return error_response(RequestError(exc.reason, status=exc.status, error_type=error_type))
 
 
 def new_application() -> web.Application:
@@ -106,7 +103,11 @@ async def serve_until_stopped(app: web.Application, address: ListenAddress) -> N
     await runner.setup()
     try:
         site = web.TCPSite(runner, address.host, address.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            message = f"cannot listen on {address.host}:{address.port}: {exc.strerror}"
+            raise SystemExit(message) from exc
         port = runner.addresses[0][1]
         print(listening_line(address.host, port), flush=True)
         await _wait_for_stop_signal()
@@ -128,5 +129,4 @@ def run(app: web.Application, address: ListenAddress) -> int:
     """Run ``app`` until stopped; the exit code for a CLI ``main``."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_until_stopped(app, address))
-    sys.stdout.flush()
     return 0

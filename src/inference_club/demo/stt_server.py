@@ -108,21 +108,21 @@ def verbose_body(transcript: Transcript, granularities: frozenset[str]) -> dict[
         ]
     if "segment" in granularities:
         body["segments"] = [
-            _segment_json(index, run) for index, run in enumerate(transcript.segments())
+            _segment_json(index, words) for index, words in enumerate(transcript.segments())
         ]
     return body
 
 
-def _segment_json(index: int, run: tuple[TimedWord, ...]) -> dict[str, Any]:
+def _segment_json(index: int, words: tuple[TimedWord, ...]) -> dict[str, Any]:
     return {
         "id": index,
         "seek": 0,
-        "start": run[0].start,
-        "end": run[-1].end,
-        "text": " ".join(word.word for word in run),
+        "start": words[0].start,
+        "end": words[-1].end,
+        "text": " ".join(word.word for word in words),
         "tokens": [],
         "temperature": 0.0,
-        "avg_logprob": sum(word.log_probability for word in run) / len(run),
+        "avg_logprob": sum(word.log_probability for word in words) / len(words),
         "compression_ratio": 1.0,
         "no_speech_prob": 0.0,
     }
@@ -132,10 +132,10 @@ def subtitles(transcript: Transcript, kind: str) -> str:
     """The segments as an SRT or WebVTT document."""
     separator = "," if kind == "srt" else "."
     cues = []
-    for index, run in enumerate(transcript.segments(), start=1):
-        start = _timestamp(run[0].start, separator)
-        end = _timestamp(run[-1].end, separator)
-        text = " ".join(word.word for word in run)
+    for index, words in enumerate(transcript.segments(), start=1):
+        start = _timestamp(words[0].start, separator)
+        end = _timestamp(words[-1].end, separator)
+        text = " ".join(word.word for word in words)
         cue = f"{start} --> {end}\n{text}\n"
         cues.append(f"{index}\n{cue}" if kind == "srt" else cue)
     header = "WEBVTT\n\n" if kind == "vtt" else ""

@@ -5,6 +5,7 @@ This lives in one process's memory. With several gateway nodes, the part that mu
 """
 
 import logging
+import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -96,7 +97,9 @@ class ProviderRegistry:
             for connection in providers.values()
             if not connection.closed and may_use(caller, connection, connection.models[model])
         ]
-        # Least in flight relative to capacity; ties go to the caller's own provider.
+        # Least in flight relative to capacity; ties go to the caller's own provider, then to
+        # chance, so sequential requests spread over equally idle providers.
+        random.shuffle(found)  # noqa: S311 - load spreading, not security
         found.sort(
             key=lambda c: (
                 c.connection.in_flight / c.card.max_concurrency,

@@ -50,6 +50,7 @@ async def serve(settings: GatewaySettings) -> None:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        server_header=False,
         timeout_graceful_shutdown=5,
         backlog=2048,
     )

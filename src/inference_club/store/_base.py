@@ -1,14 +1,16 @@
 """What every part of the store shares: the engine, transactions and name lookups."""
 
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from inference_club.store.engine import writer
-from inference_club.store.errors import NotFound
+from inference_club.store.engine import single_reader, writer
+from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.schema import groups, providers, users
 
 # A result row of any shape.
@@ -20,20 +22,41 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def require_aware(moment: datetime, what: str) -> datetime:
+    """``moment`` if it carries a timezone, else :class:`InvalidValue`."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidValue(f"{what} is a naive datetime; give a timezone-aware one")
+    return moment
+
+
 class StoreBase:
     """Holds the engine; the concept mixins build on its transactions."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._writer = writer(engine)
+        self._single_reader = single_reader(engine)
+        # SQLite has one writer at a time; queueing our own writers here is fairer and
+        # faster than letting them poll the file lock through busy_timeout.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its transaction is rolled back on exit."""
         return self._engine.connect()
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _read_one(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for one SELECT, run without an explicit transaction."""
+        return self._single_reader.connect()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed on success and rolled back on error."""
-        return self._writer.begin()
+        if self._write_lock is None:
+            async with self._writer.begin() as connection:
+                yield connection
+        else:
+            async with self._write_lock, self._writer.begin() as connection:
+                yield connection
 
 
 async def id_by_name(connection: AsyncConnection, table: Table, name: str, what: str) -> int:

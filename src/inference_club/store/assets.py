@@ -65,7 +65,7 @@ class AssetsMixin(StoreBase):
 
     async def get_asset(self, asset_id: str) -> Asset:
         """The asset with this id, or :class:`NotFound`."""
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             row = (
                 await connection.execute(select(assets).where(assets.c.id == asset_id))
             ).one_or_none()
@@ -79,9 +79,13 @@ def _check_asset(asset_id: str, kind: str, content_type: str, size_bytes: int, p
         raise InvalidValue("an asset id must be 22-64 URL-safe characters (128+ random bits)")
     if kind not in ASSET_KINDS:
         raise InvalidValue(f"an asset kind must be one of {', '.join(ASSET_KINDS)}")
-    # Only image and audio types may ever be served from an asset URL.
-    if not _CONTENT_TYPE.fullmatch(content_type) or content_type.partition("/")[0] != kind:
-        raise InvalidValue(f"content type {content_type[:100]!r} is not an {kind} type")
+    # Only image and audio types may ever be served from an asset URL; SVG can carry script.
+    if (
+        not _CONTENT_TYPE.fullmatch(content_type)
+        or content_type.partition("/")[0] != kind
+        or content_type.startswith("image/svg")
+    ):
+        raise InvalidValue(f"content type {content_type[:100]!r} is not an allowed {kind} type")
     if size_bytes < 0:
         raise InvalidValue("an asset size cannot be negative")
     relative = PurePosixPath(path)

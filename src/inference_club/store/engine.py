@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 DATABASE_FILE = "inference-club.db"
 # Execution option that marks a connection as one that will write.
 WRITE_OPTION = "inference_club_write"
+SINGLE_READ_OPTION = "inference_club_single_read"
 _SQLITE_PRAGMAS = (
     # busy_timeout first: switching to WAL needs a lock another process may hold.
     "PRAGMA busy_timeout=5000",
@@ -22,11 +23,6 @@ _SQLITE_PRAGMAS = (
 def default_database_url(data_dir: Path) -> str:
     """The SQLite database inside ``data_dir``, as an absolute aiosqlite URL."""
     return f"sqlite+aiosqlite:///{(data_dir / DATABASE_FILE).resolve()}"
-
-
-def safe_url(database_url: str) -> str:
-    """The URL with any password masked, for messages and logs."""
-    return make_url(database_url).render_as_string(hide_password=True)
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -50,6 +46,13 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
+def single_reader(engine: AsyncEngine) -> AsyncEngine:
+    """A view of ``engine`` for lone SELECTs, which need no transaction of their own."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{SINGLE_READ_OPTION: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _make_parent_dir(url: URL) -> None:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -68,7 +71,11 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
-    if connection.get_execution_options().get(WRITE_OPTION):
+    options = connection.get_execution_options()
+    if options.get(SINGLE_READ_OPTION):
+        # One SELECT is atomic on its own; skipping BEGIN saves a trip to the driver thread.
+        return
+    if options.get(WRITE_OPTION):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")

@@ -132,7 +132,7 @@ class KeysMixin(StoreBase):
         if not secret.startswith(API_KEY_PREFIX):
             return None
         key_hash = hash_secret(secret)
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
         if row is None or not same_hash(row.key_hash, key_hash):
             return None

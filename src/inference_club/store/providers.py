@@ -6,7 +6,13 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inference_club.store._base import AnyRow, StoreBase, user_id_by_name, utcnow
+from inference_club.store._base import (
+    AnyRow,
+    StoreBase,
+    require_aware,
+    user_id_by_name,
+    utcnow,
+)
 from inference_club.store.credentials import (
     PROVIDER_TOKEN_PREFIX,
     check_name,
@@ -88,7 +94,7 @@ class ProvidersMixin(StoreBase):
         if not token.startswith(PROVIDER_TOKEN_PREFIX):
             return None
         token_hash = hash_secret(token)
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             row = (
                 await connection.execute(_AUTHENTICATE, {"token_hash": token_hash})
             ).one_or_none()
@@ -98,6 +104,7 @@ class ProvidersMixin(StoreBase):
 
     async def mark_providers_seen(self, provider_ids: Sequence[int], at: datetime) -> None:
         """Record that these providers were connected at ``at``."""
+        require_aware(at, "the time a provider was seen")
         if not provider_ids:
             return
         async with self._write() as connection:

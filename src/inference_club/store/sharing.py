@@ -96,7 +96,7 @@ class SharingMixin(StoreBase):
 
     async def user_groups(self, user_id: int) -> frozenset[str]:
         """The names of the groups user ``user_id`` belongs to."""
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             names = await connection.scalars(
                 select(groups.c.name)
                 .join_from(group_members, groups, group_members.c.group_id == groups.c.id)
@@ -132,7 +132,7 @@ class SharingMixin(StoreBase):
 
     async def model_shares(self) -> dict[tuple[int, str], tuple[str, ...]]:
         """Every explicit share: ``(provider id, model)`` to its sorted visibilities."""
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             rows = await connection.execute(
                 select(model_shares).order_by(
                     model_shares.c.provider_id, model_shares.c.model, model_shares.c.visibility

@@ -3,7 +3,7 @@
 from typing import Self
 
 from inference_club.store.assets import AssetsMixin
-from inference_club.store.engine import create_engine, safe_url
+from inference_club.store.engine import create_engine
 from inference_club.store.keys import KeysMixin
 from inference_club.store.migrate import migrate
 from inference_club.store.providers import ProvidersMixin
@@ -29,7 +29,7 @@ class Store(UsersMixin, KeysMixin, ProvidersMixin, UsageMixin, SharingMixin, Ass
     @property
     def url(self) -> str:
         """The database URL, with any password masked."""
-        return safe_url(self._engine.url.render_as_string(hide_password=False))
+        return self._engine.url.render_as_string(hide_password=True)
 
     @property
     def dialect(self) -> str:

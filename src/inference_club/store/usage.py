@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import RowMapping, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inference_club.store._base import StoreBase
+from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.records import UsageRecord
 from inference_club.store.schema import UtcDateTime, api_keys, usage_records
@@ -42,6 +42,8 @@ class UsageMixin(StoreBase):
         rows = [{column: getattr(record, column) for column in _COLUMNS} for record in records]
         last_used: dict[int, datetime] = {}
         for record in records:
+            require_aware(record.started_at, "started_at")
+            require_aware(record.ended_at, "ended_at")
             if record.api_key_id is not None:
                 seen = last_used.get(record.api_key_id)
                 last_used[record.api_key_id] = (
@@ -78,13 +80,14 @@ class UsageMixin(StoreBase):
         if provider_id is not None:
             statement = statement.where(usage_records.c.provider_id == provider_id)
         if since is not None:
+            require_aware(since, "since")
             statement = statement.where(usage_records.c.started_at >= since)
         statement = (
             statement.order_by(usage_records.c.started_at.desc(), usage_records.c.id.desc())
             .limit(limit)
             .offset(offset)
         )
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             result = await connection.execute(statement)
             return [_record_from_mapping(row) for row in result.mappings()]
 

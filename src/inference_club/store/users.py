@@ -58,7 +58,7 @@ class UsersMixin(StoreBase):
 
     async def get_user(self, name: str) -> User:
         """User ``name``, or :class:`NotFound`."""
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             row = (
                 await connection.execute(select(*_USER_COLUMNS).where(users.c.name == name))
             ).one_or_none()
@@ -68,7 +68,7 @@ class UsersMixin(StoreBase):
 
     async def list_users(self) -> list[User]:
         """Every user, by name."""
-        async with self._read() as connection:
+        async with self._read_one() as connection:
             rows = await connection.execute(select(*_USER_COLUMNS).order_by(users.c.name))
             return [user_from_row(row) for row in rows]
 

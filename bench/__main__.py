@@ -1,0 +1,68 @@
+"""``python -m bench``: run the benchmark suite and write ``results.md`` and ``results.json``."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from bench.plan import SCENARIOS
+from bench.runner import Options, run
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    """Options from the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark direct, gateway + agent and LiteLLM against one mock backend.",
+    )
+    parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=SCENARIOS,
+        help="run only this scenario (repeatable; default: all)",
+    )
+    parser.add_argument("--no-gateway", action="store_true", help="skip the gateway path")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM path")
+    parser.add_argument(
+        "--litellm-venv",
+        type=Path,
+        help="reuse (or create and keep) this venv for LiteLLM instead of a throwaway one",
+    )
+    parser.add_argument("--keep-work", action="store_true", help="keep the temporary data")
+    args = parser.parse_args(argv)
+    return Options(
+        quick=args.quick,
+        out_dir=args.out,
+        scenarios=tuple(args.scenario or SCENARIOS),
+        gateway=not args.no_gateway,
+        litellm=not args.no_litellm,
+        litellm_venv=args.litellm_venv,
+        keep_work=args.keep_work,
+    )
+
+
+def _run(coroutine: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    options = parse(argv)
+    try:
+        return _run(run(options))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

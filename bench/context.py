@@ -1,0 +1,100 @@
+"""What every scenario works with: the plan, the paths, and measuring one load run on a path."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.loadgen import RunResult, summarize
+from bench.paths import Gateway, PathUnderTest
+from bench.plan import Plan
+from bench.procstat import Meter, cpu_seconds, descendants
+from bench.results import Measurement
+from bench.services import Service
+
+# A process tree is idle below this share of one core.
+_IDLE_CPU = 0.05
+_SETTLE_TIMEOUT = 30.0
+
+
+def say(message: str) -> None:
+    """One progress line."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Context:
+    """The run's plan and the paths that started."""
+
+    plan: Plan
+    mock: Service
+    paths: list[PathUnderTest]
+    gateway: Gateway | None
+    work_dir: Path
+    log_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+    def ready_paths(self) -> list[PathUnderTest]:
+        """The paths that can take load now, in report order."""
+        return [path for path in self.paths if path.endpoint is not None]
+
+    def pids(self, path: PathUnderTest) -> dict[str, int]:
+        """The processes to meter for ``path``: its own and the mock's."""
+        return {**path.pids(), "mock": self.mock.pid}
+
+    async def settle(self) -> None:
+        """Wait until every process under test is idle, so one step does not bleed into the next.
+
+        A proxy that fell behind keeps working on requests the client gave up on.
+        """
+        pids = [self.mock.pid] + [pid for path in self.paths for pid in path.pids().values()]
+        deadline = time.monotonic() + _SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            before = _tree_cpu(pids)
+            await asyncio.sleep(0.25)
+            if _tree_cpu(pids) - before < _IDLE_CPU * 0.25:
+                return
+        self.notes.append("a process was still busy 30 s after a step; the next step shares CPU")
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for root in pids:
+        for pid in descendants(root):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += cpu_seconds(pid)
+    return total
+
+
+async def measure(
+    ctx: Context,
+    path: PathUnderTest,
+    scenario: str,
+    step: str,
+    value: float,
+    run: Callable[[], Awaitable[RunResult]],
+    extra: Callable[[RunResult], dict[str, float]] | None = None,
+) -> Measurement:
+    """Run one load step on ``path`` while metering its processes, then let it settle."""
+    meter = Meter(ctx.pids(path))
+    async with meter:
+        result = await run()
+    summary = summarize(result)
+    measurement = Measurement(
+        scenario=scenario,
+        step=step,
+        value=value,
+        path=path.name,
+        summary=summary,
+        usage=dict(meter.usage),
+        extra=extra(result) if extra is not None else {},
+    )
+    errors = f", {summary.errors} errors" if summary.errors else ""
+    say(
+        f"  {scenario} {step} {path.name}: p50 {summary.latency_ms.p50:.2f} ms, "
+        f"p99 {summary.latency_ms.p99:.2f} ms{errors}"
+    )
+    await ctx.settle()
+    return measurement

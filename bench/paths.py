@@ -1,0 +1,249 @@
+"""The three paths to the same mock: direct, gateway plus agent, and the LiteLLM proxy."""
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.httpwire import Endpoint
+from bench.mock_backend import CHAT_MODEL, SLOW_MODEL, STT_MODEL, MockSettings
+from bench.services import (
+    BENCH_ENV,
+    PYTHON,
+    Service,
+    ServiceError,
+    free_port,
+    run_command,
+    start_service,
+    wait_until_ready,
+)
+
+LITELLM_REQUIREMENT = "litellm[proxy]==1.108.7"
+BENCH_USER = "bench"
+BENCH_PROVIDER = "bench-home"
+_CLI = (PYTHON, "-m", "inference_club.cli.main")
+# Loopback traffic must never go through a proxy from the environment.
+_NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+@dataclass
+class PathUnderTest:
+    """One path under test: where to send requests and which processes serve it."""
+
+    name: str
+    endpoint: Endpoint | None = None
+    services: list[Service] = field(default_factory=list)
+    unavailable: str | None = None
+
+    def endpoint_or_fail(self) -> Endpoint:
+        """The endpoint of a path that is running."""
+        if self.endpoint is None:
+            msg = f"{self.name} is not running"
+            raise ServiceError(msg)
+        return self.endpoint
+
+    def pids(self) -> dict[str, int]:
+        """The processes to meter, by name."""
+        return {service.name: service.pid for service in self.services if service.running}
+
+    async def stop(self) -> None:
+        """Stop every process of this path, newest first."""
+        for service in reversed(self.services):
+            await service.stop()
+        self.services.clear()
+
+
+async def start_mock(settings: MockSettings, log_dir: Path) -> tuple[Service, Endpoint]:
+    """The mock backend in its own process."""
+    port = free_port()
+    service = await start_service(
+        "mock",
+        [
+            PYTHON,
+            "-m",
+            "bench.mock_backend",
+            "--port",
+            str(port),
+            "--chunks",
+            str(settings.default.chunks),
+            "--interval-ms",
+            str(settings.default.interval * 1000),
+            "--slow-chunks",
+            str(settings.slow.chunks),
+            "--slow-interval-ms",
+            str(settings.slow.interval * 1000),
+        ],
+        log_dir,
+        env=BENCH_ENV,
+    )
+    endpoint = Endpoint("direct", "127.0.0.1", port)
+    await wait_until_ready(service, endpoint, "/v1/models", 15)
+    return service, endpoint
+
+
+async def _cli_secret(args: list[str], data_dir: Path) -> str:
+    """Run an admin command that prints a secret; returns it without ever logging it."""
+    code, out, err = await run_command([*_CLI, *args, "--data", str(data_dir)], env=_NO_PROXY)
+    if code != 0:
+        msg = f"`inference-club {' '.join(args[:2])}` failed (exit {code}): {err.strip()[-500:]}"
+        raise ServiceError(msg)
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@dataclass
+class Gateway:
+    """The gateway path plus what the agent scenarios need: its data and the provider owner."""
+
+    path: PathUnderTest
+    data_dir: Path
+    work_dir: Path
+    log_dir: Path
+    mock: Endpoint
+    port: int = 0
+    _key: str = field(default="", repr=False)
+    _token: str = field(default="", repr=False)
+
+    @property
+    def tunnel_url(self) -> str:
+        """Where agents dial in."""
+        return f"ws://127.0.0.1:{self.port}/api/tunnel"
+
+    async def provision(self) -> None:
+        """Create the bench user, its API key and the real agent's provider token."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await _cli_secret(["users", "add", BENCH_USER], self.data_dir)
+        self._key = await _cli_secret(["keys", "create", BENCH_USER], self.data_dir)
+        self._token = await _cli_secret(
+            ["providers", "add", BENCH_USER, BENCH_PROVIDER], self.data_dir
+        )
+        if not self._key or not self._token:
+            msg = "the CLI printed no API key or provider token"
+            raise ServiceError(msg)
+
+    async def start(self) -> None:
+        """Start the gateway, then the agent, and wait until the mock's models are listed."""
+        self.port = free_port()
+        serve = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        serve += ["--data", str(self.data_dir)]
+        gateway = await start_service("gateway", serve, self.log_dir, env=_NO_PROXY)
+        self.path.services.append(gateway)
+        endpoint = Endpoint("gateway", "127.0.0.1", self.port, self._key)
+        await wait_until_ready(gateway, endpoint, "/v1/models", 60)
+        config = self.work_dir / "agent.toml"
+        config.write_text(_agent_config())
+        command = [*_CLI, "agent", "--server", f"http://127.0.0.1:{self.port}"]
+        command += ["--backend", f"http://127.0.0.1:{self.mock.port}/v1", "--config", str(config)]
+        agent = await start_service(
+            "agent",
+            command,
+            self.log_dir,
+            # The token goes by environment so it never shows in a process list.
+            env={**_NO_PROXY, "INFERENCE_CLUB_TOKEN": self._token},
+        )
+        self.path.services.append(agent)
+        try:
+            await wait_until_ready(gateway, endpoint, "/v1/models", 30, expect=CHAT_MODEL.encode())
+        except ServiceError as exc:
+            if not agent.running:
+                msg = f"the agent exited ({agent.process.returncode}):\n{agent.log_tail()}"
+                raise ServiceError(msg) from exc
+            raise
+        self.path.endpoint = endpoint
+
+    async def restart(self) -> None:
+        """A fresh gateway and agent, so a memory measurement starts from a clean heap."""
+        await self.path.stop()
+        self.path.endpoint = None
+        await self.start()
+
+
+def _agent_config() -> str:
+    # High concurrency so the agent's own limits do not cap the streams scenarios.
+    lines = []
+    for model in (CHAT_MODEL, SLOW_MODEL):
+        lines += [f'[models."{model}"]', "max_concurrency = 10000", ""]
+    lines += [f'[models."{STT_MODEL}"]', 'service_type = "stt"', "max_concurrency = 64", ""]
+    return "\n".join(lines)
+
+
+async def start_gateway(mock: Endpoint, work_dir: Path, log_dir: Path) -> Gateway:
+    """The gateway path, provisioned and running; ServiceError when it cannot be."""
+    gateway = Gateway(PathUnderTest("gateway"), work_dir / "gateway-data", work_dir, log_dir, mock)
+    await gateway.provision()
+    try:
+        await gateway.start()
+    except BaseException:
+        await gateway.path.stop()
+        raise
+    return gateway
+
+
+async def install_litellm(venv: Path) -> Path:
+    """A venv with the pinned LiteLLM proxy; returns its ``litellm`` executable."""
+    executable = venv / "bin" / "litellm"
+    if executable.exists():
+        return executable
+    code, _, err = await run_command([PYTHON, "-m", "venv", str(venv)], timeout=120)
+    if code == 0:
+        pip = str(venv / "bin" / "pip")
+        code, _, err = await run_command(
+            [pip, "install", "--quiet", "--disable-pip-version-check", LITELLM_REQUIREMENT],
+            timeout=900,
+        )
+    if code != 0 or not executable.exists():
+        # pip prints one warning per unused local index; only the real error helps.
+        useful = [line for line in err.splitlines() if not line.startswith("WARNING:")]
+        msg = f"could not install {LITELLM_REQUIREMENT}: {' '.join(useful[-5:])[-600:]}"
+        raise ServiceError(msg)
+    return executable
+
+
+def _litellm_config(mock: Endpoint) -> str:
+    base = f"http://127.0.0.1:{mock.port}/v1"
+    lines = ["model_list:"]
+    for model in (CHAT_MODEL, SLOW_MODEL, STT_MODEL):
+        lines += [
+            f"  - model_name: {model}",
+            "    litellm_params:",
+            f"      model: openai/{model}",
+            f"      api_base: {base}",
+            "      api_key: mock",
+        ]
+        if model == STT_MODEL:
+            lines += ["    model_info:", "      mode: audio_transcription"]
+    lines += [
+        "general_settings:",
+        "  master_key: os.environ/LITELLM_MASTER_KEY",
+        "litellm_settings:",
+        "  telemetry: false",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def start_litellm(mock: Endpoint, venv: Path, work_dir: Path, log_dir: Path) -> PathUnderTest:
+    """The LiteLLM proxy in front of the mock; ServiceError when it cannot be installed or run."""
+    path = PathUnderTest("litellm")
+    executable = await install_litellm(venv)
+    config = work_dir / "litellm.yaml"
+    config.write_text(_litellm_config(mock))
+    master_key = "sk-" + secrets.token_urlsafe(24)
+    port = free_port()
+    service = await start_service(
+        "litellm",
+        [str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        log_dir,
+        env={
+            **_NO_PROXY,
+            "LITELLM_MASTER_KEY": master_key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        },
+    )
+    path.services.append(service)
+    endpoint = Endpoint("litellm", "127.0.0.1", port, master_key)
+    try:
+        await wait_until_ready(service, endpoint, "/v1/models", 180, expect=CHAT_MODEL.encode())
+    except BaseException:
+        await path.stop()
+        raise
+    path.endpoint = endpoint
+    return path

@@ -1,0 +1,204 @@
+"""``results.md`` (tables a person reads) and ``results.json`` (everything, for tools)."""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.results import Check, Measurement
+
+_SERVERS = ("gateway", "agent", "litellm")
+_NONE = "n/a"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What the report says about the run itself."""
+
+    started: str
+    mode: str
+    cpus: int
+    python: str
+    paths: dict[str, str]
+    notes: tuple[str, ...]
+
+
+def _ms(value: float) -> str:
+    return _NONE if math.isnan(value) else f"{value:.2f}"
+
+
+def _servers(measurement: Measurement, figure: Callable[[str], float | None], unit: str) -> str:
+    parts = []
+    for name in _SERVERS:
+        value = figure(name)
+        if value is not None:
+            parts.append(f"{name} {value:.0f}{unit}")
+    return ", ".join(parts) or _NONE
+
+
+def _direct(rows: Sequence[Measurement], row: Measurement) -> Measurement | None:
+    for other in rows:
+        if other.path == "direct" and other.value == row.value:
+            return other
+    return None
+
+
+def _added(row: Measurement, direct: Measurement | None, pick: Callable[[Any], float]) -> str:
+    if direct is None or direct.summary is None or row.summary is None or row.path == "direct":
+        return ""
+    return f"{pick(row.summary) - pick(direct.summary):+.2f}"
+
+
+def _table(header: Sequence[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return [*out, ""]
+
+
+def _latency_table(rows: Sequence[Measurement]) -> list[str]:
+    lines = []
+    for row in rows:
+        s = row.summary
+        if s is None:
+            continue
+        direct = _direct(rows, row)
+        lines.append(
+            [
+                row.step,
+                row.path,
+                f"{s.ok}/{s.errors}",
+                f"{s.achieved_rate:,.0f}",
+                _ms(s.latency_ms.p50),
+                _ms(s.latency_ms.p90),
+                _ms(s.latency_ms.p99),
+                _ms(s.latency_ms.max),
+                _added(row, direct, lambda x: x.latency_ms.p50),
+                _added(row, direct, lambda x: x.latency_ms.p99),
+                _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.peak_mb, " MB"),
+                f"{row.cpu_percent('mock') or 0:.0f}%",
+                f"{s.loadgen_cpu_percent:.0f}%",
+            ]
+        )
+    header = ["step", "path", "ok/err", "req/s", "p50 ms", "p90", "p99", "max", "+p50", "+p99"]
+    header += ["CPU (1 core = 100%)", "peak RSS", "mock CPU", "loadgen CPU"]
+    return _table(header, lines)
+
+
+def _stream_table(rows: Sequence[Measurement]) -> list[str]:
+    lines = []
+    for row in rows:
+        s = row.summary
+        if s is None:
+            continue
+        direct = _direct(rows, row)
+        lines.append(
+            [
+                row.step,
+                row.path,
+                f"{s.ok}/{s.errors}",
+                f"{s.chunks_per_s:,.0f}",
+                _ms(s.ttfb_ms.p50),
+                _ms(s.ttfb_ms.p99),
+                _ms(s.gap_ms.p50),
+                _ms(s.gap_ms.p99),
+                _ms(s.gap_ms.max),
+                _added(row, direct, lambda x: x.ttfb_ms.p50),
+                _added(row, direct, lambda x: x.gap_ms.p99),
+                _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.peak_mb, " MB"),
+                f"{s.loadgen_cpu_percent:.0f}%",
+            ]
+        )
+    header = ["step", "path", "ok/err", "chunks/s", "TTFB p50", "TTFB p99", "gap p50"]
+    header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "peak RSS", "loadgen CPU"]
+    return _table(header, lines)
+
+
+def _extra_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]) -> list[str]:
+    lines = []
+    for row in rows:
+        cells = [row.step, row.path]
+        for key, _ in columns:
+            value = row.extra.get(key)
+            cells.append(_NONE if value is None else f"{value:,.2f}".rstrip("0").rstrip("."))
+        cells += [_servers(row, row.cpu_percent, "%"), (row.error or "")[:100]]
+        lines.append(cells)
+    return _table(["step", "path", *[title for _, title in columns], "CPU", "error"], lines)
+
+
+def _targets(checks: Sequence[Check]) -> list[str]:
+    verdict = {True: "✅ met", False: "❌ missed", None: "not measured"}
+    lines = [[c.target, c.measured, c.litellm or _NONE, verdict[c.passed]] for c in checks]
+    return _table(["target", "gateway + agent", "LiteLLM (comparison)", "verdict"], lines)
+
+
+_SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("chat", "Non-streamed chat, open loop", "latency"),
+    ("streams", "Concurrent streams (64 chunks, 20 ms apart), closed loop", "stream"),
+    ("search", "Rate search steps (p99 < 50 ms, < 1 % errors, ≥ 95 % of the rate)", "latency"),
+    ("hold", "Slow streams held open", "stream"),
+    ("routing-models", "Routing: one extra provider announcing N models", "latency"),
+    ("routing-providers", "Routing: N extra providers with one model each", "latency"),
+)
+
+
+def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequence[Check]) -> str:
+    """The whole report as Markdown."""
+    out = [
+        "# inference-club benchmark",
+        "",
+        f"Run {info.started}, {info.mode} mode, {info.cpus} CPU cores, Python {info.python}.",
+        "Every path reaches the same mock backend. The load generator runs in the runner process "
+        "and shares the cores with everything under test (its CPU use is in the tables).",
+        "Latency counts from each request's scheduled send time (open loop, no coordinated "
+        "omission); percentiles are exact, nearest rank. `+` columns are the difference from "
+        "direct at the same step of the same run. Times in ms.",
+        "",
+        "Paths: " + "; ".join(f"**{name}**: {state}" for name, state in info.paths.items()),
+        "",
+        "## Targets",
+        "",
+        *_targets(checks),
+    ]
+    for scenario, title, kind in _SECTIONS:
+        rows = [m for m in measurements if m.scenario == scenario]
+        if rows:
+            out += [f"## {title}", ""]
+            out += _stream_table(rows) if kind == "stream" else _latency_table(rows)
+    best = [m for m in measurements if m.scenario == "max-rate"]
+    if best:
+        out += ["## Highest rate with p99 < 50 ms", ""]
+        out += _extra_table(best, [("max_rate", "req/s"), ("capped", "hit cap")])
+    idle = [m for m in measurements if m.scenario == "idle"]
+    if idle:
+        out += ["## Idle agents on a fresh gateway", ""]
+        columns = [("connected", "connected"), ("failed", "failed"), ("connect_seconds", "s")]
+        columns += [("rss_before_mb", "RSS before MB"), ("rss_after_mb", "RSS after MB")]
+        out += _extra_table(idle, [*columns, ("per_agent_kb", "KB per agent")])
+    uploads = [m for m in measurements if m.scenario == "upload"]
+    if uploads:
+        out += ["## 10 MB transcription upload", ""]
+        columns = [("seconds", "seconds")]
+        columns += [(f"{name}_rise_mb", f"{name} peak rise MB") for name in (*_SERVERS, "mock")]
+        out += _extra_table(uploads, columns)
+    if info.notes:
+        out += ["## Notes", "", *[f"- {note}" for note in info.notes], ""]
+    return "\n".join(out)
+
+
+def write(
+    out_dir: Path, info: RunInfo, measurements: Sequence[Measurement], checks: Sequence[Check]
+) -> tuple[Path, Path]:
+    """Write both files; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / "results.md"
+    json_path = out_dir / "results.json"
+    md_path.write_text(markdown(info, measurements, checks))
+    document = {"run": info, "targets": checks, "measurements": measurements}
+    # orjson writes NaN (a figure that could not be measured) as null.
+    json_path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    return md_path, json_path

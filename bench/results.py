@@ -1,0 +1,59 @@
+"""What a benchmark run produces: measurements per scenario step and path, and target checks."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bench.loadgen import LoadSummary
+from bench.procstat import Usage
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One step of one scenario on one path."""
+
+    scenario: str
+    step: str
+    # The step's number (rate, streams, agents, models) for sorting and lookups.
+    value: float
+    path: str
+    summary: LoadSummary | None = None
+    usage: Mapping[str, Usage] = field(default_factory=dict)
+    extra: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def cpu_percent(self, process: str) -> float | None:
+        """CPU use of one process tree during the step, in percent of one core."""
+        usage = self.usage.get(process)
+        return usage.cpu_percent if usage is not None else None
+
+    def peak_mb(self, process: str) -> float | None:
+        """Peak resident memory of one process tree during the step."""
+        usage = self.usage.get(process)
+        return usage.peak_rss / MB if usage is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One target from the issue, checked against this run."""
+
+    target: str
+    measured: str
+    passed: bool | None
+    # The same figure for LiteLLM, for comparison; empty when not measured.
+    litellm: str = ""
+
+
+def find(
+    measurements: Sequence[Measurement], scenario: str, path: str, value: float | None = None
+) -> Measurement | None:
+    """The measurement of ``scenario`` on ``path`` (at step ``value``), if there is one."""
+    for measurement in measurements:
+        if (
+            measurement.scenario == scenario
+            and measurement.path == path
+            and (value is None or measurement.value == value)
+        ):
+            return measurement
+    return None

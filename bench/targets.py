@@ -1,0 +1,228 @@
+"""The issue's performance targets, checked against one run (ratios against direct, same run)."""
+
+from collections.abc import Callable, Sequence
+
+from bench.loadgen import LoadSummary
+from bench.results import Check, Measurement, find
+
+# A step whose requests failed more often than this proves nothing about its latency.
+_MAX_ERROR_SHARE = 0.01
+_NOT_MEASURED = "not measured"
+
+
+def _summary(
+    measurements: Sequence[Measurement], scenario: str, path: str, value: float
+) -> LoadSummary | None:
+    found = find(measurements, scenario, path, value)
+    return found.summary if found is not None else None
+
+
+def _clean(summary: LoadSummary) -> bool:
+    return summary.errors <= _MAX_ERROR_SHARE * max(summary.requests, 1)
+
+
+def _errors(summary: LoadSummary) -> str:
+    return f", {summary.errors}/{summary.requests} failed" if summary.errors else ""
+
+
+def _added(
+    measurements: Sequence[Measurement],
+    scenario: str,
+    value: float,
+    figure: Callable[[LoadSummary], float],
+    path: str,
+) -> tuple[float, str] | None:
+    direct = _summary(measurements, scenario, "direct", value)
+    other = _summary(measurements, scenario, path, value)
+    if direct is None or other is None:
+        return None
+    added = figure(other) - figure(direct)
+    text = f"{added:+.2f} ms ({figure(other):.2f} vs direct {figure(direct):.2f}{_errors(other)})"
+    return (added if _clean(other) else float("inf")), text
+
+
+def _added_check(
+    measurements: Sequence[Measurement],
+    target: str,
+    scenario: str,
+    value: float,
+    figure: Callable[[LoadSummary], float],
+    bound: float,
+) -> Check:
+    gateway = _added(measurements, scenario, value, figure, "gateway")
+    litellm = _added(measurements, scenario, value, figure, "litellm")
+    return Check(
+        target,
+        gateway[1] if gateway else _NOT_MEASURED,
+        gateway[0] <= bound if gateway else None,
+        litellm[1] if litellm else "",
+    )
+
+
+def _absolute_check(
+    measurements: Sequence[Measurement],
+    target: str,
+    scenario: str,
+    value: float,
+    figure: Callable[[LoadSummary], float],
+    bound: float,
+) -> Check:
+    texts: dict[str, str] = {}
+    passed: bool | None = None
+    for path in ("gateway", "litellm"):
+        summary = _summary(measurements, scenario, path, value)
+        if summary is None:
+            continue
+        texts[path] = f"{figure(summary):.1f} ms{_errors(summary)}"
+        if path == "gateway":
+            passed = figure(summary) <= bound and _clean(summary)
+    return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
+
+
+def _ratio_check(
+    target: str, values: dict[str, float | None], share: float, unit: str, note: str = ""
+) -> Check:
+    direct = values.get("direct")
+    texts: dict[str, str] = {}
+    passed: bool | None = None
+    for path in ("gateway", "litellm"):
+        value = values.get(path)
+        if value is None or not direct:
+            continue
+        texts[path] = f"{value:,.0f} {unit} = {value / direct:.0%} of direct {direct:,.0f}{note}"
+        if path == "gateway":
+            passed = value >= share * direct
+    return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
+
+
+def _chunks_per_s(measurements: Sequence[Measurement], path: str, value: float) -> float | None:
+    summary = _summary(measurements, "streams", path, value)
+    if summary is None:
+        return None
+    return summary.chunks_per_s if _clean(summary) else 0.0
+
+
+def _max_rate(measurements: Sequence[Measurement], path: str) -> float | None:
+    found = find(measurements, "max-rate", path)
+    return found.extra.get("max_rate") if found is not None else None
+
+
+def _largest(measurements: Sequence[Measurement], scenario: str) -> Measurement | None:
+    candidates = [m for m in measurements if m.scenario == scenario and m.path == "gateway"]
+    return max(candidates, key=lambda m: m.value, default=None)
+
+
+def _memory_checks(measurements: Sequence[Measurement]) -> list[Check]:
+    checks = []
+    held = _largest(measurements, "hold")
+    peak = held.peak_mb("gateway") if held is not None else None
+    litellm_held = find(measurements, "hold", "litellm", held.value) if held else None
+    litellm_peak = litellm_held.peak_mb("litellm") if litellm_held is not None else None
+    checks.append(
+        Check(
+            f"{held.value:,.0f} slow streams: gateway peak < 300 MB (target at 2,000)"
+            if held
+            else "2,000 slow streams: gateway peak < 300 MB",
+            f"{peak:.0f} MB (agent {held.peak_mb('agent') or 0:.0f} MB)"
+            if held and peak is not None
+            else _NOT_MEASURED,
+            peak < 300 if peak is not None else None,
+            f"{litellm_peak:.0f} MB" if litellm_peak is not None else "",
+        )
+    )
+    idle = _largest(measurements, "idle")
+    per_agent = idle.extra.get("per_agent_kb") if idle is not None else None
+    checks.append(
+        Check(
+            f"idle agents ({idle.value:,.0f}): ≤ 40 KB each" if idle else "idle agent ≤ 40 KB",
+            f"{per_agent:.1f} KB" if per_agent is not None else _NOT_MEASURED,
+            per_agent <= 40 if per_agent is not None and idle and not idle.error else None,
+        )
+    )
+    uploads = [m for m in measurements if m.scenario == "upload" and m.path == "gateway"]
+    rises = [m.extra.get("gateway_rise_mb", 0.0) for m in uploads if m.error is None]
+    litellm_rises = [
+        m.extra.get("litellm_rise_mb", 0.0)
+        for m in measurements
+        if m.scenario == "upload" and m.path == "litellm" and m.error is None
+    ]
+    failed = [m.error for m in uploads if m.error]
+    checks.append(
+        Check(
+            "10 MB upload raises gateway peak by < 2 MB",
+            f"+{max(rises):.1f} MB" if rises else (failed[0][:120] if failed else _NOT_MEASURED),
+            (max(rises) < 2 and not failed) if uploads else None,
+            f"+{max(litellm_rises):.1f} MB" if litellm_rises else "",
+        )
+    )
+    return checks
+
+
+def evaluate(measurements: Sequence[Measurement]) -> list[Check]:
+    """Every target with its measured value; ``passed`` is None when it was not measured."""
+    capped = find(measurements, "max-rate", "direct")
+    cap_note = " (direct hit the search cap)" if capped and capped.extra.get("capped") else ""
+    return [
+        _added_check(
+            measurements,
+            "non-streamed 1,000 req/s: added p50 ≤ 0.5 ms",
+            "chat",
+            1000,
+            lambda s: s.latency_ms.p50,
+            0.5,
+        ),
+        _added_check(
+            measurements,
+            "non-streamed 1,000 req/s: added p99 ≤ 2 ms",
+            "chat",
+            1000,
+            lambda s: s.latency_ms.p99,
+            2.0,
+        ),
+        _ratio_check(
+            "highest rate with p99 < 50 ms ≥ 2/3 of direct",
+            {path: _max_rate(measurements, path) for path in ("direct", "gateway", "litellm")},
+            2 / 3,
+            "req/s",
+            cap_note,
+        ),
+        _ratio_check(
+            "500 streams: ≥ 85 % of direct chunks/s",
+            {p: _chunks_per_s(measurements, p, 500) for p in ("direct", "gateway", "litellm")},
+            0.85,
+            "chunks/s",
+        ),
+        _absolute_check(
+            measurements,
+            "500 streams: TTFB p99 ≤ 100 ms",
+            "streams",
+            500,
+            lambda s: s.ttfb_ms.p99,
+            100,
+        ),
+        _absolute_check(
+            measurements,
+            "500 streams: chunk gap p99 ≤ 40 ms",
+            "streams",
+            500,
+            lambda s: s.gap_ms.p99,
+            40,
+        ),
+        _added_check(
+            measurements,
+            "100 streams: added TTFB p50 ≤ 0.5 ms",
+            "streams",
+            100,
+            lambda s: s.ttfb_ms.p50,
+            0.5,
+        ),
+        _added_check(
+            measurements,
+            "100 streams: added chunk gap p99 ≤ 1 ms",
+            "streams",
+            100,
+            lambda s: s.gap_ms.p99,
+            1.0,
+        ),
+        *_memory_checks(measurements),
+    ]

@@ -1,0 +1,332 @@
+"""Requests relayed through the tunnel to a local model server, and how they fail."""
+
+import asyncio
+import hashlib
+import logging
+import random
+
+import orjson
+import pytest
+
+from inference_club.agent import BackendSettings
+from inference_club.cli.logs import KeyValueFormatter
+from inference_club.protocol import (
+    Body,
+    Cancel,
+    End,
+    Request,
+    Response,
+    Window,
+)
+
+from .fakes import TOKEN, WAIT, wait_until
+
+CHAT = orjson.dumps({"model": "tiny-llm", "messages": [{"role": "user", "content": "ping"}]})
+
+
+async def test_non_streamed_request_is_relayed_with_its_query_and_headers(tunnel):
+    """Status, headers and body come back; the backend gets path, query and content type."""
+    peer, backend, _ = tunnel
+    stream = await peer.request(
+        "tiny-llm",
+        body=CHAT,
+        query="trace=1&x=%20y",
+        headers=(("content-type", "application/json"), ("x-request-id", "r-1")),
+    )
+    relayed = await peer.collect(stream)
+
+    assert relayed.error is None
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    headers = dict(relayed.response.headers)
+    assert headers["content-type"].startswith("application/json")
+    assert headers["x-backend"] == "fake"
+    assert "content-length" not in headers
+    assert "connection" not in headers
+    assert orjson.loads(relayed.body)["choices"][0]["message"]["content"] == "pong"
+    seen = backend.requests[0]
+    assert (seen.method, seen.path, seen.query) == (
+        "POST",
+        "/v1/chat/completions",
+        "trace=1&x=%20y",
+    )
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["X-Request-Id"] == "r-1"
+    assert seen.body == CHAT
+    assert "Authorization" not in seen.headers
+
+
+async def test_backend_gets_its_own_key_and_never_an_upstream_credential(
+    gateway_factory, backend_factory, agent_factory
+):
+    """A configured api_key is sent as Bearer; an Authorization header from the tunnel is not."""
+    gateway = await gateway_factory()
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [BackendSettings(backend.url, api_key="backend-key-123")])
+    peer = await gateway.next_peer()
+
+    stream = await peer.request(
+        "tiny-llm",
+        body=CHAT,
+        headers=(("content-type", "application/json"), ("authorization", "Bearer member-key")),
+    )
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert backend.requests[0].headers["Authorization"] == "Bearer backend-key-123"
+    assert backend.listings[0]["Authorization"] == "Bearer backend-key-123"
+
+
+async def test_sse_events_are_relayed_as_they_are_generated(tunnel):
+    """Each SSE event reaches the gateway before the backend has even written the next one."""
+    peer, backend, _ = tunnel
+    body = orjson.dumps({"model": "tiny-llm", "stream": True, "messages": []})
+    stream = await peer.request("tiny-llm", body=body)
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert dict(relayed.response.headers)["content-type"] == "text/event-stream"
+    events = [data for _, data in relayed.chunks]
+    assert len(events) == 4
+    assert all(event.startswith(b"data: ") and event.endswith(b"\n\n") for event in events)
+    assert events[-1] == b"data: [DONE]\n\n"
+    arrivals = [at for at, _ in relayed.chunks]
+    for index in range(3):
+        assert arrivals[index] < backend.sse_sent[index + 1]
+    assert relayed.end is not None
+
+
+@pytest.mark.parametrize("with_length", [True, False], ids=["content-length", "chunked"])
+async def test_large_request_body_streams_through_window_grants(tunnel, with_length):
+    """A 3 MB upload arrives intact, in many Body frames, while the agent grants credit back."""
+    peer, backend, _ = tunnel
+    payload = random.Random(7).randbytes(3 * 1024 * 1024)
+    headers = [("content-type", "application/octet-stream")]
+    if with_length:
+        headers.append(("content-length", str(len(payload))))
+    stream = await peer.request("tiny-llm", "/upload", payload, headers=tuple(headers))
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert orjson.loads(relayed.body) == {
+        "size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    assert backend.requests[0].reads > 1
+    granted = peer.granted[stream]
+    assert len(granted) >= 3
+    assert sum(granted) >= len(payload) - peer.welcome.initial_window
+
+
+async def test_backend_receives_the_body_before_the_gateway_ends_it(tunnel):
+    """The request starts with the first body chunk; the agent does not wait for End."""
+    peer, backend, _ = tunnel
+    await peer.send(Request(1, "POST", "/upload", "tiny-llm", "", (), 10.0))
+    await peer.send(Body(1, b"first part;"))
+    await wait_until(lambda: backend.requests and backend.requests[0].body == b"first part;")
+    await peer.send(Body(1, b"second part"))
+    await peer.send(End(1))
+    relayed = await peer.collect(1)
+
+    assert orjson.loads(relayed.body)["size"] == len(b"first part;second part")
+
+
+async def test_response_body_stops_without_credit_and_resumes_on_window(
+    gateway_factory, backend_factory, agent_factory
+):
+    """The agent never sends more than the window allows, and continues when granted more."""
+    gateway = await gateway_factory(auto_grant=False, initial_window=1000, max_body_chunk=400)
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [backend])
+    peer = await gateway.next_peer()
+
+    stream = await peer.request("tiny-llm", "/big", method="GET", query="size=5000", headers=())
+    assert isinstance(await peer.next_frame(stream), Response)
+    received = b""
+    while len(received) < 1000:
+        frame = await peer.next_frame(stream)
+        assert isinstance(frame, Body)
+        assert len(frame.data) <= 400
+        received += frame.data
+    with pytest.raises(TimeoutError):
+        await peer.next_frame(stream, timeout=0.3)
+    assert len(received) == 1000
+
+    await peer.send(Window(stream, 4000))
+    relayed = await peer.collect(stream)
+
+    assert len(received + relayed.body) == 5000
+    assert all(len(data) <= 400 for _, data in relayed.chunks)
+    assert relayed.end is not None
+
+
+async def test_cancel_aborts_the_backend_request(tunnel, caplog):
+    """After Cancel the backend sees its client disconnect, and the stream sends nothing more."""
+    caplog.set_level(logging.INFO, logger="inference_club")
+    peer, backend, _ = tunnel
+    stream = await peer.request("tiny-llm", "/forever", b"{}")
+    assert isinstance(await peer.next_frame(stream), Response)
+    assert isinstance(await peer.next_frame(stream), Body)
+
+    await peer.send(Cancel(stream))
+
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+    await asyncio.sleep(0.1)
+    while True:
+        try:
+            frame = await peer.next_frame(stream, timeout=0.2)
+        except TimeoutError:
+            break
+        assert isinstance(frame, Body), "a cancelled stream ends silently"
+    [line] = [record for record in caplog.records if record.getMessage() == "request"]
+    assert line.outcome == "cancelled"
+    assert line.stream_id == stream
+
+
+@pytest.mark.parametrize("path", ["/forever", "/hang"], ids=["streaming", "before-head"])
+async def test_dropped_tunnel_aborts_backend_requests(tunnel, path):
+    """When the tunnel goes away, requests in flight are cancelled at the backend at once."""
+    peer, backend, _ = tunnel
+    await peer.request("tiny-llm", path, b"{}", timeout=60.0)
+    await wait_until(lambda: backend.requests)
+
+    await peer.ws.close()
+
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+
+
+async def test_concurrent_streams_share_one_tunnel(tunnel):
+    """Many requests in flight at once each get their own, correct answer."""
+    peer, backend, _ = tunnel
+    bodies = [
+        orjson.dumps({"model": "tiny-llm", "messages": [], "n": index}) for index in range(20)
+    ]
+    streams = [await peer.request("tiny-llm", body=body) for body in bodies]
+    results = await asyncio.gather(*(peer.collect(stream) for stream in streams))
+
+    assert all(result.response and result.response.status == 200 for result in results)
+    assert sorted(orjson.loads(request.body)["n"] for request in backend.requests) == list(
+        range(20)
+    )
+
+
+async def test_unknown_model_is_an_error_frame(tunnel):
+    """A model no local server offers is answered with unknown_model."""
+    peer, _, _ = tunnel
+    relayed = await peer.collect(await peer.request("no-such-model", body=CHAT))
+
+    assert relayed.response is None
+    assert relayed.error is not None
+    assert relayed.error.type == "unknown_model"
+
+
+async def test_large_body_for_an_unknown_model_does_not_stall_the_gateway(tunnel):
+    """A stream that fails early still grants the rest of its body, so the sender finishes."""
+    peer, _, _ = tunnel
+    stream = await peer.request("no-such-model", body=b"a" * (1024 * 1024))
+    relayed = await peer.collect(stream)
+
+    assert relayed.error is not None
+    assert relayed.error.type == "unknown_model"
+    assert sum(peer.granted[stream]) >= 1024 * 1024 - peer.welcome.initial_window
+
+
+async def test_backend_answering_before_the_body_ends_is_relayed(tunnel):
+    """A server that refuses an upload before reading it: its answer arrives, the body drains."""
+    peer, _, _ = tunnel
+    stream = await peer.request("tiny-llm", "/reject", b"b" * (2 * 1024 * 1024))
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert relayed.response.status == 413
+    assert orjson.loads(relayed.body)["error"]["message"] == "too large"
+    assert relayed.end is not None
+
+
+async def test_request_the_agent_cannot_send_is_an_error_frame(tunnel, caplog):
+    """A head aiohttp refuses to send (a newline in a header) fails the stream, not the agent."""
+    peer, backend, _ = tunnel
+    headers = (("content-type", "application/json"), ("x-injected", "a\r\nHost: evil"))
+    relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT, headers=headers))
+
+    assert relayed.error is not None
+    assert relayed.error.type == "agent_error"
+    assert backend.requests == []
+    relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+
+
+async def test_refused_backend_is_unreachable(gateway_factory, backend_factory, agent_factory):
+    """A backend that stopped listening gives backend_unreachable, without its address."""
+    gateway = await gateway_factory()
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [backend])
+    peer = await gateway.next_peer()
+    port = backend.url.split(":")[2].split("/")[0]
+    await backend.close()
+
+    relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))
+
+    assert relayed.error is not None
+    assert relayed.error.type == "backend_unreachable"
+    assert "refused" in relayed.error.message
+    assert "127.0.0.1" not in relayed.error.message
+    assert port not in relayed.error.message
+
+
+async def test_hanging_backend_times_out(tunnel):
+    """No response head within the request's timeout gives backend_timeout and a hang-up."""
+    peer, backend, _ = tunnel
+    stream = await peer.request("tiny-llm", "/hang", b"{}", timeout=0.3)
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is None
+    assert relayed.error is not None
+    assert relayed.error.type == "backend_timeout"
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+
+
+async def test_backend_dropping_midway_is_disconnected(tunnel):
+    """A connection lost after the head ends the stream with backend_disconnected."""
+    peer, _, _ = tunnel
+    relayed = await peer.collect(await peer.request("tiny-llm", "/drop", b"{}"))
+
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert relayed.body.startswith(b"data: partial")
+    assert relayed.end is None
+    assert relayed.error is not None
+    assert relayed.error.type == "backend_disconnected"
+
+
+async def test_request_log_has_one_line_without_bodies_or_secrets(
+    gateway_factory, backend_factory, agent_factory, caplog
+):
+    """Each request logs model, status, duration and stream id, and never bodies or keys."""
+    caplog.set_level(logging.DEBUG, logger="inference_club")
+    gateway = await gateway_factory()
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [BackendSettings(backend.url, api_key="backend-key-456")])
+    peer = await gateway.next_peer()
+    secret_prompt = b"SECRET-PROMPT-TEXT"
+    body = orjson.dumps({"model": "tiny-llm", "messages": [{"content": secret_prompt.decode()}]})
+
+    stream = await peer.request("tiny-llm", body=body)
+    await peer.collect(stream)
+    await wait_until(lambda: any(r.getMessage() == "request" for r in caplog.records))
+
+    formatter = KeyValueFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    text = "\n".join(lines)
+    for secret in ("SECRET-PROMPT-TEXT", "backend-key-456", TOKEN, "pong", "usage"):
+        assert secret not in text
+    [line] = [record for record in caplog.records if record.getMessage() == "request"]
+    assert line.levelno == logging.INFO
+    assert line.model == "tiny-llm"
+    assert line.status == 200
+    assert line.stream_id == stream
+    assert isinstance(line.duration_ms, int)
+    assert line.outcome == "ok"

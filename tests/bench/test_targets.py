@@ -1,0 +1,98 @@
+"""Target checks against direct in the same run, and the Markdown report built from them."""
+
+from bench.loadgen import LoadSummary
+from bench.procstat import Usage
+from bench.report import RunInfo, markdown
+from bench.results import MB, Measurement
+from bench.stats import distribution
+from bench.targets import evaluate
+
+
+def summary(p50: float, p99: float, errors: int = 0, requests: int = 1000) -> LoadSummary:
+    latency = distribution([p50] * 50 + [p99] * 50)
+    return LoadSummary(
+        requests=requests,
+        ok=requests - errors,
+        errors=errors,
+        error_samples=("HTTP 502: bad",) if errors else (),
+        achieved_rate=1000.0,
+        span_s=1.0,
+        latency_ms=latency,
+        service_ms=latency,
+        ttfb_ms=latency,
+        gap_ms=distribution([20.0]),
+        chunks=0,
+        chunks_per_s=0.0,
+        peak_connections=10,
+        max_dispatch_lag_ms=0.1,
+        loadgen_cpu_s=0.1,
+    )
+
+
+def chat(path: str, p50: float, p99: float, errors: int = 0) -> Measurement:
+    return Measurement("chat", "1000 req/s", 1000, path, summary(p50, p99, errors))
+
+
+def check(measurements: list[Measurement], prefix: str):
+    return next(c for c in evaluate(measurements) if c.target.startswith(prefix))
+
+
+def test_added_latency_is_gateway_minus_direct():
+    """The added p50 and p99 are differences from direct at the same rate, met or missed."""
+    runs = [chat("direct", 1.0, 3.0), chat("gateway", 1.4, 6.0), chat("litellm", 9.0, 30.0)]
+    p50 = check(runs, "non-streamed 1,000 req/s: added p50")
+    p99 = check(runs, "non-streamed 1,000 req/s: added p99")
+    assert p50.passed is True
+    assert p50.measured.startswith("+0.40 ms")
+    assert p50.litellm.startswith("+8.00 ms")
+    assert p99.passed is False
+    assert p99.measured.startswith("+3.00 ms")
+
+
+def test_a_step_with_many_errors_misses_whatever_its_latency():
+    """Fast failures are not fast answers: over 1 % errors misses the target."""
+    runs = [chat("direct", 1.0, 3.0), chat("gateway", 1.0, 3.0, errors=50)]
+    result = check(runs, "non-streamed 1,000 req/s: added p50")
+    assert result.passed is False
+    assert "50/1000 failed" in result.measured
+
+
+def test_unmeasured_targets_say_so():
+    """Without a gateway measurement a target is neither met nor missed."""
+    result = check([chat("direct", 1.0, 3.0)], "non-streamed 1,000 req/s: added p50")
+    assert result.passed is None
+    assert result.measured == "not measured"
+
+
+def test_rate_ratio_and_memory_targets():
+    """Max rate is compared as a share of direct; idle memory per agent against 40 KB."""
+    runs = [
+        Measurement("max-rate", "p99", 0, "direct", extra={"max_rate": 3000.0, "capped": 0.0}),
+        Measurement("max-rate", "p99", 0, "gateway", extra={"max_rate": 1500.0, "capped": 0.0}),
+        Measurement("idle", "1000 agents", 1000, "gateway", extra={"per_agent_kb": 31.5}),
+        Measurement(
+            "hold",
+            "2000 streams",
+            2000,
+            "gateway",
+            usage={"gateway": Usage(1.0, 50.0, 100 * MB, 120 * MB, 350 * MB)},
+        ),
+    ]
+    rate = check(runs, "highest rate")
+    assert rate.passed is False
+    assert "50% of direct 3,000" in rate.measured
+    assert check(runs, "idle agents").passed is True
+    held = check(runs, "2,000 slow streams")
+    assert held.passed is False
+    assert held.measured.startswith("350 MB")
+
+
+def test_markdown_report_has_targets_and_tables():
+    """The report shows the run, the target verdicts and one table row per path and step."""
+    runs = [chat("direct", 1.0, 3.0), chat("gateway", 1.4, 6.0)]
+    info = RunInfo("2026-01-01 00:00 UTC", "quick", 2, "3.11", {"direct": "ready"}, ("a note",))
+    text = markdown(info, runs, evaluate(runs))
+    assert "## Targets" in text
+    assert "| non-streamed 1,000 req/s: added p50 ≤ 0.5 ms | +0.40 ms" in text
+    assert "| 1000 req/s | gateway | 1000/0 |" in text
+    assert "- a note" in text

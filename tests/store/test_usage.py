@@ -1,0 +1,151 @@
+"""Usage records: written in batches, read back newest first, moving keys' last use forward."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from inference_club.store import InvalidValue, NotFound, Store, UsageRecord, User
+
+T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _record(user: User, offset_s: float, **fields: object) -> UsageRecord:
+    started = T0 + timedelta(seconds=offset_s)
+    values: dict[str, object] = {
+        "user_id": user.id,
+        "model": "smollm2",
+        "endpoint": "chat.completions",
+        "status_code": 200,
+        "started_at": started,
+        "ended_at": started + timedelta(seconds=2),
+    }
+    values.update(fields)
+    return UsageRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_every_field_round_trips(store: Store) -> None:
+    """A record with every column set reads back equal, with its new id."""
+    user = await store.add_user("alice")
+    key, _ = await store.create_api_key("alice")
+    provider, _ = await store.add_provider("alice", "alice-home")
+    record = _record(
+        user,
+        0,
+        api_key_id=key.id,
+        provider_id=provider.id,
+        model="whisper-tiny",
+        endpoint="audio.transcriptions",
+        status_code=502,
+        ttfb_ms=12.5,
+        prompt_tokens=11,
+        completion_tokens=22,
+        audio_seconds=3.25,
+        image_count=2,
+        error_type="upstream_error",
+    )
+
+    await store.record_usage([record])
+    (stored,) = await store.list_usage()
+
+    assert stored.id is not None
+    assert stored == replace(record, id=stored.id)
+
+
+async def test_optional_fields_stay_empty(store: Store) -> None:
+    """A minimal record keeps None in every optional column."""
+    user = await store.add_user("alice")
+
+    await store.record_usage([_record(user, 0)])
+    (stored,) = await store.list_usage()
+
+    assert (stored.api_key_id, stored.provider_id, stored.ttfb_ms) == (None, None, None)
+    assert (stored.prompt_tokens, stored.completion_tokens) == (None, None)
+    assert (stored.audio_seconds, stored.image_count, stored.error_type) == (None, None, None)
+
+
+async def test_batch_is_listed_newest_first(store: Store) -> None:
+    """A batch lands whole; list_usage orders by start time, newest first."""
+    user = await store.add_user("alice")
+    batch = [_record(user, offset, prompt_tokens=offset) for offset in (5, 1, 9, 3)]
+
+    await store.record_usage(batch)
+
+    listed = await store.list_usage()
+    assert [record.prompt_tokens for record in listed] == [9, 5, 3, 1]
+    assert len({record.id for record in listed}) == 4
+
+
+async def test_list_usage_filters_and_pages(store: Store) -> None:
+    """user_id, provider_id and since narrow the list; limit and offset page through it."""
+    alice = await store.add_user("alice")
+    bob = await store.add_user("bob")
+    provider, _ = await store.add_provider("bob", "bob-home")
+    await store.record_usage(
+        [_record(alice, offset, prompt_tokens=offset) for offset in range(10)]
+        + [_record(bob, 100, provider_id=provider.id, prompt_tokens=100)]
+    )
+
+    alice_tokens = [r.prompt_tokens for r in await store.list_usage(user_id=alice.id)]
+    recent = [
+        r.prompt_tokens
+        for r in await store.list_usage(user_id=alice.id, since=T0 + timedelta(seconds=7))
+    ]
+    page = [r.prompt_tokens for r in await store.list_usage(user_id=alice.id, limit=3, offset=2)]
+    by_provider = [r.user_id for r in await store.list_usage(provider_id=provider.id)]
+
+    assert alice_tokens == list(range(9, -1, -1))
+    assert recent == [9, 8, 7]
+    assert page == [7, 6, 5]
+    assert by_provider == [bob.id]
+
+
+async def test_usage_moves_key_last_used_forward_only(store: Store) -> None:
+    """last_used_at becomes the latest ended_at seen, even when batches arrive out of order."""
+    user = await store.add_user("alice")
+    key, _ = await store.create_api_key("alice")
+    other, _ = await store.create_api_key("alice", "unused")
+
+    await store.record_usage(
+        [_record(user, 10, api_key_id=key.id), _record(user, 30, api_key_id=key.id)]
+    )
+    await store.record_usage([_record(user, 20, api_key_id=key.id)])
+
+    by_id = {k.id: k for k in await store.list_api_keys("alice")}
+    assert by_id[key.id].last_used_at == T0 + timedelta(seconds=32)
+    assert by_id[other.id].last_used_at is None
+
+
+async def test_empty_batch_is_a_no_op(store: Store) -> None:
+    """Recording nothing stores nothing and does not fail."""
+    await store.record_usage([])
+
+    assert await store.list_usage() == []
+
+
+async def test_batch_naming_a_missing_user_stores_nothing(store: Store) -> None:
+    """A record for a user that does not exist fails the whole batch with NotFound."""
+    user = await store.add_user("alice")
+
+    with pytest.raises(NotFound):
+        await store.record_usage([_record(user, 0), _record(user, 1, user_id=user.id + 999)])
+    assert await store.list_usage() == []
+
+
+async def test_naive_times_in_usage_are_refused(store: Store) -> None:
+    """A record with a naive datetime is refused before anything is written."""
+    user = await store.add_user("alice")
+    naive = T0.replace(tzinfo=None)
+
+    with pytest.raises(InvalidValue):
+        await store.record_usage([_record(user, 0, started_at=naive)])
+    with pytest.raises(InvalidValue):
+        await store.list_usage(since=naive)
+    assert await store.list_usage() == []
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(0, 0), (-1, 0), (10, -1), (10_001, 0)])
+async def test_list_usage_refuses_bad_paging(store: Store, limit: int, offset: int) -> None:
+    """Limits outside 1-10000 and negative offsets raise InvalidValue."""
+    with pytest.raises(InvalidValue):
+        await store.list_usage(limit=limit, offset=offset)
