@@ -112,6 +112,7 @@ def fresh_database_url(
 
 @pytest.fixture
 def _migrated_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with the current schema: a new SQLite file, or the session's PostgreSQL one."""
     if backend == "sqlite":
         return default_database_url(tmp_path)
     return str(request.getfixturevalue("postgres_shared_url"))

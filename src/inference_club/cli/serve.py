@@ -55,6 +55,19 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "(env INFERENCE_CLUB_HEARTBEAT_INTERVAL, default 5)",
     )
     parser.add_argument(
+        "--requests-per-minute",
+        type=int,
+        default=int(env("REQUESTS_PER_MINUTE", "600") or "600"),
+        help="default rate limit per API key; admins can set another per user with "
+        "'users set-limit' (env INFERENCE_CLUB_REQUESTS_PER_MINUTE, default 600)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=env("REDIS_URL"),
+        help="Redis for rate-limit counters shared by several gateway nodes, e.g. "
+        "redis://127.0.0.1:6379/0 (env INFERENCE_CLUB_REDIS_URL, default: in memory)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -85,6 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             upstream_timeout=args.upstream_timeout,
             heartbeat_interval=args.heartbeat_interval,
+            requests_per_minute=args.requests_per_minute,
+            redis_url=args.redis_url,
         )
         run(settings)
     except (ValueError, OSError) as exc:

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 
 from inference_club.gateway.asgi import Receive, Scope, Send
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, RedisRateCounter
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
@@ -60,8 +61,15 @@ class GatewayApp:
         store = await Store.open(database_url)
         usage = UsageWriter(store.record_usage)
         usage.start()
+        rate_counter: RateCounter = (
+            RedisRateCounter(settings.redis_url) if settings.redis_url else MemoryRateCounter()
+        )
         self._services = Services(
-            settings=settings, store=store, registry=ProviderRegistry(), usage=usage
+            settings=settings,
+            store=store,
+            registry=ProviderRegistry(),
+            usage=usage,
+            rate_counter=rate_counter,
         )
         try:
             yield
@@ -69,6 +77,7 @@ class GatewayApp:
             for connection in self._services.registry.connections():
                 await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
             await usage.stop()
+            await rate_counter.close()
             await store.close()
             self._services = None
 

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.ratelimit import RateCounter
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.store import Store
@@ -16,3 +17,4 @@ class Services:
     store: Store
     registry: ProviderRegistry
     usage: UsageWriter
+    rate_counter: RateCounter

@@ -25,6 +25,10 @@ class GatewaySettings:
     heartbeat_interval: float = 5.0
     # How many providers one request may try before the first response byte.
     max_attempts: int = 3
+    # Requests per minute per API key, unless an admin set another limit for the user.
+    requests_per_minute: int = 600
+    # Redis shared by gateway nodes for rate-limit counters; None keeps them in memory.
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -35,6 +39,9 @@ class GatewaySettings:
             raise ValueError(msg)
         if self.upstream_timeout <= 0 or self.heartbeat_interval <= 0:
             msg = "timeouts must be positive"
+            raise ValueError(msg)
+        if self.requests_per_minute < 1:
+            msg = "requests per minute must be at least 1"
             raise ValueError(msg)
         if self.max_attempts < 1:
             msg = "max attempts must be at least 1"

@@ -4,11 +4,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from inference_club.gateway.asgi import ClientGone, Message, Receive, Scope, Send, send_error
+from inference_club.gateway.asgi import (
+    ClientGone,
+    Message,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    send_error,
+)
 from inference_club.gateway.auth import authenticate
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.disconnect import stop_disconnect_watch
-from inference_club.gateway.errors import ApiError, BadRequest
+from inference_club.gateway.errors import ApiError, BadRequest, RateLimited
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.models_routes import list_models, retrieve_model
 from inference_club.gateway.registry import Caller
@@ -60,9 +68,21 @@ class V1App:
         exchange = Exchange(endpoint="unknown")
         identity: KeyIdentity | None = None
         ctx: RequestContext | None = None
+        extra_headers: RawHeaders = []
         try:
             handler = self._resolve(method, path, exchange)
             identity = await authenticate(scope, services.store)
+            decision = await services.rate_counter.hit(
+                f"key:{identity.key_id}:{identity.key_prefix}",
+                identity.requests_per_minute or services.settings.requests_per_minute,
+            )
+            extra_headers.extend(decision.headers())
+            if not decision.allowed:
+                raise RateLimited(
+                    f"Rate limit of {decision.limit} requests per minute reached for this "
+                    f"API key; retry in {decision.reset} seconds.",
+                    code="rate_limit_exceeded",
+                )
             ctx = RequestContext(
                 scope=scope,
                 receive=receive,
@@ -71,6 +91,7 @@ class V1App:
                 identity=identity,
                 exchange=exchange,
                 caller=Caller(user_id=identity.user_id),
+                extra_headers=extra_headers,
             )
             await handler(ctx)
         except ApiError as error:
@@ -81,7 +102,7 @@ class V1App:
             elif started:
                 logger.warning("error after the response started", extra={"error": error.type})
             else:
-                await send_error(send, error, ctx.extra_headers if ctx else None)
+                await send_error(send, error, extra_headers)
         except (ClientGone, OSError):
             exchange.client_gone = True
             exchange.status = CLIENT_CLOSED_REQUEST

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a test keeps the two in step). Knowing it
 # lets an up-to-date database open without importing Alembic, which costs ~0.2 s per CLI call.
+# A schema change is a new file there, NNNN_what.py with down_revision set, and a bump here;
+# tests/store/test_migrations.py then checks it produces exactly schema.py on both databases.
 HEAD_REVISION = "0001"
 # An arbitrary constant naming our advisory lock among any others on the PostgreSQL server.
 _POSTGRES_LOCK_KEY = 0x1C_C1_0B_5C_4E_3A
