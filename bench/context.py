@@ -92,9 +92,13 @@ async def measure(
         extra=extra(result) if extra is not None else {},
     )
     errors = f", {summary.errors} errors" if summary.errors else ""
-    say(
-        f"  {scenario} {step} {path.name}: p50 {summary.latency_ms.p50:.2f} ms, "
-        f"p99 {summary.latency_ms.p99:.2f} ms{errors}"
-    )
+    if summary.chunks:
+        figures = (
+            f"{summary.chunks_per_s:,.0f} chunks/s, TTFB p99 {summary.ttfb_ms.p99:.1f} ms, "
+            f"gap p99 {summary.gap_ms.p99:.1f} ms"
+        )
+    else:
+        figures = f"p50 {summary.latency_ms.p50:.2f} ms, p99 {summary.latency_ms.p99:.2f} ms"
+    say(f"  {scenario} {step} {path.name}: {figures}{errors}")
     await ctx.settle()
     return measurement

@@ -76,14 +76,19 @@ async def run(options: Options) -> int:
         await mock.stop()
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
-    checks = evaluate(measurements)
+    try:
+        checks = evaluate(measurements)
+    except Exception as exc:
+        # The measurements took minutes; a fault in judging them must not lose them.
+        checks = []
+        ctx.notes.append(f"target checks failed: {type(exc).__name__}: {exc}")
     info = RunInfo(
         started=started,
         mode="quick" if plan.quick else "full",
         cpus=os.cpu_count() or 0,
         python=platform.python_version(),
         paths=states,
-        notes=tuple(ctx.notes),
+        notes=tuple(dict.fromkeys(ctx.notes)),
     )
     md_path, json_path = write(options.out_dir, info, measurements, checks)
     say(f"wrote {md_path} and {json_path}")

@@ -112,50 +112,62 @@ def _largest(measurements: Sequence[Measurement], scenario: str) -> Measurement 
     return max(candidates, key=lambda m: m.value, default=None)
 
 
-def _memory_checks(measurements: Sequence[Measurement]) -> list[Check]:
-    checks = []
+def _held_streams_check(measurements: Sequence[Measurement]) -> Check:
     held = _largest(measurements, "hold")
-    peak = held.peak_mb("gateway") if held is not None else None
-    litellm_held = find(measurements, "hold", "litellm", held.value) if held else None
-    litellm_peak = litellm_held.peak_mb("litellm") if litellm_held is not None else None
-    checks.append(
-        Check(
-            f"{held.value:,.0f} slow streams: gateway peak < 300 MB (target at 2,000)"
-            if held
-            else "2,000 slow streams: gateway peak < 300 MB",
-            f"{peak:.0f} MB (agent {held.peak_mb('agent') or 0:.0f} MB)"
-            if held and peak is not None
-            else _NOT_MEASURED,
-            peak < 300 if peak is not None else None,
-            f"{litellm_peak:.0f} MB" if litellm_peak is not None else "",
-        )
+    if held is None:
+        return Check("2,000 slow streams: gateway peak < 300 MB", _NOT_MEASURED, None)
+    peak = held.peak_mb("gateway")
+    litellm = find(measurements, "hold", "litellm", held.value)
+    litellm_peak = litellm.peak_mb("litellm") if litellm is not None else None
+    return Check(
+        f"{held.value:,.0f} slow streams: gateway peak < 300 MB (target at 2,000)",
+        f"{peak:.0f} MB (agent {held.peak_mb('agent') or 0:.0f} MB)" if peak else _NOT_MEASURED,
+        peak < 300 if peak else None,
+        f"{litellm_peak:.0f} MB" if litellm_peak is not None else "",
     )
+
+
+def _idle_check(measurements: Sequence[Measurement]) -> Check:
     idle = _largest(measurements, "idle")
     per_agent = idle.extra.get("per_agent_kb") if idle is not None else None
-    checks.append(
-        Check(
-            f"idle agents ({idle.value:,.0f}): ≤ 40 KB each" if idle else "idle agent ≤ 40 KB",
-            f"{per_agent:.1f} KB" if per_agent is not None else _NOT_MEASURED,
-            per_agent <= 40 if per_agent is not None and idle and not idle.error else None,
-        )
+    if idle is None or per_agent is None:
+        return Check("idle agents: ≤ 40 KB each", _NOT_MEASURED, None)
+    failed = f", {idle.extra.get('failed', 0):.0f} failed to connect" if idle.error else ""
+    return Check(
+        f"{idle.value:,.0f} idle agents: ≤ 40 KB each",
+        f"{per_agent:.1f} KB{failed}",
+        per_agent <= 40 and not idle.error,
     )
-    uploads = [m for m in measurements if m.scenario == "upload" and m.path == "gateway"]
-    rises = [m.extra.get("gateway_rise_mb", 0.0) for m in uploads if m.error is None]
-    litellm_rises = [
-        m.extra.get("litellm_rise_mb", 0.0)
-        for m in measurements
-        if m.scenario == "upload" and m.path == "litellm" and m.error is None
+
+
+def _upload_rise(measurements: Sequence[Measurement], path: str) -> tuple[float | None, str]:
+    uploads = [m for m in measurements if m.scenario == "upload" and m.path == path]
+    if not uploads:
+        return None, ""
+    failures = [m.error for m in uploads if m.error]
+    if failures:
+        return None, f"failed: {failures[0][:120]}"
+    rise = max(m.extra.get(f"{path}_rise_mb", 0.0) for m in uploads)
+    return rise, f"+{rise:.1f} MB"
+
+
+def _upload_check(measurements: Sequence[Measurement]) -> Check:
+    rise, text = _upload_rise(measurements, "gateway")
+    uploaded = any(m.scenario == "upload" and m.path == "gateway" for m in measurements)
+    return Check(
+        "10 MB upload raises gateway peak by < 2 MB",
+        text or _NOT_MEASURED,
+        (rise is not None and rise < 2) if uploaded else None,
+        _upload_rise(measurements, "litellm")[1],
+    )
+
+
+def _memory_checks(measurements: Sequence[Measurement]) -> list[Check]:
+    return [
+        _held_streams_check(measurements),
+        _idle_check(measurements),
+        _upload_check(measurements),
     ]
-    failed = [m.error for m in uploads if m.error]
-    checks.append(
-        Check(
-            "10 MB upload raises gateway peak by < 2 MB",
-            f"+{max(rises):.1f} MB" if rises else (failed[0][:120] if failed else _NOT_MEASURED),
-            (max(rises) < 2 and not failed) if uploads else None,
-            f"+{max(litellm_rises):.1f} MB" if litellm_rises else "",
-        )
-    )
-    return checks
 
 
 def evaluate(measurements: Sequence[Measurement]) -> list[Check]:

@@ -33,8 +33,8 @@ def chat(path: str, p50: float, p99: float, errors: int = 0) -> Measurement:
     return Measurement("chat", "1000 req/s", 1000, path, summary(p50, p99, errors))
 
 
-def check(measurements: list[Measurement], prefix: str):
-    return next(c for c in evaluate(measurements) if c.target.startswith(prefix))
+def check(measurements: list[Measurement], part: str):
+    return next(c for c in evaluate(measurements) if part in c.target)
 
 
 def test_added_latency_is_gateway_minus_direct():
@@ -96,3 +96,27 @@ def test_markdown_report_has_targets_and_tables():
     assert "| non-streamed 1,000 req/s: added p50 ≤ 0.5 ms | +0.40 ms" in text
     assert "| 1000 req/s | gateway | 1000/0 |" in text
     assert "- a note" in text
+
+
+def test_failed_uploads_miss_the_upload_target_with_the_reason():
+    """An upload the gateway refused misses the target and says why."""
+    runs = [
+        Measurement("upload", "#1", 1, "direct", extra={"seconds": 0.02}),
+        Measurement("upload", "#1", 1, "gateway", error="HTTP 404: no route"),
+        Measurement("upload", "#1", 1, "litellm", extra={"litellm_rise_mb": 12.5}),
+    ]
+    result = check(runs, "10 MB upload")
+    assert result.passed is False
+    assert "HTTP 404" in result.measured
+    assert result.litellm == "+12.5 MB"
+
+
+def test_upload_within_two_megabytes_meets_the_target():
+    """A gateway peak rise under 2 MB across every attempt meets the upload target."""
+    runs = [
+        Measurement("upload", "#1", 1, "gateway", extra={"gateway_rise_mb": 0.4}),
+        Measurement("upload", "#2", 2, "gateway", extra={"gateway_rise_mb": 1.2}),
+    ]
+    result = check(runs, "10 MB upload")
+    assert result.passed is True
+    assert result.measured == "+1.2 MB"

@@ -1,8 +1,18 @@
 """Assets: recorded under unguessable ids, only as image or audio, at relative paths."""
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from inference_club.store import AlreadyExists, InvalidValue, NotFound, Store, new_asset_id
+from inference_club.store import (
+    AlreadyExists,
+    InvalidValue,
+    NotFound,
+    Store,
+    UsageRecord,
+    new_asset_id,
+)
 
 
 async def test_asset_round_trips(store: Store) -> None:
@@ -104,3 +114,99 @@ async def test_unknown_asset_is_not_found(store: Store) -> None:
     """get_asset of an id never added raises NotFound."""
     with pytest.raises(NotFound):
         await store.get_asset(new_asset_id())
+
+
+async def _asset(store: Store, user_id: int, kind: str = "image") -> str:
+    asset_id = new_asset_id()
+    content_type = "image/png" if kind == "image" else "audio/wav"
+    await store.add_asset(
+        asset_id=asset_id,
+        user_id=user_id,
+        kind=kind,
+        content_type=content_type,
+        size_bytes=3,
+        path=f"assets/{asset_id}",
+    )
+    return asset_id
+
+
+async def test_assets_are_listed_per_user_newest_first(store: Store) -> None:
+    """list_assets returns only the user's own assets, the newest first, paged."""
+    alice = await store.add_user("alice")
+    bob = await store.add_user("bob")
+    first = await _asset(store, alice.id)
+    second = await _asset(store, alice.id, kind="audio")
+    await _asset(store, bob.id)
+
+    listed = await store.list_assets(user_id=alice.id)
+
+    assert [asset.id for asset in listed] == [second, first]
+    assert [a.id for a in await store.list_assets(user_id=alice.id, limit=1, offset=1)] == [first]
+    with pytest.raises(InvalidValue):
+        await store.list_assets(user_id=alice.id, limit=0)
+
+
+async def test_deleting_an_asset_returns_it_and_forgets_it(store: Store) -> None:
+    """delete_asset hands back the record (for its file) and a second delete is NotFound."""
+    alice = await store.add_user("alice")
+    asset_id = await _asset(store, alice.id)
+
+    deleted = await store.delete_asset(asset_id)
+
+    assert deleted.id == asset_id
+    assert deleted.path == f"assets/{asset_id}"
+    with pytest.raises(NotFound):
+        await store.get_asset(asset_id)
+    with pytest.raises(NotFound):
+        await store.delete_asset(asset_id)
+
+
+async def test_assets_link_to_the_usage_record_of_their_request(store: Store) -> None:
+    """Assets are linked to the stored record with the same user, key, endpoint and start."""
+    alice = await store.add_user("alice")
+    key, _secret = await store.create_api_key("alice", "default")
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    record = UsageRecord(
+        user_id=alice.id,
+        api_key_id=key.id,
+        model="piper-joe",
+        endpoint="audio.speech",
+        status_code=200,
+        started_at=started,
+        ended_at=started + timedelta(seconds=1),
+    )
+    # A record of the same user a microsecond later must not be the one linked.
+    other = replace(record, started_at=started + timedelta(microseconds=1))
+    await store.record_usage([other, record])
+    asset_id = await _asset(store, alice.id, kind="audio")
+    unlinked = await _asset(store, alice.id)
+
+    linked = await store.link_assets_to_usage([asset_id], record)
+
+    assert linked == 1
+    stored = {r.started_at: r.id for r in await store.list_usage(user_id=alice.id)}
+    assert (await store.get_asset(asset_id)).usage_record_id == stored[started]
+    assert (await store.get_asset(unlinked)).usage_record_id is None
+
+
+async def test_linking_without_a_stored_record_changes_nothing(store: Store) -> None:
+    """With no matching usage record, or another user's assets, nothing is linked."""
+    alice = await store.add_user("alice")
+    bob = await store.add_user("bob")
+    started = datetime(2026, 1, 2, tzinfo=UTC)
+    record = UsageRecord(
+        user_id=alice.id,
+        model="m",
+        endpoint="images.generations",
+        status_code=200,
+        started_at=started,
+        ended_at=started,
+    )
+    asset_id = await _asset(store, alice.id)
+    bobs = await _asset(store, bob.id)
+
+    assert await store.link_assets_to_usage([asset_id], record) == 0
+    await store.record_usage([record])
+    assert await store.link_assets_to_usage([bobs], record) == 0
+    assert (await store.get_asset(bobs)).usage_record_id is None
+    assert await store.link_assets_to_usage([], record) == 0

@@ -32,7 +32,15 @@ from inference_club.agent.settings import AgentSettings, BackendSettings, ModelS
 from inference_club.protocol import SERVICE_TYPES
 
 _TOP_LEVEL_KEYS = frozenset(
-    {"server", "token", "log_level", "rediscover_interval", "backends", "models"}
+    {
+        "server",
+        "token",
+        "log_level",
+        "rediscover_interval",
+        "guest_concurrency",
+        "backends",
+        "models",
+    }
 )
 _BACKEND_KEYS = frozenset({"url", "api_key", "models", "service_type"})
 _MODEL_KEYS = frozenset(ModelSettings.__dataclass_fields__)
@@ -47,6 +55,7 @@ class AgentConfig:
     token: str | None = field(default=None, repr=False)
     log_level: str | None = None
     rediscover_interval: float | None = None
+    guest_concurrency: int | None = None
     backends: tuple[BackendSettings, ...] = ()
     models: Mapping[str, ModelSettings] = field(default_factory=dict)
 
@@ -74,6 +83,11 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
     interval = data.get("rediscover_interval")
     if interval is not None and (not _is_number(interval) or interval <= 0):
         _fail("rediscover_interval", "must be a positive number of seconds")
+    guests = data.get("guest_concurrency")
+    if guests is not None and (
+        not isinstance(guests, int) or isinstance(guests, bool) or guests < 0
+    ):
+        _fail("guest_concurrency", "must be a whole number of requests, 0 or more")
     log_level = _optional_string(data, "log_level", "log_level")
     if log_level is not None and log_level.lower() not in LOG_LEVELS:
         _fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
@@ -88,6 +102,7 @@ def parse_config(data: Mapping[str, Any]) -> AgentConfig:
         token=_optional_string(data, "token", "token"),
         log_level=log_level,
         rediscover_interval=float(interval) if interval is not None else None,
+        guest_concurrency=guests,
         backends=tuple(_backend(item, f"backends[{i}]") for i, item in enumerate(backends)),
         models={str(model_id): _model(value, model_id) for model_id, value in models.items()},
     )
@@ -130,6 +145,7 @@ def build_settings(
         backends=_unique(backends),
         models=config.models,
         rediscover_interval=interval,
+        guest_concurrency=config.guest_concurrency,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inline_image_urls
 from inference_club.agent.settings import BackendSettings
 from inference_club.protocol import (
     Body,
@@ -167,6 +168,11 @@ class StreamRelay:
         completed = False
         try:
             self._status = response.status
+            content_type = response.headers.get("content-type", "")
+            if carries_image_urls(self.request.path, response.status, content_type):
+                outcome = await self._relay_inlined(response, self._backend)
+                completed = outcome == "ok"
+                return outcome
             await self._send(Response(stream_id, response.status, _response_headers(response)))
             while True:
                 try:
@@ -186,6 +192,30 @@ class StreamRelay:
                 # Closing rather than releasing drops the TCP connection, so the model server
                 # sees its client go away (cancel, dropped tunnel) and stops generating.
                 response.close()
+        return "ok"
+
+    async def _relay_inlined(
+        self, response: aiohttp.ClientResponse, backend: BackendSettings
+    ) -> str:
+        """An image reply, read whole so images the backend only links to go inline."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := await response.content.readany():
+                size += len(chunk)
+                if size > MAX_IMAGE_REPLY:
+                    message = "the image reply is too large to relay"
+                    return await self._fail("backend_too_large", message)
+                chunks.append(chunk)
+        except (aiohttp.ClientError, OSError) as exc:
+            message = f"the model server dropped the response midway ({_describe(exc)})"
+            return await self._fail("backend_disconnected", message)
+        body = b"".join(chunks)
+        body = await inline_image_urls(body, backend, self._http, self.request.timeout)
+        stream_id = self.request.stream_id
+        await self._send(Response(stream_id, response.status, _response_headers(response)))
+        await self._send_body(body)
+        await self._send(End(stream_id))
         return "ok"
 
     async def _open(self, backend: BackendSettings) -> aiohttp.ClientResponse:

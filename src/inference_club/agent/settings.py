@@ -67,6 +67,8 @@ class AgentSettings:
     backends: tuple[BackendSettings, ...] = ()
     models: Mapping[str, ModelSettings] = field(default_factory=dict)
     rediscover_interval: float = 30.0
+    # Requests of other members taken at once; None: the gateway's default (half the capacity).
+    guest_concurrency: int | None = None
     # Per backend, for ``GET /models`` and ``GET /audio/voices``.
     discovery_timeout: float = 5.0
     # WebSocket upgrade, then the wait for the gateway's welcome.

@@ -87,7 +87,14 @@ class TunnelSession:
 
     async def handshake(self, cards: tuple[ModelCard, ...]) -> Welcome:
         """Say hello with the models, and wait for the gateway's welcome."""
-        await self.send(Hello(PROTOCOL_VERSION, __version__, cards))
+        await self.send(
+            Hello(
+                PROTOCOL_VERSION,
+                __version__,
+                cards,
+                guest_concurrency=self._settings.guest_concurrency,
+            )
+        )
         self._announced = cards
         message = await self._ws.receive(timeout=self._settings.connect_timeout)
         if message.type in _CLOSED:

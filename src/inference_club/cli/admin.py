@@ -31,6 +31,7 @@ def register(commands: "Subcommands") -> None:
     _register_keys(commands)
     _register_providers(commands)
     _register_groups(commands)
+    _register_sharing(commands)
 
 
 # -- command tree ---------------------------------------------------------------------------
@@ -196,6 +197,44 @@ def _limit(kind: type[int] | type[float]) -> Callable[[str], int | float | None]
 
 
 # -- running ------------------------------------------------------------------------------
+
+
+def _register_sharing(commands: "Subcommands") -> None:
+    share = _command(
+        commands,
+        "share",
+        "Decide who may use one model of a provider",
+        _share,
+        details="Overrides what the owner's agent config announces; takes effect on the "
+        "gateway's next request, with no restart. --reset goes back to the agent's setting.",
+        check=_share_target_given,
+    )
+    share.add_argument("provider", metavar="PROVIDER", help="the provider's name")
+    share.add_argument("model", metavar="MODEL", help="the model id as the provider serves it")
+    share.add_argument(
+        "--with",
+        dest="visibility",
+        action="append",
+        default=[],
+        metavar="WHO",
+        help="'private', 'network' or 'group:NAME'; repeat for several groups",
+    )
+    share.add_argument(
+        "--reset", action="store_true", help="forget the override; the agent's config decides"
+    )
+
+
+def _share_target_given(args: argparse.Namespace) -> str | None:
+    if bool(args.visibility) == bool(args.reset):
+        return "give either --with WHO (one or more) or --reset"
+    return None
+
+
+async def _share(store: "Store", args: argparse.Namespace) -> None:
+    visibility = [] if args.reset else args.visibility
+    await store.set_model_share(args.provider, args.model, visibility)
+    shown = ", ".join(sorted(set(visibility))) or "as the agent announces"
+    print(f"{args.provider} {args.model}: {shown}")
 
 
 def _handler(action: Action, check: Check | None) -> Callable[[argparse.Namespace], int]:

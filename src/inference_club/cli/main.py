@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 
 from inference_club import __version__
-from inference_club.cli import admin, agent_command, serve
+from inference_club.cli import accounts, admin, agent_command, demo, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     agent_command.register(commands)
     admin.register(commands)
+    accounts.register(commands)
+    demo.register(commands)
     return parser
 
 

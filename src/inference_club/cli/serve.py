@@ -55,6 +55,13 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "(env INFERENCE_CLUB_HEARTBEAT_INTERVAL, default 5)",
     )
     parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=float(env("QUEUE_TIMEOUT", "30") or "30"),
+        help="seconds a request waits for a busy provider before 503 overloaded "
+        "(env INFERENCE_CLUB_QUEUE_TIMEOUT, default 30)",
+    )
+    parser.add_argument(
         "--requests-per-minute",
         type=int,
         default=int(env("REQUESTS_PER_MINUTE", "600") or "600"),
@@ -66,6 +73,20 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         default=env("REDIS_URL"),
         help="Redis for rate-limit counters shared by several gateway nodes, e.g. "
         "redis://127.0.0.1:6379/0 (env INFERENCE_CLUB_REDIS_URL, default: in memory)",
+    )
+    parser.add_argument(
+        "--max-images-per-request",
+        type=int,
+        default=int(env("MAX_IMAGES_PER_REQUEST", "4") or "4"),
+        help="most images one generation or edit may return; a larger n is clamped "
+        "(env INFERENCE_CLUB_MAX_IMAGES_PER_REQUEST, default 4)",
+    )
+    parser.add_argument(
+        "--session-secret",
+        default=env("SESSION_SECRET"),
+        help="secret that signs dashboard session cookies; prefer the env var, which `ps` "
+        "does not show (env INFERENCE_CLUB_SESSION_SECRET, default a random one kept in "
+        "DATA/session-secret)",
     )
     parser.add_argument(
         "--log-level",
@@ -98,8 +119,11 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             upstream_timeout=args.upstream_timeout,
             heartbeat_interval=args.heartbeat_interval,
+            max_images_per_request=args.max_images_per_request,
             requests_per_minute=args.requests_per_minute,
+            queue_timeout=args.queue_timeout,
             redis_url=args.redis_url,
+            session_secret=args.session_secret,
         )
         run(settings)
     except (ValueError, OSError) as exc:

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
+from inference_club.gateway.assets import ASSET_ROUTE, AssetStore, serve_asset
 from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, RedisRateCounter
 from inference_club.gateway.registry import ProviderRegistry
@@ -18,6 +20,7 @@ from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.gateway.tunnel import tunnel_endpoint
 from inference_club.gateway.v1 import V1App
+from inference_club.gateway.web import web_middleware, web_routes
 from inference_club.protocol import CloseCode
 from inference_club.store import Store, default_database_url
 
@@ -35,7 +38,10 @@ class GatewayApp:
             routes=[
                 WebSocketRoute("/api/tunnel", self._tunnel),
                 Route("/healthz", self._health),
+                Route(ASSET_ROUTE, self._asset, methods=["GET", "HEAD"]),
+                *web_routes(self.services),
             ],
+            middleware=web_middleware(self.services),
             lifespan=self._lifespan,
         )
 
@@ -59,17 +65,24 @@ class GatewayApp:
         database_url = settings.database_url or default_database_url(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(database_url)
-        usage = UsageWriter(store.record_usage)
+        assets = AssetStore(settings.data_dir, store, settings.base_url)
+        # Writing through the asset store links each record to the assets its request made.
+        usage = UsageWriter(assets.record_usage)
         usage.start()
         rate_counter: RateCounter = (
             RedisRateCounter(settings.redis_url) if settings.redis_url else MemoryRateCounter()
         )
+        registry = ProviderRegistry()
+        admission = Admission(registry.candidates, settings.queue_timeout)
+        registry.on_capacity = admission.dispatch_all
         self._services = Services(
             settings=settings,
             store=store,
-            registry=ProviderRegistry(),
+            registry=registry,
             usage=usage,
+            assets=assets,
             rate_counter=rate_counter,
+            admission=admission,
         )
         try:
             yield
@@ -83,6 +96,9 @@ class GatewayApp:
 
     async def _tunnel(self, websocket: WebSocket) -> None:
         await tunnel_endpoint(websocket, self.services())
+
+    async def _asset(self, request: Request) -> Response:
+        return await serve_asset(request, self.services().assets)
 
     async def _health(self, _request: Request) -> JSONResponse:
         services = self.services()

@@ -45,12 +45,17 @@ class ProviderConnection:
         send_bytes: SendBytes,
         close_socket: CloseSocket,
         initial_window: int = DEFAULT_INITIAL_WINDOW,
+        guest_concurrency: int | None = None,
     ) -> None:
         self.provider_id = provider_id
         self.provider_name = provider_name
         self.owner_id = owner_id
         self.models: dict[str, ModelCard] = {card.id: card for card in models}
         self.in_flight = 0
+        # Admission's counters: requests holding a slot, per model and from guests.
+        self.active: dict[str, int] = {}
+        self.guest_active = 0
+        self.guest_concurrency = guest_concurrency
         self.initial_window = initial_window
         self.last_received = time.monotonic()
         self.connected_at = int(time.time())

@@ -3,9 +3,12 @@
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference_club.gateway.streams import TunnelStream
+
+if TYPE_CHECKING:
+    from inference_club.gateway.admission import Slot
 
 
 @dataclass(slots=True)
@@ -26,6 +29,10 @@ class Exchange:
     client_gone: bool = False
     # The stream currently open upstream, so a client disconnect can cancel it.
     stream: TunnelStream | None = None
+    # The provider slot this request holds, released when it ends.
+    slot: "Slot | None" = None
+    # Position in the wait queue on arrival (0: no wait); None until a slot was sought.
+    queue_position: int | None = None
 
     def mark_first_byte(self) -> None:
         """The first response byte went to the client now."""

@@ -1,17 +1,19 @@
 """Sending one request through a provider's tunnel, with failover before the first byte."""
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
 
+from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import ClientGone
 from inference_club.gateway.connection import ProviderConnection
 from inference_club.gateway.errors import UpstreamError
 from inference_club.gateway.exchange import Exchange
-from inference_club.gateway.registry import Candidate
+from inference_club.gateway.registry import Caller, Candidate
 from inference_club.gateway.streams import StreamLost, TunnelStream
 from inference_club.protocol import Body, End, Error, Request, Response, WindowClosed
 
@@ -40,6 +42,8 @@ class OutgoingRequest:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     query: str = ""
+    # For bodies too large to hold (uploads): called once per attempt, so failover can resend.
+    body_source: Callable[[], AsyncGenerator[bytes, None]] | None = None
 
 
 async def open_upstream(
@@ -49,11 +53,23 @@ async def open_upstream(
     *,
     timeout: float,
     max_attempts: int,
+    admission: Admission | None = None,
+    caller: Caller | None = None,
 ) -> Upstream:
-    """Try candidates in order until one answers with a response head worth relaying."""
+    """Try candidates until one answers with a response head worth relaying.
+
+    With ``admission``, each attempt holds a slot on its provider (the first may wait in the
+    fair queue); the slot that reaches the head stays on ``exchange.slot`` until the request ends.
+    """
     last_error = "no provider answered"
-    tried = candidates[:max_attempts]
-    for index, candidate in enumerate(tried):
+    remaining = list(candidates)
+    attempts = 0
+    while remaining and attempts < max_attempts:
+        candidate = await _next_candidate(remaining, request.model, exchange, admission, caller)
+        if candidate is None:
+            break
+        attempts += 1
+        is_last = not remaining or attempts == max_attempts
         connection = candidate.connection
         stream = connection.open_stream()
         exchange.stream = stream
@@ -61,7 +77,6 @@ async def open_upstream(
             await connection.cancel(stream)
             raise ClientGone
         exchange.provider_id = connection.provider_id
-        is_last = index == len(tried) - 1
         try:
             head = await asyncio.wait_for(
                 _send_and_await_head(connection, stream, request, timeout), timeout
@@ -73,6 +88,7 @@ async def open_upstream(
             raise UpstreamError(msg) from None
         except _AttemptFailed as failure:
             await connection.cancel(stream)
+            _give_back(exchange, admission)
             if exchange.client_gone:
                 raise ClientGone from None
             last_error = failure.message
@@ -84,11 +100,40 @@ async def open_upstream(
         if head.status >= 500 and not is_last:
             # A backend error before any byte reached the client: another provider may do better.
             await connection.cancel(stream)
+            _give_back(exchange, admission)
             last_error = f"the provider's local server answered {head.status}"
             continue
         return Upstream(connection, stream, head)
     exchange.error_type = "upstream_error"
     raise UpstreamError(f"The provider failed: {last_error}.")
+
+
+async def _next_candidate(
+    remaining: list[Candidate],
+    model: str,
+    exchange: Exchange,
+    admission: Admission | None,
+    caller: Caller | None,
+) -> Candidate | None:
+    if admission is None or caller is None:
+        return remaining.pop(0)
+    if exchange.queue_position is None:
+        # The first attempt may wait its turn; failover only takes a provider with room now.
+        slot, exchange.queue_position = await admission.reserve(remaining, caller, model)
+    else:
+        found = admission.try_reserve(remaining, caller)
+        if found is None:
+            return None
+        slot = found
+    exchange.slot = slot
+    remaining.remove(slot.candidate)
+    return slot.candidate
+
+
+def _give_back(exchange: Exchange, admission: Admission | None) -> None:
+    if admission is not None and exchange.slot is not None:
+        admission.release(exchange.slot)
+        exchange.slot = None
 
 
 class _AttemptFailed(Exception):
@@ -115,7 +160,11 @@ async def _send_and_await_head(
         )
     )
     try:
-        if request.body:
+        if request.body_source is not None:
+            async with contextlib.aclosing(request.body_source()) as chunks:
+                async for chunk in chunks:
+                    await stream.send_body(chunk)
+        elif request.body:
             await stream.send_body(request.body)
         await stream.send_end()
     except WindowClosed:

@@ -6,10 +6,11 @@ This lives in one process's memory. With several gateway nodes, the part that mu
 
 import logging
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from inference_club.gateway.connection import ProviderConnection
+from inference_club.gateway.sharing import SharingView
 from inference_club.protocol import ModelCard
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,12 @@ class Candidate:
 class ProviderRegistry:
     """Online providers indexed by model id, so routing cost does not grow with the network."""
 
-    def __init__(self) -> None:
+    def __init__(self, sharing: SharingView | None = None) -> None:
+        self.sharing = sharing or SharingView()
         self._connections: dict[int, ProviderConnection] = {}
         self._by_model: dict[str, dict[int, ProviderConnection]] = {}
+        # Called when capacity may have appeared (a provider joined or changed its models).
+        self.on_capacity: Callable[[], None] = lambda: None
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -57,6 +61,7 @@ class ProviderRegistry:
         self._connections[connection.provider_id] = connection
         self._index(connection)
         connection.on_models = self.models_changed
+        self.on_capacity()
         return previous
 
     def remove(self, connection: ProviderConnection) -> None:
@@ -71,6 +76,7 @@ class ProviderRegistry:
             return
         self._unindex(connection)
         self._index(connection)
+        self.on_capacity()
         logger.info(
             "models announced",
             extra={"provider": connection.provider_name, "models": len(connection.models)},
@@ -95,18 +101,24 @@ class ProviderRegistry:
         found = [
             Candidate(connection, connection.models[model])
             for connection in providers.values()
-            if not connection.closed and may_use(caller, connection, connection.models[model])
+            if not connection.closed and self.may_use(caller, connection, connection.models[model])
         ]
         # Least in flight relative to capacity; ties go to the caller's own provider, then to
         # chance, so sequential requests spread over equally idle providers.
         random.shuffle(found)  # noqa: S311 - load spreading, not security
         found.sort(
             key=lambda c: (
-                c.connection.in_flight / c.card.max_concurrency,
+                c.connection.active.get(model, 0) / c.card.max_concurrency,
                 c.connection.owner_id != caller.user_id,
             )
         )
         return found
+
+    def may_use(self, caller: Caller, connection: ProviderConnection, card: ModelCard) -> bool:
+        """Whether the caller may reach this provider's model: their own, or shared with them."""
+        if connection.owner_id == caller.user_id:
+            return True
+        return self.sharing.shared_with(connection.provider_id, card, caller.groups)
 
     def visible(self, caller: Caller) -> Iterable[Candidate]:
         """Every (provider, model) the caller may use."""
@@ -114,11 +126,5 @@ class ProviderRegistry:
             if connection.closed:
                 continue
             for card in connection.models.values():
-                if may_use(caller, connection, card):
+                if self.may_use(caller, connection, card):
                     yield Candidate(connection, card)
-
-
-def may_use(caller: Caller, connection: ProviderConnection, card: ModelCard) -> bool:
-    """Whether the caller may reach this provider's model: for now, only their own."""
-    del card
-    return connection.owner_id == caller.user_id

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from inference_club.gateway.admission import Admission
+from inference_club.gateway.assets import AssetStore
 from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.ratelimit import RateCounter
 from inference_club.gateway.registry import ProviderRegistry
@@ -17,4 +19,6 @@ class Services:
     store: Store
     registry: ProviderRegistry
     usage: UsageWriter
+    assets: AssetStore
     rate_counter: RateCounter
+    admission: Admission

@@ -25,10 +25,16 @@ class GatewaySettings:
     heartbeat_interval: float = 5.0
     # How many providers one request may try before the first response byte.
     max_attempts: int = 3
+    # The most images one generation or edit request may ask for; a larger ``n`` is clamped.
+    max_images_per_request: int = 4
+    # Seconds a request waits for a busy provider before 503 overloaded.
+    queue_timeout: float = 30.0
     # Requests per minute per API key, unless an admin set another limit for the user.
     requests_per_minute: int = 600
     # Redis shared by gateway nodes for rate-limit counters; None keeps them in memory.
     redis_url: str | None = None
+    # Signs dashboard session cookies; None: a random one kept in <data_dir>/session-secret.
+    session_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -37,7 +43,7 @@ class GatewaySettings:
         if self.max_request_bytes < 1024:
             msg = "max request size must be at least 1024 bytes"
             raise ValueError(msg)
-        if self.upstream_timeout <= 0 or self.heartbeat_interval <= 0:
+        if self.upstream_timeout <= 0 or self.heartbeat_interval <= 0 or self.queue_timeout <= 0:
             msg = "timeouts must be positive"
             raise ValueError(msg)
         if self.requests_per_minute < 1:
@@ -46,6 +52,14 @@ class GatewaySettings:
         if self.max_attempts < 1:
             msg = "max attempts must be at least 1"
             raise ValueError(msg)
+        if self.max_images_per_request < 1:
+            msg = "max images per request must be at least 1"
+            raise ValueError(msg)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether cookies must only travel over HTTPS (the public URL is https)."""
+        return self.base_url.startswith("https://")
 
     @property
     def base_url(self) -> str:

@@ -58,7 +58,10 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
         ctx.exchange,
         timeout=settings.upstream_timeout,
         max_attempts=settings.max_attempts,
+        admission=ctx.services.admission,
+        caller=ctx.caller,
     )
+    ctx.extra_headers.append((b"x-queue-position", str(ctx.exchange.queue_position).encode()))
     if streaming:
         tap = UsageTap(strip_usage=strip_usage)
         await relay_stream(ctx.send, upstream, ctx.exchange, ctx.extra_headers, tap)

@@ -45,6 +45,7 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
         provider_name=provider.name,
         owner_id=provider.owner_id,
         models=hello.models,
+        guest_concurrency=hello.guest_concurrency,
         send_bytes=websocket.send_bytes,
         close_socket=websocket.close,
     )

@@ -13,11 +13,13 @@ from inference_club.gateway.asgi import (
     Send,
     send_error,
 )
+from inference_club.gateway.audio_routes import speech, transcriptions, voices
 from inference_club.gateway.auth import authenticate
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.disconnect import stop_disconnect_watch
 from inference_club.gateway.errors import ApiError, BadRequest, RateLimited
 from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.image_routes import edits, generations
 from inference_club.gateway.models_routes import list_models, retrieve_model
 from inference_club.gateway.registry import Caller
 from inference_club.gateway.services import Services
@@ -33,6 +35,11 @@ ROUTES: dict[tuple[str, str], tuple[Handler, str]] = {
     ("GET", "/v1/models"): (list_models, "models"),
     ("POST", "/v1/chat/completions"): (chat_completions, "chat.completions"),
     ("POST", "/v1/completions"): (completions, "completions"),
+    ("POST", "/v1/audio/transcriptions"): (transcriptions, "audio.transcriptions"),
+    ("POST", "/v1/audio/speech"): (speech, "audio.speech"),
+    ("GET", "/v1/audio/voices"): (voices, "audio.voices"),
+    ("POST", "/v1/images/generations"): (generations, "images.generations"),
+    ("POST", "/v1/images/edits"): (edits, "images.edits"),
 }
 _PATHS = frozenset(path for _method, path in ROUTES)
 _MODEL_PREFIX = "/v1/models/"
@@ -72,6 +79,7 @@ class V1App:
         try:
             handler = self._resolve(method, path, exchange)
             identity = await authenticate(scope, services.store)
+            await services.registry.sharing.refresh(services.store, identity.sharing_revision)
             decision = await services.rate_counter.hit(
                 f"key:{identity.key_id}:{identity.key_prefix}",
                 identity.requests_per_minute or services.settings.requests_per_minute,
@@ -90,7 +98,10 @@ class V1App:
                 services=services,
                 identity=identity,
                 exchange=exchange,
-                caller=Caller(user_id=identity.user_id),
+                caller=Caller(
+                    user_id=identity.user_id,
+                    groups=services.registry.sharing.groups_of(identity.user_id),
+                ),
                 extra_headers=extra_headers,
             )
             await handler(ctx)
@@ -113,6 +124,9 @@ class V1App:
             stream = exchange.stream
             if stream is not None and not stream.closed:
                 await stream.cancel("the request ended", by_client=exchange.client_gone)
+            if exchange.slot is not None:
+                services.admission.release(exchange.slot)
+                exchange.slot = None
             if exchange.client_gone and exchange.status < 400:
                 exchange.status = CLIENT_CLOSED_REQUEST
             if identity is not None:

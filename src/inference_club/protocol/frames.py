@@ -55,6 +55,9 @@ class Hello:
     protocol_version: int
     agent_version: str
     models: tuple[ModelCard, ...]
+    # How many requests of members other than the owner the provider takes at once;
+    # None lets the gateway use half of the provider's capacity.
+    guest_concurrency: int | None = None
     stream_id: int = CONTROL_STREAM
 
 
@@ -196,6 +199,7 @@ def _payload(frame: Frame) -> tuple[FrameType, bytes]:  # noqa: PLR0911 - one br
                     "protocol_version": frame.protocol_version,
                     "agent_version": frame.agent_version,
                     "models": [card.to_json() for card in frame.models],
+                    "guest_concurrency": frame.guest_concurrency,
                 }
             )
         case Welcome():
@@ -311,10 +315,15 @@ def _decode_control(frame_type: FrameType, stream_id: int, payload: bytes) -> Fr
 def _decode_json_frame(frame_type: FrameType, stream_id: int, body: dict[str, Any]) -> Frame:
     match frame_type:
         case FrameType.HELLO:
+            guests = body.get("guest_concurrency")
+            if guests is not None and (not isinstance(guests, int) or guests < 0):
+                msg = "guest_concurrency must be a non-negative integer"
+                raise ProtocolError(msg)
             return Hello(
                 protocol_version=int(body["protocol_version"]),
                 agent_version=str(body.get("agent_version", "")),
                 models=_cards(body.get("models", [])),
+                guest_concurrency=guests,
             )
         case FrameType.WELCOME:
             return Welcome(

@@ -6,12 +6,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Row, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from inference_club.store.engine import single_reader, writer
 from inference_club.store.errors import InvalidValue, NotFound
-from inference_club.store.schema import groups, providers, users
+from inference_club.store.schema import groups, providers, revisions, users
+
+SHARING_REVISION = "sharing"
 
 # A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
@@ -80,3 +82,12 @@ async def group_id_by_name(connection: AsyncConnection, name: str) -> int:
 async def provider_id_by_name(connection: AsyncConnection, name: str) -> int:
     """The id of provider ``name``, or :class:`NotFound`."""
     return await id_by_name(connection, providers, name, "provider")
+
+
+async def bump_sharing_revision(connection: AsyncConnection) -> None:
+    """Tell every gateway node that sharing, groups or limits changed (same transaction)."""
+    await connection.execute(
+        update(revisions)
+        .where(revisions.c.name == SHARING_REVISION)
+        .values(value=revisions.c.value + 1)
+    )

@@ -1,20 +1,22 @@
 """Assets: generated images and speech, kept on disk and found by an unguessable id."""
 
 import re
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inference_club.store._base import StoreBase, utcnow
+from inference_club.store._base import StoreBase, require_aware, utcnow
 from inference_club.store.errors import AlreadyExists, InvalidValue, NotFound
-from inference_club.store.records import Asset
-from inference_club.store.schema import assets
+from inference_club.store.records import Asset, UsageRecord
+from inference_club.store.schema import assets, usage_records
 
 ASSET_KINDS = ("image", "audio")
 # At least 128 random bits of URL-safe base64.
 _ASSET_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
 _CONTENT_TYPE = re.compile(r"[a-z]+/[A-Za-z0-9.+-]{1,100}")
+_MAX_LIST_LIMIT = 1000
 
 
 class AssetsMixin(StoreBase):
@@ -72,6 +74,66 @@ class AssetsMixin(StoreBase):
         if row is None:
             raise NotFound("no such asset")
         return Asset(**row._asdict())
+
+    async def list_assets(self, *, user_id: int, limit: int = 100, offset: int = 0) -> list[Asset]:
+        """A user's assets, newest first."""
+        if not 0 < limit <= _MAX_LIST_LIMIT or offset < 0:
+            raise InvalidValue(f"limit must be 1-{_MAX_LIST_LIMIT} and offset zero or more")
+        statement = (
+            select(assets)
+            .where(assets.c.user_id == user_id)
+            .order_by(assets.c.created_at.desc(), assets.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._read_one() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [Asset(**row._asdict()) for row in rows]
+
+    async def delete_asset(self, asset_id: str) -> Asset:
+        """Forget an asset and return it, so the caller can remove its file; or NotFound."""
+        async with self._write() as connection:
+            row = (
+                await connection.execute(select(assets).where(assets.c.id == asset_id))
+            ).one_or_none()
+            if row is None:
+                raise NotFound("no such asset")
+            await connection.execute(delete(assets).where(assets.c.id == asset_id))
+        return Asset(**row._asdict())
+
+    async def link_assets_to_usage(self, asset_ids: Sequence[str], record: UsageRecord) -> int:
+        """Point the user's ``asset_ids`` at the stored usage record ``record`` describes.
+
+        Usage records are written in batches after their request ends, so their ids are not
+        known when the assets are stored; the record is found again by who made it and the
+        moment (to the microsecond) its request started. Returns how many assets were linked.
+        """
+        if not asset_ids:
+            return 0
+        require_aware(record.started_at, "started_at")
+        find_record = (
+            select(usage_records.c.id)
+            .where(
+                usage_records.c.user_id == record.user_id,
+                usage_records.c.started_at == record.started_at,
+                usage_records.c.endpoint == record.endpoint,
+                usage_records.c.api_key_id.is_(None)
+                if record.api_key_id is None
+                else usage_records.c.api_key_id == record.api_key_id,
+            )
+            .order_by(usage_records.c.id.desc())
+            .limit(1)
+        )
+        async with self._write() as connection:
+            found = await connection.scalar(find_record)
+            if found is None:
+                return 0
+            result = await connection.execute(
+                update(assets)
+                .where(assets.c.id.in_(list(asset_ids)), assets.c.user_id == record.user_id)
+                .values(usage_record_id=found)
+            )
+        return int(result.rowcount)
 
 
 def _check_asset(asset_id: str, kind: str, content_type: str, size_bytes: int, path: str) -> None:

@@ -4,7 +4,13 @@ from dataclasses import replace
 
 from sqlalchemy import bindparam, insert, select, update
 
-from inference_club.store._base import AnyRow, StoreBase, user_id_by_name, utcnow
+from inference_club.store._base import (
+    SHARING_REVISION,
+    AnyRow,
+    StoreBase,
+    user_id_by_name,
+    utcnow,
+)
 from inference_club.store.credentials import (
     API_KEY_PREFIX,
     DISPLAY_PREFIX_LENGTH,
@@ -16,7 +22,7 @@ from inference_club.store.credentials import (
 )
 from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound
 from inference_club.store.records import ApiKey, KeyIdentity
-from inference_club.store.schema import api_keys, users
+from inference_club.store.schema import api_keys, revisions, users
 
 # Short prefixes would make revoking the wrong key too easy.
 MIN_REVOKE_PREFIX = 6
@@ -42,6 +48,11 @@ _AUTHENTICATE = (
         users.c.name,
         users.c.is_admin,
         users.c.requests_per_minute,
+        # Riding along with the key check, so seeing a sharing change costs no extra query.
+        select(revisions.c.value)
+        .where(revisions.c.name == SHARING_REVISION)
+        .scalar_subquery()
+        .label("sharing_revision"),
     )
     .join_from(api_keys, users, api_keys.c.user_id == users.c.id)
     .where(api_keys.c.key_hash == bindparam("key_hash"), api_keys.c.revoked_at.is_(None))
@@ -143,4 +154,5 @@ class KeysMixin(StoreBase):
             user_name=row.name,
             is_admin=bool(row.is_admin),
             requests_per_minute=row.requests_per_minute,
+            sharing_revision=int(row.sharing_revision or 0),
         )

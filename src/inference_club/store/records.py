@@ -42,6 +42,8 @@ class KeyIdentity:
     user_name: str
     is_admin: bool
     requests_per_minute: int | None
+    # Changes whenever sharing, groups or limits change; the gateway reloads them then.
+    sharing_revision: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -181,8 +182,21 @@ invites = Table(
     "invites",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("created_by", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # NULL: made by the operator with the CLI rather than by an admin in the dashboard.
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
     Column("used_at", UtcDateTime, nullable=True),
     Column("used_by", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+)
+
+
+# Counters bumped by every change the gateway must see on its next request (sharing, groups,
+# limits); the gateway reads them with each API-key check and reloads what changed.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from inference_club.store._base import (
     StoreBase,
+    bump_sharing_revision,
     group_id_by_name,
     provider_id_by_name,
     user_id_by_name,
@@ -57,6 +58,7 @@ class SharingMixin(StoreBase):
                         user_id=await user_id_by_name(connection, user_name),
                     )
                 )
+                await bump_sharing_revision(connection)
         except IntegrityError:
             raise AlreadyExists(f"{user_name!r} is already in group {group_name!r}") from None
 
@@ -71,6 +73,7 @@ class SharingMixin(StoreBase):
             )
             if result.rowcount == 0:
                 raise NotFound(f"{user_name!r} is not in group {group_name!r}")
+            await bump_sharing_revision(connection)
 
     async def list_groups(self) -> list[Group]:
         """Every group with its members' names, by name."""
@@ -93,6 +96,19 @@ class SharingMixin(StoreBase):
             )
             for row in group_rows
         ]
+
+    async def group_memberships(self) -> dict[int, frozenset[str]]:
+        """Every user id that is in a group, to the names of its groups."""
+        async with self._read_one() as connection:
+            rows = await connection.execute(
+                select(group_members.c.user_id, groups.c.name).join_from(
+                    group_members, groups, group_members.c.group_id == groups.c.id
+                )
+            )
+            memberships: dict[int, set[str]] = {}
+            for row in rows:
+                memberships.setdefault(row.user_id, set()).add(row.name)
+        return {user_id: frozenset(names) for user_id, names in memberships.items()}
 
     async def user_groups(self, user_id: int) -> frozenset[str]:
         """The names of the groups user ``user_id`` belongs to."""
@@ -129,6 +145,7 @@ class SharingMixin(StoreBase):
                     insert(model_shares),
                     [{"provider_id": provider, "model": model, "visibility": v} for v in wanted],
                 )
+            await bump_sharing_revision(connection)
 
     async def model_shares(self) -> dict[tuple[int, str], tuple[str, ...]]:
         """Every explicit share: ``(provider id, model)`` to its sorted visibilities."""

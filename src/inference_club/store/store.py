@@ -2,6 +2,7 @@
 
 from typing import Self
 
+from inference_club.store.accounts import AccountsMixin
 from inference_club.store.assets import AssetsMixin
 from inference_club.store.engine import create_engine
 from inference_club.store.keys import KeysMixin
@@ -12,7 +13,9 @@ from inference_club.store.usage import UsageMixin
 from inference_club.store.users import UsersMixin
 
 
-class Store(UsersMixin, KeysMixin, ProvidersMixin, UsageMixin, SharingMixin, AssetsMixin):
+class Store(
+    UsersMixin, KeysMixin, ProvidersMixin, UsageMixin, SharingMixin, AssetsMixin, AccountsMixin
+):
     """Users, keys, providers, usage, groups, shares and assets, in SQLite or PostgreSQL."""
 
     @classmethod
