@@ -208,11 +208,22 @@ class ConnectionPool:
 
 
 async def perform(pool: ConnectionPool, raw: bytes, exchange: Exchange, timeout: float) -> None:
-    """Run one exchange on a pooled connection; every failure lands in ``exchange.error``."""
+    """Run one exchange on a pooled connection; every failure lands in ``exchange.error``.
+
+    A reused connection the server closed while idle fails before any byte comes back; that
+    exchange is retried once on a new connection, as HTTP clients do, still timed from its
+    scheduled start.
+    """
     connection = pool.take_idle()
+    if connection is not None:
+        await connection.start(raw, exchange, timeout)
+        pool.release(connection)
+        if exchange.first_byte is not None or not connection.closed:
+            return
+        exchange.error = None
+        exchange.end = None
     try:
-        if connection is None:
-            connection = await asyncio.wait_for(pool.connect(), timeout)
+        connection = await asyncio.wait_for(pool.connect(), timeout)
     except (OSError, TimeoutError) as exc:
         exchange.error = f"connect failed: {exc!r}"
         exchange.end = time.perf_counter()

@@ -119,6 +119,21 @@ class Gateway:
         if not self._key or not self._token:
             msg = "the CLI printed no API key or provider token"
             raise ServiceError(msg)
+        await self.register_providers(0)
+
+    async def register_providers(self, count: int) -> Path:
+        """Lift the bench user's rate limits and make sure ``count`` extra tokens exist.
+
+        Returns the file holding the tokens, one a line (made in bulk through the store).
+        """
+        tokens = self.work_dir / "sim-tokens"
+        argv = [PYTHON, "-m", "bench.provision", "--data", str(self.data_dir)]
+        argv += ["--user", BENCH_USER, "--providers", str(count), "--tokens-out", str(tokens)]
+        code, _, err = await run_command(argv, env=BENCH_ENV, timeout=900)
+        if code != 0:
+            msg = f"could not set up the bench user's providers: {err.strip()[-500:]}"
+            raise ServiceError(msg)
+        return tokens
 
     async def start(self) -> None:
         """Start the gateway, then the agent, and wait until the mock's models are listed."""

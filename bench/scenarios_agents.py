@@ -13,10 +13,10 @@ from bench.context import Context, measure, say
 from bench.httpwire import build_request
 from bench.loadgen import chat_request, open_loop
 from bench.mock_backend import CHAT_MODEL
-from bench.paths import BENCH_USER, Gateway
+from bench.paths import Gateway
 from bench.procstat import Meter, rss_bytes
 from bench.results import MB, Measurement
-from bench.services import BENCH_ENV, PYTHON, ServiceError, fetch, run_command
+from bench.services import BENCH_ENV, PYTHON, ServiceError, fetch
 
 _READY_TIMEOUT = 600.0
 _MODELS_LIST_RATE = 20.0
@@ -86,18 +86,6 @@ class SimulatedAgents:
             await self._process.wait()
 
 
-async def ensure_tokens(gateway: Gateway, count: int) -> Path:
-    """A file with at least ``count`` provider tokens of the bench user (made in bulk)."""
-    tokens = gateway.work_dir / "sim-tokens"
-    argv = [PYTHON, "-m", "bench.provision", "--data", str(gateway.data_dir)]
-    argv += ["--user", BENCH_USER, "--providers", str(count), "--tokens-out", str(tokens)]
-    code, _, err = await run_command(argv, env=BENCH_ENV, timeout=900)
-    if code != 0:
-        msg = f"could not register {count} providers: {err.strip()[-500:]}"
-        raise ServiceError(msg)
-    return tokens
-
-
 async def _settled_rss(pid: int) -> int:
     samples = []
     for _ in range(5):
@@ -113,7 +101,7 @@ async def idle(ctx: Context) -> list[Measurement]:
         say("scenario idle: skipped, the gateway is not running")
         return []
     say("scenario idle: simulated agents connected and idle")
-    tokens = await ensure_tokens(gateway, max(ctx.plan.idle_counts))
+    tokens = await gateway.register_providers(max(ctx.plan.idle_counts))
     results = []
     for count in ctx.plan.idle_counts:
         await gateway.restart()
@@ -165,7 +153,7 @@ async def routing(ctx: Context) -> list[Measurement]:
         return []
     say("scenario routing: chat latency with many models and many providers registered")
     plan = ctx.plan
-    tokens = await ensure_tokens(gateway, max(plan.routing_sizes))
+    tokens = await gateway.register_providers(max(plan.routing_sizes))
     results = []
     for size in plan.routing_sizes:
         for scenario, agents_count, per_agent in (

@@ -79,32 +79,42 @@ def _absolute_check(
     return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
 
 
+# A figure for the ratio targets: the value, whether the step was clean, and a note.
+_Figure = tuple[float, bool, str]
+
+
 def _ratio_check(
-    target: str, values: dict[str, float | None], share: float, unit: str, note: str = ""
+    target: str, values: dict[str, _Figure | None], share: float, unit: str, note: str = ""
 ) -> Check:
     direct = values.get("direct")
     texts: dict[str, str] = {}
     passed: bool | None = None
     for path in ("gateway", "litellm"):
-        value = values.get(path)
-        if value is None or not direct:
+        figure = values.get(path)
+        if figure is None or direct is None or not direct[0]:
             continue
-        texts[path] = f"{value:,.0f} {unit} = {value / direct:.0%} of direct {direct:,.0f}{note}"
+        value, clean, errors = figure
+        texts[path] = (
+            f"{value:,.0f} {unit} = {value / direct[0]:.0%} of direct {direct[0]:,.0f}"
+            f"{note}{errors}"
+        )
         if path == "gateway":
-            passed = value >= share * direct
+            passed = clean and value >= share * direct[0]
     return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
 
 
-def _chunks_per_s(measurements: Sequence[Measurement], path: str, value: float) -> float | None:
+def _chunks_per_s(measurements: Sequence[Measurement], path: str, value: float) -> _Figure | None:
     summary = _summary(measurements, "streams", path, value)
     if summary is None:
         return None
-    return summary.chunks_per_s if _clean(summary) else 0.0
+    return summary.chunks_per_s, _clean(summary), _errors(summary)
 
 
-def _max_rate(measurements: Sequence[Measurement], path: str) -> float | None:
+def _max_rate(measurements: Sequence[Measurement], path: str) -> _Figure | None:
     found = find(measurements, "max-rate", path)
-    return found.extra.get("max_rate") if found is not None else None
+    if found is None or "max_rate" not in found.extra:
+        return None
+    return found.extra["max_rate"], True, ""
 
 
 def _largest(measurements: Sequence[Measurement], scenario: str) -> Measurement | None:

@@ -335,7 +335,8 @@ def test_ctrl_c_leaves_no_process_behind(club: DemoClub):
     demo = club.ensure()
     children = descendants(demo.process.popen.pid)
     names = " ".join(command_line(pid) for pid in children)
-    for part in ("cli.main serve", "cli.main agent", "llm_server", "tts_server", "stt_server", "image_server"):
+    servers = ("llm_server", "tts_server", "stt_server", "image_server")
+    for part in ("cli.main serve", "cli.main agent", *(f"demo.{name}" for name in servers)):
         assert part in names
     assert demo.process.stop(signal.SIGINT) == 0
     assert still_running(children) == []

@@ -1,7 +1,7 @@
 """Assets: capability URLs served to anyone holding them, and nothing else ever served."""
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,11 +134,11 @@ def test_only_image_and_audio_files_inside_the_store_are_served(
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Iterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh SQLite store with user alice."""
     opened = await Store.open(default_database_url(tmp_path))
     await opened.add_user("alice")
-    yield opened  # type: ignore[misc]
+    yield opened
     await opened.close()
 
 

@@ -65,7 +65,8 @@ class Setup:
 def wav_bytes(seconds: float, rate: int = 16000) -> bytes:
     """A mono 16-bit WAV of a 440 Hz tone."""
     samples = array(
-        "h", (int(6000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(rate * seconds)))
+        "h",
+        (int(6000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(rate * seconds))),
     )
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
@@ -278,7 +279,7 @@ def test_streamed_upload_over_the_limit_is_cut_off(setup: Setup) -> None:
 
     def body() -> Iterator[bytes]:
         yield (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
             'filename="big.wav"\r\n\r\n'
         ).encode()
         for _ in range(30):

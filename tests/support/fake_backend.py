@@ -2,7 +2,8 @@
 
 Behaviour is chosen by the last message (or the prompt) of each request:
 ``fail`` answers 500, ``hang`` never answers, ``drop`` streams two chunks then cuts the
-connection, ``slow`` streams 20 chunks 100 ms apart; anything else is echoed.
+connection, ``slow`` streams 20 chunks 100 ms apart, ``sleep:S`` answers after S seconds;
+anything else is echoed.
 """
 
 import asyncio
@@ -100,6 +101,8 @@ class FakeBackend:
             )
         if command == "hang":
             await asyncio.sleep(60)
+        if command.startswith("sleep:"):
+            await asyncio.sleep(float(command.removeprefix("sleep:")))
         if not body.get("stream") and request.path == "/v1/completions":
             return web.json_response(
                 _text_completion(body, f"completion from {self.name}: {command}")

@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeAlias
 
 from inference_club.cli.options import add_data_option, fail
@@ -32,6 +32,7 @@ def register(commands: "Subcommands") -> None:
     _register_providers(commands)
     _register_groups(commands)
     _register_sharing(commands)
+    _register_usage(commands)
 
 
 # -- command tree ---------------------------------------------------------------------------
@@ -235,6 +236,81 @@ async def _share(store: "Store", args: argparse.Namespace) -> None:
     await store.set_model_share(args.provider, args.model, visibility)
     shown = ", ".join(sorted(set(visibility))) or "as the agent announces"
     print(f"{args.provider} {args.model}: {shown}")
+
+
+def _register_usage(commands: "Subcommands") -> None:
+    usage = _command(
+        commands,
+        "usage",
+        "Show what each member consumed and what each provider served, by model",
+        _usage,
+        details="Providers are credited for what they serve; FOR_OTHERS counts requests of "
+        "members other than the provider's owner.",
+        check=_since_valid,
+    )
+    usage.add_argument(
+        "user", metavar="USER", nargs="?", help="only this member (and their providers)"
+    )
+    usage.add_argument(
+        "--since",
+        default="7d",
+        help="start: YYYY-MM-DD, an ISO time, or a span back from now like 24h or 30d (default 7d)",
+    )
+
+
+def _parse_since(text: str) -> datetime:
+    now = datetime.now(UTC)
+    units = {"h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _since_valid(args: argparse.Namespace) -> str | None:
+    try:
+        args.since = _parse_since(args.since)
+    except ValueError:
+        return f"--since {args.since!r}: give YYYY-MM-DD, an ISO time, or a span like 24h or 30d"
+    return None
+
+
+async def _usage(store: "Store", args: argparse.Namespace) -> None:
+    consumed = await store.usage_by_user(since=args.since, user_name=args.user)
+    served = await store.usage_by_provider(since=args.since, owner_name=args.user)
+    print(f"Consumed since {args.since:%Y-%m-%d %H:%M} UTC")
+    _print_table(
+        ("USER", "MODEL", "REQUESTS", "ERRORS", "TOKENS", "AUDIO_S", "IMAGES"),
+        [
+            (
+                t.who,
+                t.model or "-",
+                str(t.requests),
+                str(t.errors),
+                str(t.tokens),
+                f"{t.audio_seconds:.1f}",
+                str(t.images),
+            )
+            for t in consumed
+        ],
+    )
+    print()
+    print("Served by providers")
+    _print_table(
+        ("PROVIDER", "MODEL", "REQUESTS", "FOR_OTHERS", "TOKENS", "AUDIO_S", "IMAGES"),
+        [
+            (
+                t.who,
+                t.model,
+                str(t.requests),
+                str(t.for_others),
+                str(t.tokens),
+                f"{t.audio_seconds:.1f}",
+                str(t.images),
+            )
+            for t in served
+        ],
+    )
 
 
 def _handler(action: Action, check: Check | None) -> Callable[[argparse.Namespace], int]:

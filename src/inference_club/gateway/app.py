@@ -14,6 +14,7 @@ from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
 from inference_club.gateway.assets import ASSET_ROUTE, AssetStore, serve_asset
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, RedisRateCounter
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
@@ -83,6 +84,7 @@ class GatewayApp:
             assets=assets,
             rate_counter=rate_counter,
             admission=admission,
+            quotas=QuotaLedger(store),
         )
         try:
             yield

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from inference_club.gateway.errors import ApiError
+from inference_club.media import FILE_EXTENSIONS
 from inference_club.store import Asset, NotFound, Store, UsageRecord, new_asset_id
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ logger = logging.getLogger(__name__)
 ASSETS_DIRECTORY = "assets"
 ASSET_PATH_PREFIX = "/api/inference/assets/"
 ASSET_ROUTE = ASSET_PATH_PREFIX + "{asset_id}/"
-SERVED_KINDS = ("image", "audio")
+# Exactly the types the gateway recognises from bytes; never SVG or anything that runs script.
+SERVED_TYPES = frozenset(FILE_EXTENSIONS)
 _ASSET_ID = re.compile(r"[A-Za-z0-9_-]{22,64}")
 # Asset bytes never change under an id, so caches may keep them for good.
 _SERVED_HEADERS = {
@@ -105,6 +107,10 @@ class AssetStore:
     async def commit(self, file: AssetFile, owner: AssetOwner, content_type: str) -> Asset:
         """Record a finished asset file; the file is removed if the store refuses it."""
         file.close()
+        if content_type not in SERVED_TYPES:
+            file.discard()
+            msg = f"{content_type[:100]!r} is not a type assets may have"
+            raise ValueError(msg)
         try:
             asset = await self._store.add_asset(
                 asset_id=file.asset_id,
@@ -146,7 +152,7 @@ class AssetStore:
             asset = await self._store.get_asset(asset_id)
         except NotFound:
             return None
-        if asset.content_type.partition("/")[0] not in SERVED_KINDS:
+        if asset.content_type not in SERVED_TYPES:
             return None
         path = self._file_of(asset)
         if path is None or not path.is_file():

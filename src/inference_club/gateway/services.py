@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.assets import AssetStore
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import RateCounter
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.settings import GatewaySettings
@@ -22,3 +23,4 @@ class Services:
     assets: AssetStore
     rate_counter: RateCounter
     admission: Admission
+    quotas: QuotaLedger

@@ -79,18 +79,7 @@ class V1App:
         try:
             handler = self._resolve(method, path, exchange)
             identity = await authenticate(scope, services.store)
-            await services.registry.sharing.refresh(services.store, identity.sharing_revision)
-            decision = await services.rate_counter.hit(
-                f"key:{identity.key_id}:{identity.key_prefix}",
-                identity.requests_per_minute or services.settings.requests_per_minute,
-            )
-            extra_headers.extend(decision.headers())
-            if not decision.allowed:
-                raise RateLimited(
-                    f"Rate limit of {decision.limit} requests per minute reached for this "
-                    f"API key; retry in {decision.reset} seconds.",
-                    code="rate_limit_exceeded",
-                )
+            await _admit(services, identity, extra_headers)
             ctx = RequestContext(
                 scope=scope,
                 receive=receive,
@@ -121,16 +110,7 @@ class V1App:
         finally:
             if ctx is not None:
                 await stop_disconnect_watch(ctx)
-            stream = exchange.stream
-            if stream is not None and not stream.closed:
-                await stream.cancel("the request ended", by_client=exchange.client_gone)
-            if exchange.slot is not None:
-                services.admission.release(exchange.slot)
-                exchange.slot = None
-            if exchange.client_gone and exchange.status < 400:
-                exchange.status = CLIENT_CLOSED_REQUEST
-            if identity is not None:
-                services.usage.add(_usage_record(identity, exchange))
+            await _finish(services, identity, exchange)
 
     def _resolve(self, method: str, path: str, exchange: Exchange) -> Handler:
         route = ROUTES.get((method, path))
@@ -144,6 +124,39 @@ class V1App:
         if path in _PATHS:
             raise UnknownRoute(f"Method {method} is not allowed on {path}.")
         raise UnknownRoute(f"Invalid URL ({method} {path}).")
+
+
+async def _admit(services: Services, identity: KeyIdentity, headers: RawHeaders) -> None:
+    """Sharing up to date, rate limit counted (and reported in ``headers``), quotas checked."""
+    await services.registry.sharing.refresh(services.store, identity.sharing_revision)
+    decision = await services.rate_counter.hit(
+        f"key:{identity.key_id}:{identity.key_prefix}",
+        identity.requests_per_minute or services.settings.requests_per_minute,
+    )
+    headers.extend(decision.headers())
+    if not decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {decision.limit} requests per minute reached for this "
+            f"API key; retry in {decision.reset} seconds.",
+            code="rate_limit_exceeded",
+        )
+    await services.quotas.check(identity)
+
+
+async def _finish(services: Services, identity: KeyIdentity | None, exchange: Exchange) -> None:
+    """Close what the request left open and meter it."""
+    stream = exchange.stream
+    if stream is not None and not stream.closed:
+        await stream.cancel("the request ended", by_client=exchange.client_gone)
+    if exchange.slot is not None:
+        services.admission.release(exchange.slot)
+        exchange.slot = None
+    if exchange.client_gone and exchange.status < 400:
+        exchange.status = CLIENT_CLOSED_REQUEST
+    if identity is not None:
+        record = _usage_record(identity, exchange)
+        services.usage.add(record)
+        services.quotas.add(record)
 
 
 def _usage_record(identity: KeyIdentity, exchange: Exchange) -> UsageRecord:

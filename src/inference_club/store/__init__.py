@@ -17,6 +17,7 @@ from inference_club.store.records import (
     KeyIdentity,
     Provider,
     UsageRecord,
+    UsageTotal,
     User,
 )
 from inference_club.store.store import Store
@@ -35,6 +36,7 @@ __all__ = [
     "Store",
     "StoreError",
     "UsageRecord",
+    "UsageTotal",
     "User",
     "default_database_url",
     "new_asset_id",

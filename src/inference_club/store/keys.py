@@ -48,6 +48,9 @@ _AUTHENTICATE = (
         users.c.name,
         users.c.is_admin,
         users.c.requests_per_minute,
+        users.c.daily_tokens,
+        users.c.daily_audio_seconds,
+        users.c.daily_images,
         # Riding along with the key check, so seeing a sharing change costs no extra query.
         select(revisions.c.value)
         .where(revisions.c.name == SHARING_REVISION)
@@ -155,4 +158,7 @@ class KeysMixin(StoreBase):
             is_admin=bool(row.is_admin),
             requests_per_minute=row.requests_per_minute,
             sharing_revision=int(row.sharing_revision or 0),
+            daily_tokens=row.daily_tokens,
+            daily_audio_seconds=row.daily_audio_seconds,
+            daily_images=row.daily_images,
         )

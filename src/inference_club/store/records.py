@@ -44,6 +44,10 @@ class KeyIdentity:
     requests_per_minute: int | None
     # Changes whenever sharing, groups or limits change; the gateway reloads them then.
     sharing_revision: int = 0
+    # Daily quotas; None means no quota.
+    daily_tokens: int | None = None
+    daily_audio_seconds: float | None = None
+    daily_images: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,3 +106,24 @@ class Asset:
     size_bytes: int
     path: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageTotal:
+    """Sums of usage records for one user or provider (``who``) and one model."""
+
+    who: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    audio_seconds: float
+    images: int
+    # For providers: requests served for members other than the owner.
+    for_others: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt and completion tokens together."""
+        return self.prompt_tokens + self.completion_tokens

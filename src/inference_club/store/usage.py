@@ -4,13 +4,13 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam, case, insert, or_, select, update
+from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
-from inference_club.store.records import UsageRecord
-from inference_club.store.schema import UtcDateTime, api_keys, usage_records
+from inference_club.store.records import UsageRecord, UsageTotal
+from inference_club.store.schema import UtcDateTime, api_keys, providers, usage_records, users
 
 _COLUMNS = tuple(field.name for field in fields(UsageRecord) if field.name != "id")
 _MAX_LIST_LIMIT = 10_000
@@ -90,6 +90,84 @@ class UsageMixin(StoreBase):
         async with self._read_one() as connection:
             result = await connection.execute(statement)
             return [_record_from_mapping(row) for row in result.mappings()]
+
+    async def usage_totals(self, user_id: int, since: datetime) -> UsageTotal:
+        """What one user consumed since ``since``, over every model (for daily quotas)."""
+        require_aware(since, "since")
+        statement = select(*_SUMS).where(
+            usage_records.c.user_id == user_id, usage_records.c.started_at >= since
+        )
+        async with self._read_one() as connection:
+            row = (await connection.execute(statement)).one()
+        return _total("", "", row._mapping)
+
+    async def usage_by_user(
+        self, *, since: datetime, user_name: str | None = None
+    ) -> list[UsageTotal]:
+        """Consumption per user and model since ``since``."""
+        require_aware(since, "since")
+        statement = (
+            select(users.c.name.label("who"), usage_records.c.model, *_SUMS)
+            .join_from(usage_records, users, usage_records.c.user_id == users.c.id)
+            .where(usage_records.c.started_at >= since)
+            .group_by(users.c.name, usage_records.c.model)
+            .order_by(users.c.name, usage_records.c.model)
+        )
+        if user_name is not None:
+            statement = statement.where(users.c.name == user_name)
+        async with self._read_one() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        return [_total(row["who"], row["model"], row) for row in rows]
+
+    async def usage_by_provider(
+        self, *, since: datetime, owner_name: str | None = None
+    ) -> list[UsageTotal]:
+        """What each provider served since ``since``, per model; ``for_others`` counts guests."""
+        require_aware(since, "since")
+        guest = usage_records.c.user_id != providers.c.owner_id
+        statement = (
+            select(
+                providers.c.name.label("who"),
+                usage_records.c.model,
+                *_SUMS,
+                func.sum(case((guest, 1), else_=0)).label("for_others"),
+            )
+            .join_from(usage_records, providers, usage_records.c.provider_id == providers.c.id)
+            .where(usage_records.c.started_at >= since)
+            .group_by(providers.c.name, usage_records.c.model)
+            .order_by(providers.c.name, usage_records.c.model)
+        )
+        if owner_name is not None:
+            statement = statement.join(users, providers.c.owner_id == users.c.id).where(
+                users.c.name == owner_name
+            )
+        async with self._read_one() as connection:
+            rows = (await connection.execute(statement)).mappings().all()
+        return [_total(row["who"], row["model"], row) for row in rows]
+
+
+_SUMS = (
+    func.count().label("requests"),
+    func.sum(case((usage_records.c.status_code >= 400, 1), else_=0)).label("errors"),
+    func.coalesce(func.sum(usage_records.c.prompt_tokens), 0).label("prompt_tokens"),
+    func.coalesce(func.sum(usage_records.c.completion_tokens), 0).label("completion_tokens"),
+    func.coalesce(func.sum(usage_records.c.audio_seconds), 0.0).label("audio_seconds"),
+    func.coalesce(func.sum(usage_records.c.image_count), 0).label("images"),
+)
+
+
+def _total(who: str, model: str, row: RowMapping) -> UsageTotal:
+    return UsageTotal(
+        who=who,
+        model=model,
+        requests=int(row["requests"] or 0),
+        errors=int(row["errors"] or 0),
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        audio_seconds=float(row["audio_seconds"] or 0.0),
+        images=int(row["images"] or 0),
+        for_others=int(row.get("for_others") or 0),
+    )
 
 
 def _record_from_mapping(row: RowMapping) -> UsageRecord:

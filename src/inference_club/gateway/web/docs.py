@@ -1,6 +1,5 @@
 """API docs: the contract at ``/openapi.json``, pointed at this gateway, and Swagger UI."""
 
-import copy
 import functools
 import json
 from pathlib import Path
@@ -12,25 +11,25 @@ from starlette.responses import JSONResponse, Response
 from inference_club.gateway.web.context import Web
 
 OPENAPI_FILE = Path(__file__).parent.parent / "openapi.json"
-# The base URL the contract is written for; the served copy names this gateway instead.
-CONTRACT_BASE_URL = "https://api.inference.club/v1"
+# The host the contract's examples are written for; the served copy names this gateway.
+CONTRACT_ORIGIN = "https://api.inference.club"
 
 
 @functools.cache
-def _contract() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
-    return document
+def _contract_text() -> str:
+    return OPENAPI_FILE.read_text(encoding="utf-8")
 
 
 def openapi_document(base_url: str) -> dict[str, Any]:
     """The contract with its server, examples and contact pointing at ``base_url``."""
-    document = copy.deepcopy(_contract())
-    api_url = base_url.rstrip("/") + "/v1"
-    document["servers"] = [{"url": api_url, "description": "This gateway"}]
+    origin = base_url.rstrip("/")
+    # Swapping the text keeps every schema as the contract has it (none holds a URL).
+    document: dict[str, Any] = json.loads(
+        _contract_text().replace(CONTRACT_ORIGIN, json.dumps(origin)[1:-1])
+    )
+    document["servers"] = [{"url": f"{origin}/v1", "description": "This gateway"}]
     info = document.setdefault("info", {})
-    if isinstance(info.get("description"), str):
-        info["description"] = info["description"].replace(CONTRACT_BASE_URL, api_url)
-    info["contact"] = {"name": "This gateway's operator", "url": base_url.rstrip("/") + "/"}
+    info["contact"] = {"name": "This gateway's operator", "url": f"{origin}/"}
     return document
 
 

@@ -1,5 +1,7 @@
 """Admin → Invites: links that let new members join, made and revoked by admins."""
 
+from datetime import UTC, datetime
+
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,6 +55,7 @@ async def _page(
             "invites": await store.list_invites(),
             "members": members,
             "new_url": new_url,
+            "now": datetime.now(UTC),
         },
         account=account,
         status=status,
