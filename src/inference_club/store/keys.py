@@ -1,6 +1,8 @@
 """API keys: created once in plaintext, stored as hashes, checked on every request."""
 
+import sqlite3
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -146,8 +148,18 @@ class KeysMixin(StoreBase):
         if not secret.startswith(API_KEY_PREFIX):
             return None
         key_hash = hash_secret(secret)
-        async with self._read_one() as connection:
-            row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
+        row: Any = None
+        fast = self._fast_reader
+        if fast is not None:
+            try:
+                row = fast.one(_AUTHENTICATE, {"key_hash": key_hash})
+            except sqlite3.Error:
+                fast = None  # busy or not readable: the async path below waits properly
+        if fast is None:
+            async with self._read_one() as connection:
+                row = (
+                    await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})
+                ).one_or_none()
         if row is None or not same_hash(row.key_hash, key_hash):
             return None
         return KeyIdentity(

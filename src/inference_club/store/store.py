@@ -41,6 +41,8 @@ class Store(
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._fast_reader is not None:
+            self._fast_reader.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
