@@ -15,6 +15,7 @@ import httptools
 from bench.sse import EventClock
 
 _ERROR_BODY_PREFIX = 300
+_CLOSED_EARLY = "connection closed before the response ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.reusable = False
         reason = f": {exc}" if exc else ""
-        self._finish(f"connection closed before the response ended{reason}")
+        self._finish(f"{_CLOSED_EARLY}{reason}")
 
     def _time_out(self, timeout: float) -> None:
         self._finish(f"no complete response within {timeout:g} s")
@@ -218,7 +219,8 @@ async def perform(pool: ConnectionPool, raw: bytes, exchange: Exchange, timeout:
     if connection is not None:
         await connection.start(raw, exchange, timeout)
         pool.release(connection)
-        if exchange.first_byte is not None or not connection.closed:
+        dropped = (exchange.error or "").startswith(_CLOSED_EARLY)
+        if exchange.first_byte is not None or not dropped:
             return
         exchange.error = None
         exchange.end = None

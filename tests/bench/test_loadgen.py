@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator
 
@@ -19,17 +20,22 @@ class StallableServer:
         self.running = asyncio.Event()
         self.running.set()
         self.hold = 0.0
+        self.drop_second_request = False
+        self.connections = 0
         self.arrivals: list[float] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
+            for served in itertools.count():
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
                 for line in head.lower().split(b"\r\n"):
                     if line.startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
                 await reader.readexactly(length)
+                if served == 1 and self.drop_second_request:
+                    break  # as a server whose keep-alive timeout fired just then
                 self.arrivals.append(time.perf_counter())
                 await self.running.wait()
                 if self.hold:
@@ -105,6 +111,19 @@ async def test_pool_opens_connections_as_needed(stallable):
     assert summary.peak_connections >= 8
     # Nobody waited for a free connection: latency stays near the 100 ms hold.
     assert summary.latency_ms.p99 < 180
+
+
+async def test_request_on_a_connection_closed_by_the_server_is_retried_once(stallable):
+    """A reused connection dropped before any reply byte is retried on a new connection."""
+    state, endpoint = stallable
+    state.drop_second_request = True
+    raw = chat_request(endpoint, "m", stream=False)
+    result = await closed_loop(endpoint, raw, 1, 0.2, stream=False)
+    summary = summarize(result)
+    assert summary.errors == 0
+    assert summary.ok >= 3
+    # Each connection answered one request and dropped the next, which was sent again.
+    assert state.connections >= summary.ok
 
 
 async def test_closed_loop_streams_record_chunks_ttfb_and_gaps():

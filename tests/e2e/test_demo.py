@@ -238,7 +238,7 @@ def test_chat_answers_in_one_piece(demo: RunningDemo):
     reply = demo.client().chat.completions.create(
         model="smollm2-135m-instruct",
         messages=[{"role": "user", "content": "Name three colours."}],
-        max_tokens=24,
+        max_tokens=8,
     )
     assert reply.choices[0].message.content.strip()
     assert reply.usage is not None
@@ -250,7 +250,7 @@ def test_chat_streams_chunk_by_chunk(demo: RunningDemo):
     stream = demo.client().chat.completions.create(
         model="smollm2-135m-instruct",
         messages=[{"role": "user", "content": "Count from one to five."}],
-        max_tokens=24,
+        max_tokens=8,
         stream=True,
     )
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
@@ -309,6 +309,9 @@ def test_readme_snippet_runs_as_written(demo: RunningDemo, tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     printed = result.stdout.strip().splitlines()
+    assert set(MODELS) <= {line.split()[0] for line in printed if line.strip()}
+    [heard] = [line for line in printed if line.startswith("heard: ")]
+    assert {"quick", "fox", "lazy", "dog"} & set(heard.lower().split())
     assert printed[-1].startswith(demo.base_url.removesuffix("/v1"))
     assert (tmp_path / "speech.wav").read_bytes()[:4] == b"RIFF"
 
@@ -330,6 +333,23 @@ def test_a_dying_model_server_stops_everything(club: DemoClub):
     assert wait_gone(children) == []
 
 
+def test_a_second_run_reuses_the_key(club: DemoClub):
+    """Run again on the same data directory, the demo prints the same key, kept in a 0600 file."""
+    club.ensure()
+    if len(club.keys) == 1:
+        club.close()
+    demo = club.ensure()
+    assert len(club.keys) >= 2
+    assert club.keys[-1] == club.keys[0]
+    key_file = club.data / "api-key"
+    assert key_file.read_text().strip() == demo.api_key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert {model.id for model in demo.client().models.list()} == set(MODELS)
+    assert "first run" not in demo.process.output()
+    password = (club.data / "dashboard-password").read_text().strip()
+    assert f"user demo, password {password} " in demo.process.output()
+
+
 def test_ctrl_c_leaves_no_process_behind(club: DemoClub):
     """SIGINT stops the gateway, the agent and all four model servers, and the demo exits 0."""
     demo = club.ensure()
@@ -341,21 +361,6 @@ def test_ctrl_c_leaves_no_process_behind(club: DemoClub):
     assert demo.process.stop(signal.SIGINT) == 0
     assert still_running(children) == []
     assert demo.process.output().rstrip().endswith("stopped")
-
-
-def test_a_second_run_reuses_the_key(club: DemoClub):
-    """Run again on the same data directory, the demo prints the same key, kept in a 0600 file."""
-    if not club.keys:
-        club.ensure()
-    club.close()
-    demo = club.ensure()
-    assert len(club.keys) >= 2
-    assert club.keys[-1] == club.keys[0]
-    key_file = club.data / "api-key"
-    assert key_file.read_text().strip() == demo.api_key
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert {model.id for model in demo.client().models.list()} == set(MODELS)
-    assert "first run" not in demo.process.output()
 
 
 def test_a_taken_port_is_refused_with_advice(tmp_path: Path):

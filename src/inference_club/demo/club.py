@@ -279,7 +279,7 @@ def _exit_message(child: Child, settings: DemoSettings) -> str:
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn Ctrl-C and SIGTERM into ``stop`` so the demo stops its children in order."""
+    """Turn Ctrl-C, SIGTERM and SIGHUP into ``stop`` so the demo stops its children in order."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -288,6 +288,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         stop.set()
 
     signals = [signal.SIGINT, signal.SIGTERM]
+    # Closing the terminal (SIGHUP) would otherwise end the demo and orphan its children.
+    if hasattr(signal, "SIGHUP"):
+        signals.append(signal.SIGHUP)
     previous: list[Callable[[int, FrameType | None], object] | int | None] = []
     for signum in signals:
         previous.append(signal.getsignal(signum))

@@ -35,7 +35,7 @@ Try it from another terminal:
 
   export OPENAI_BASE_URL={gateway_url}/v1
   export OPENAI_API_KEY=$(cat {key_file})
-  python - <<'EOF'
+  {shlex.quote(_shown_path(Path(sys.executable)))} - <<'EOF'
   from openai import OpenAI
 
   client = OpenAI()  # reads OPENAI_BASE_URL and OPENAI_API_KEY

@@ -98,7 +98,9 @@ def stacked_requests_chart(days: Sequence[DayUsage]) -> Chart:
     return Chart("Requests", "requests", tuple(bars), maximum, total, _ticks(days, slot))
 
 
-def metric_chart(days: Sequence[DayUsage], metric: str, title: str, unit: str) -> Chart:
+def metric_chart(
+    days: Sequence[DayUsage], metric: str, title: str, unit: str, *, labels: int = 3
+) -> Chart:
     """One number per day (``tokens``, ``audio_seconds`` or ``images``)."""
     values = [float(getattr(day, metric)) for day in days]
     maximum = max(values, default=0.0)
@@ -111,7 +113,7 @@ def metric_chart(days: Sequence[DayUsage], metric: str, title: str, unit: str) -
         shown = f"{value:,.1f}" if not value.is_integer() else f"{int(value):,}"
         label = f"{day.day.isoformat()}: {shown} {unit}"
         bars.append(_bar(index, slot, CHART_HEIGHT - height, height, kind=metric, label=label))
-    return Chart(title, unit, tuple(bars), maximum, sum(values), _ticks(days, slot))
+    return Chart(title, unit, tuple(bars), maximum, sum(values), _ticks(days, slot, labels))
 
 
 def _bar(index: int, slot: float, top: float, height: float, *, kind: str, label: str) -> Bar:
@@ -126,9 +128,9 @@ def _bar(index: int, slot: float, top: float, height: float, *, kind: str, label
     )
 
 
-def _ticks(days: Sequence[DayUsage], slot: float) -> tuple[tuple[float, str], ...]:
-    # About six labels whatever the range, always including the last day.
-    step = max(1, len(days) // 6)
+def _ticks(days: Sequence[DayUsage], slot: float, labels: int = 6) -> tuple[tuple[float, str], ...]:
+    # About ``labels`` labels whatever the range, always including the last day.
+    step = max(1, -(-len(days) // labels))
     indexes = [*range(len(days) - 1, -1, -step)][::-1]
     return tuple(
         (round(index * slot + slot / 2, 2), days[index].day.strftime("%b %d")) for index in indexes

@@ -6,7 +6,6 @@ from starlette.responses import Response
 
 from inference_club.gateway.web.context import Web, form_text, local_path
 from inference_club.gateway.web.playground import SESSION_PLAYGROUND_KEY, drop_playground_key
-from inference_club.gateway.web.throttle import throttle_keys
 from inference_club.store import AlreadyExists, InvalidValue, NotFound
 from inference_club.store.accounts import MIN_PASSWORD_LENGTH, Account
 
@@ -26,8 +25,8 @@ async def sign_in(web: Web, request: Request, form: FormData) -> Response:
     name = form_text(form, "username").strip()
     password = form_text(form, "password")
     next_path = form_text(form, "next")
-    keys = throttle_keys(name, request.client.host if request.client else None)
-    wait = web.throttle.retry_after(keys)
+    address = request.client.host if request.client else None
+    wait = web.throttle.retry_after(name, address)
     if wait is not None:
         return _login_page(
             web,
@@ -42,9 +41,9 @@ async def sign_in(web: Web, request: Request, form: FormData) -> Response:
     if name and password:
         account = await web.services().store.check_user_password(name, password)
     if account is None:
-        web.throttle.failed(keys)
+        web.throttle.failed(name, address)
         return _login_page(web, request, next_path=next_path, name=name, error=_WRONG, status=401)
-    web.throttle.forget(keys[0])
+    web.throttle.succeeded(name)
     web.sign_in(request, account)
     return web.redirect(local_path(next_path))
 
@@ -134,8 +133,8 @@ async def password_form(web: Web, request: Request, account: Account) -> Respons
 async def change_password(web: Web, request: Request, account: Account, form: FormData) -> Response:
     """``POST /settings/password``: needs the current password; ends other sessions."""
     store = web.services().store
-    keys = throttle_keys(account.user.name, request.client.host if request.client else None)
-    wait = web.throttle.retry_after(keys)
+    address = request.client.host if request.client else None
+    wait = web.throttle.retry_after(account.user.name, address)
     if wait is not None:
         return _password_page(
             web, request, account, f"Too many failed attempts. Try again in {wait} s.", 429
@@ -143,7 +142,7 @@ async def change_password(web: Web, request: Request, account: Account, form: Fo
     current = form_text(form, "current")
     new = form_text(form, "password")
     if await store.check_user_password(account.user.name, current) is None:
-        web.throttle.failed(keys)
+        web.throttle.failed(account.user.name, address)
         return _password_page(web, request, account, "The current password is wrong.", 400)
     if new != form_text(form, "confirm"):
         return _password_page(web, request, account, "The two new passwords differ.", 400)

@@ -1,56 +1,60 @@
-"""Sign-in throttling: too many failures for one name or from one address in a minute → 429.
+"""Sign-in throttling: too many recent failures for one name, or from one address → 429.
 
-Counted in this process's memory. Behind several gateway nodes each node counts on its own,
-which still bounds guessing to a small multiple of the limit.
+A name gets few tries; an address gets more, since many members may share one (a household,
+or every client when the reverse proxy's forwarded address is not trusted). Counted in this
+process's memory: behind several gateway nodes each counts on its own, which still bounds
+guessing to a small multiple of the limits.
 """
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-DEFAULT_MAX_FAILURES = 5
-DEFAULT_WINDOW = 60.0
+FAILURES_PER_NAME = 5
+FAILURES_PER_ADDRESS = 20
+WINDOW_SECONDS = 60.0
 # Bounds memory under a flood of distinct names or addresses.
 _MAX_TRACKED = 100_000
 
 
 class LoginThrottle:
-    """Recent failures per key (``user:NAME``, ``addr:IP``) in a sliding window."""
+    """Recent failures per name and per client address, in a sliding window."""
 
     def __init__(
         self,
-        max_failures: int = DEFAULT_MAX_FAILURES,
-        window: float = DEFAULT_WINDOW,
+        per_name: int = FAILURES_PER_NAME,
+        per_address: int = FAILURES_PER_ADDRESS,
+        window: float = WINDOW_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.max_failures = max_failures
+        self._limits = {"name": per_name, "address": per_address}
         self.window = window
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
 
-    def retry_after(self, keys: Iterable[str]) -> int | None:
-        """Seconds to wait when any key is over the limit, else ``None``."""
+    def retry_after(self, name: str, address: str | None) -> int | None:
+        """Seconds to wait when the name or the address is over its limit, else ``None``."""
         now = self._clock()
         wait = 0.0
-        for key in keys:
+        for key in _keys(name, address):
             failures = self._recent(key, now)
-            if len(failures) >= self.max_failures:
+            if len(failures) >= self._limits[key[0]]:
                 wait = max(wait, failures[0] + self.window - now)
         return max(1, int(wait + 0.999)) if wait > 0 else None
 
-    def failed(self, keys: Iterable[str]) -> None:
-        """Count one failure against every key."""
+    def failed(self, name: str, address: str | None) -> None:
+        """Count one failed attempt."""
         now = self._clock()
-        for key in keys:
+        for key in _keys(name, address):
             if key not in self._failures and len(self._failures) >= _MAX_TRACKED:
-                self._forget_oldest()
+                self._prune(now)
             self._failures.setdefault(key, deque()).append(now)
 
-    def forget(self, key: str) -> None:
-        """Clear a key's failures (a name after its owner signed in)."""
-        self._failures.pop(key, None)
+    def succeeded(self, name: str) -> None:
+        """Forget the name's failures once its owner proved who they are."""
+        self._failures.pop(("name", name.lower()), None)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
         failures = self._failures.get(key)
         if failures is None:
             return deque()
@@ -60,14 +64,16 @@ class LoginThrottle:
             del self._failures[key]
         return failures
 
-    def _forget_oldest(self) -> None:
-        oldest = min(self._failures, key=lambda key: self._failures[key][-1])
-        del self._failures[oldest]
+    def _prune(self, now: float) -> None:
+        for key in list(self._failures):
+            self._recent(key, now)
+        if len(self._failures) >= _MAX_TRACKED:
+            oldest = min(self._failures, key=lambda key: self._failures[key][-1])
+            del self._failures[oldest]
 
 
-def throttle_keys(user_name: str, address: str | None) -> list[str]:
-    """The keys one sign-in attempt counts against."""
-    keys = [f"user:{user_name.lower()}"]
+def _keys(name: str, address: str | None) -> list[tuple[str, str]]:
+    keys = [("name", name.lower())]
     if address:
-        keys.append(f"addr:{address}")
+        keys.append(("address", address))
     return keys
