@@ -89,7 +89,10 @@ async def measure(
         path=path.name,
         summary=summary,
         usage=dict(meter.usage),
-        extra=extra(result) if extra is not None else {},
+        extra={
+            **(extra(result) if extra is not None else {}),
+            "other_cpu_percent": meter.other_cpu_percent,
+        },
     )
     errors = f", {summary.errors} errors" if summary.errors else ""
     if summary.chunks:

@@ -7,6 +7,7 @@ measurement by writing ``5`` to ``/proc/PID/clear_refs``; a sampler backs it up 
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,13 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def system_busy_seconds() -> float:
+    """CPU time all cores spent on anything but idling, since boot (from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
 
 
 def descendants(pid: int) -> list[int]:
@@ -107,11 +115,18 @@ class Meter:
         self._tracked: dict[str, _Tracked] = {}
         self._sampler: asyncio.Task[None] | None = None
         self._started = 0.0
+        self._busy_start = 0.0
+        self._runner_start = 0.0
         self.usage: dict[str, Usage] = {}
+        # CPU used meanwhile by processes neither metered nor this one, in % of one core:
+        # anything else on the machine, which makes the step's numbers noisy.
+        self.other_cpu_percent = 0.0
 
     async def __aenter__(self) -> "Meter":
         self._tracked = {name: _Tracked(pid) for name, pid in self._pids.items()}
-        self._started = asyncio.get_running_loop().time()
+        self._started = time.monotonic()
+        self._busy_start = system_busy_seconds()
+        self._runner_start = cpu_seconds(os.getpid())
         self._sampler = asyncio.create_task(self._sample_forever())
         return self
 
@@ -120,7 +135,8 @@ class Meter:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
-        elapsed = max(asyncio.get_running_loop().time() - self._started, 1e-9)
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        metered = cpu_seconds(os.getpid()) - self._runner_start
         for name, tracked in self._tracked.items():
             tracked.sample()
             cpu = sum(_each(cpu_seconds, tracked.pids)) - tracked.cpu_start
@@ -134,6 +150,9 @@ class Meter:
                 rss_end=int(sum(_each(rss_bytes, tracked.pids))),
                 peak_rss=peak,
             )
+            metered += cpu
+        other = system_busy_seconds() - self._busy_start - metered
+        self.other_cpu_percent = max(0.0, 100 * other / elapsed)
 
     async def _sample_forever(self) -> None:
         while True:

@@ -52,6 +52,11 @@ def _added(row: Measurement, direct: Measurement | None, pick: Callable[[Any], f
     return f"{pick(row.summary) - pick(direct.summary):+.2f}"
 
 
+def _other(row: Measurement) -> str:
+    value = row.extra.get("other_cpu_percent")
+    return _NONE if value is None else f"{value:.0f}%"
+
+
 def _table(header: Sequence[str], lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(cells) + " |" for cells in lines]
@@ -81,10 +86,11 @@ def _latency_table(rows: Sequence[Measurement]) -> list[str]:
                 _servers(row, row.peak_mb, " MB"),
                 f"{row.cpu_percent('mock') or 0:.0f}%",
                 f"{s.loadgen_cpu_percent:.0f}%",
+                _other(row),
             ]
         )
     header = ["step", "path", "ok/err", "req/s", "p50 ms", "p90", "p99", "max", "+p50", "+p99"]
-    header += ["CPU (1 core = 100%)", "peak RSS", "mock CPU", "loadgen CPU"]
+    header += ["CPU (1 core = 100%)", "peak RSS", "mock CPU", "loadgen CPU", "other CPU"]
     return _table(header, lines)
 
 
@@ -111,10 +117,12 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
                 _servers(row, row.cpu_percent, "%"),
                 _servers(row, row.peak_mb, " MB"),
                 f"{s.loadgen_cpu_percent:.0f}%",
+                _other(row),
             ]
         )
     header = ["step", "path", "ok/err", "chunks/s", "TTFB p50", "TTFB p99", "gap p50"]
     header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "peak RSS", "loadgen CPU"]
+    header += ["other CPU"]
     return _table(header, lines)
 
 
@@ -156,7 +164,8 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
         "and shares the cores with everything under test (its CPU use is in the tables).",
         "Latency counts from each request's scheduled send time (open loop, no coordinated "
         "omission); percentiles are exact, nearest rank. `+` columns are the difference from "
-        "direct at the same step of the same run. Times in ms.",
+        "direct at the same step of the same run. Times in ms. *other CPU* is what processes "
+        "outside the benchmark used meanwhile: where it is high, that step's numbers are noise.",
         "",
         "Paths: " + "; ".join(f"**{name}**: {state}" for name, state in info.paths.items()),
         "",

@@ -19,6 +19,9 @@ from bench.results import Measurement
 from bench.services import ServiceError, raise_open_file_limit
 from bench.targets import evaluate
 
+# Other processes using more than this share of one core make a step's numbers unreliable.
+_NOISY_CPU = 25.0
+
 Scenario = Callable[[Context], Awaitable[list[Measurement]]]
 
 SCENARIO_RUNNERS: dict[str, Scenario] = {
@@ -76,6 +79,12 @@ async def run(options: Options) -> int:
         await mock.stop()
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+    noisy = [m for m in measurements if m.extra.get("other_cpu_percent", 0.0) > _NOISY_CPU]
+    if noisy:
+        ctx.notes.append(
+            f"{len(noisy)} of {len(measurements)} steps ran while other processes used more than "
+            f"{_NOISY_CPU:g} % of a core (column 'other CPU'); rerun on a quiet machine."
+        )
     try:
         checks = evaluate(measurements)
     except Exception as exc:

@@ -1,6 +1,7 @@
 """The mock OpenAI backend: its JSON replies, SSE framing, usage chunk and uploads."""
 
 import asyncio
+import statistics
 import subprocess
 import sys
 import time
@@ -111,7 +112,9 @@ async def test_headers_override_chunk_count_and_pace(mock):
     assert exchange.error is None
     assert exchange.clock is not None
     assert len(exchange.clock.times) == 4
-    assert all(0.03 <= gap <= 0.1 for gap in gaps(exchange.clock.times))
+    # The last of 4 chunks 40 ms apart cannot arrive before 120 ms; a busy machine adds jitter.
+    assert exchange.clock.times[-1] - exchange.sent >= 0.115
+    assert 0.03 <= statistics.median(gaps(exchange.clock.times)) <= 0.1
 
 
 async def test_slow_model_uses_the_slow_profile(mock):

@@ -330,6 +330,22 @@ def test_json_body_is_400_asking_for_multipart(setup: Setup) -> None:
     assert_error(response, 400, "invalid_request_error", "must be multipart/form-data")
 
 
+def test_truncated_multipart_body_is_400(setup: Setup) -> None:
+    """A form that stops before its closing boundary: 400, and nothing reaches the backend."""
+    before = len(setup.stt.requests)
+    body = (
+        b'--cut\r\nContent-Disposition: form-data; name="model"\r\n\r\nfake-stt\r\n'
+        b'--cut\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    ) + wav_bytes(0.2)
+    response = setup.post(
+        "/audio/transcriptions",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=cut"},
+    )
+    assert_error(response, 400, "invalid_request_error", "ended before its closing boundary")
+    assert len(setup.stt.requests) == before
+
+
 def test_unknown_transcription_format_is_400(setup: Setup) -> None:
     """response_format outside json, text, verbose_json: 400 listing the choices."""
     response = setup.post(

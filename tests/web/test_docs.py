@@ -1,4 +1,4 @@
-"""API docs: /openapi.json is the contract pointed at this gateway; Swagger UI's Try it out works."""
+"""API docs: /openapi.json is the contract aimed at this gateway; Swagger UI's Try it out works."""
 
 import json
 from collections.abc import Callable
@@ -44,9 +44,9 @@ def test_openapi_document_is_the_contract_for_this_gateway(club: Club) -> None:
     assert served["servers"] == [{"url": f"{club.url}/v1", "description": "This gateway"}]
     assert _without_deployment(served) == _without_deployment(expected)
     assert served["components"] == contract["components"]
-    assert {
-        (path, method) for path, item in served["paths"].items() for method in item
-    } == {(path, method) for path, item in contract["paths"].items() for method in item}
+    assert {(path, method) for path, item in served["paths"].items() for method in item} == {
+        (path, method) for path, item in contract["paths"].items() for method in item
+    }
     assert CONTRACT_ORIGIN not in json.dumps(served)
 
 

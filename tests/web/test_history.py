@@ -1,4 +1,4 @@
-"""History: paginated requests and the media gallery, each visible and deletable by its owner only."""
+"""History: paged requests and the media gallery, each seen and deleted by its owner only."""
 
 import io
 import wave
@@ -108,9 +108,7 @@ def test_history_pages_through_the_members_requests(
     assert page.locator("text=Older →").count() == 0
 
 
-def test_another_members_history_is_refused(
-    members: Club, new_page: Callable[[], Page]
-) -> None:
+def test_another_members_history_is_refused(members: Club, new_page: Callable[[], Page]) -> None:
     """A member cannot open another's history; an admin can; one's own shows only one's own."""
     vic = new_page()
     sign_in(vic, "vic")
@@ -139,9 +137,7 @@ def test_media_are_shown_and_deleted_only_by_their_owner(
     assert vic.locator("[data-asset]").count() == 0
     token = vic.get_attribute("input[name=csrf_token]", "value")
     assert token
-    refused = vic.request.post(
-        f"/history/media/{media.image}/delete", form={"csrf_token": token}
-    )
+    refused = vic.request.post(f"/history/media/{media.image}/delete", form={"csrf_token": token})
     assert refused.status == 404
     assert httpx.get(image_url).status_code == 200
 

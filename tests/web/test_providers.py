@@ -41,9 +41,7 @@ def test_added_provider_turns_online_and_offline_without_reload(
     provider = page.locator("[data-provider='pat-box']")
     expect(provider).to_have_attribute("data-online", "no")
     page.evaluate("window.notReloaded = true")
-    agent = spawn(
-        [*CLI, *command[1:-1], backend.url], members.tmp / "agent-from-the-page.log"
-    )
+    agent = spawn([*CLI, *command[1:-1], backend.url], members.tmp / "agent-from-the-page.log")
     members.processes.append(agent)
 
     expect(page.locator("[data-provider='pat-box']")).to_have_attribute("data-online", "yes")
@@ -90,7 +88,12 @@ def test_models_are_filtered_by_type_and_shared_by_their_owner(
     assert token
     refused = other.request.post(
         "/models/share",
-        form={"csrf_token": token, "provider": "pat-gpu", "model": "shared-llm", "share": "private"},
+        form={
+            "csrf_token": token,
+            "provider": "pat-gpu",
+            "model": "shared-llm",
+            "share": "private",
+        },
     )
     assert refused.status == 404
     other.goto("/models")

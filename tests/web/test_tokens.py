@@ -70,9 +70,7 @@ def test_another_members_key_cannot_be_revoked(
     assert token
 
     statuses = [
-        page.request.post(
-            f"/settings/token/{key_id}/revoke", form={"csrf_token": token}
-        ).status
+        page.request.post(f"/settings/token/{key_id}/revoke", form={"csrf_token": token}).status
         for key_id in range(1, 6)
     ]
 

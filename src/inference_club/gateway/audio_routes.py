@@ -20,8 +20,9 @@ from inference_club.gateway.asgi import ClientGone, parse_json_object, read_body
 from inference_club.gateway.assets import AssetFile
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.disconnect import start_disconnect_watch
+from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest, UnsupportedMedia, UpstreamError
-from inference_club.gateway.forwarding import OutgoingRequest, Upstream, open_upstream
+from inference_club.gateway.forwarding import OutgoingRequest, Upstream
 from inference_club.gateway.media_replies import (
     asset_owner,
     choice,
@@ -190,7 +191,6 @@ async def _open(
     model_id: str,
     body: MultipartBody,
 ) -> Upstream:
-    settings = ctx.services.settings
     outgoing = OutgoingRequest(
         method="POST",
         path=path,
@@ -199,13 +199,7 @@ async def _open(
         headers=body.headers(),
         body_source=body.chunks,
     )
-    return await open_upstream(
-        candidates,
-        outgoing,
-        ctx.exchange,
-        timeout=settings.upstream_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    return await forward(ctx, candidates, outgoing)
 
 
 async def speech(ctx: RequestContext) -> None:
@@ -238,13 +232,7 @@ async def speech(ctx: RequestContext) -> None:
         body=orjson.dumps(request),
         headers=(("content-type", "application/json"), ("accept", expected)),
     )
-    upstream = await open_upstream(
-        candidates,
-        outgoing,
-        ctx.exchange,
-        timeout=settings.upstream_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    upstream = await forward(ctx, candidates, outgoing)
     if not 200 <= upstream.head.status < 300:
         await relay_buffered(ctx.send, upstream, ctx.exchange, ctx.extra_headers)
         return

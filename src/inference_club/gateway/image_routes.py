@@ -14,8 +14,9 @@ import orjson
 from inference_club.gateway.asgi import parse_json_object, read_body
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.disconnect import start_disconnect_watch
+from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest, UnsupportedMedia, UpstreamError
-from inference_club.gateway.forwarding import OutgoingRequest, Upstream, open_upstream
+from inference_club.gateway.forwarding import OutgoingRequest, Upstream
 from inference_club.gateway.media_replies import (
     asset_owner,
     choice,
@@ -147,14 +148,7 @@ def _image_part(name: str, upload: UploadedFile) -> FilePart:
 async def _open(
     ctx: RequestContext, candidates: list[Candidate], outgoing: OutgoingRequest
 ) -> Upstream:
-    settings = ctx.services.settings
-    return await open_upstream(
-        candidates,
-        outgoing,
-        ctx.exchange,
-        timeout=settings.upstream_timeout,
-        max_attempts=settings.max_attempts,
-    )
+    return await forward(ctx, candidates, outgoing)
 
 
 async def _answer(

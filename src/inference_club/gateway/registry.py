@@ -5,7 +5,6 @@ This lives in one process's memory. With several gateway nodes, the part that mu
 """
 
 import logging
-import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ class ProviderRegistry:
         self.sharing = sharing or SharingView()
         self._connections: dict[int, ProviderConnection] = {}
         self._by_model: dict[str, dict[int, ProviderConnection]] = {}
+        self._turn = 0
         # Called when capacity may have appeared (a provider joined or changed its models).
         self.on_capacity: Callable[[], None] = lambda: None
 
@@ -103,9 +103,12 @@ class ProviderRegistry:
             for connection in providers.values()
             if not connection.closed and self.may_use(caller, connection, connection.models[model])
         ]
-        # Least in flight relative to capacity; ties go to the caller's own provider, then to
-        # chance, so sequential requests spread over equally idle providers.
-        random.shuffle(found)  # noqa: S311 - load spreading, not security
+        # Least in flight relative to capacity; ties go to the caller's own provider, then take
+        # turns, so sequential requests spread over equally idle providers.
+        if len(found) > 1:
+            self._turn += 1
+            shift = self._turn % len(found)
+            found = found[shift:] + found[:shift]
         found.sort(
             key=lambda c: (
                 c.connection.active.get(model, 0) / c.card.max_concurrency,

@@ -7,8 +7,9 @@ import orjson
 from inference_club.gateway.asgi import parse_json_object, read_body
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.disconnect import start_disconnect_watch
+from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest
-from inference_club.gateway.forwarding import OutgoingRequest, open_upstream
+from inference_club.gateway.forwarding import OutgoingRequest
 from inference_club.gateway.relay import relay_buffered, relay_stream, usage_of_json
 from inference_club.gateway.routing import choose, split_model
 from inference_club.gateway.sse import UsageTap
@@ -51,17 +52,7 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
         body=body,
         headers=_SSE_HEADERS if streaming else _JSON_HEADERS,
     )
-    settings = ctx.services.settings
-    upstream = await open_upstream(
-        candidates,
-        outgoing,
-        ctx.exchange,
-        timeout=settings.upstream_timeout,
-        max_attempts=settings.max_attempts,
-        admission=ctx.services.admission,
-        caller=ctx.caller,
-    )
-    ctx.extra_headers.append((b"x-queue-position", str(ctx.exchange.queue_position).encode()))
+    upstream = await forward(ctx, candidates, outgoing)
     if streaming:
         tap = UsageTap(strip_usage=strip_usage)
         await relay_stream(ctx.send, upstream, ctx.exchange, ctx.extra_headers, tap)

@@ -73,10 +73,11 @@ async def receive_upload(
 ) -> AsyncIterator[Upload]:
     """Read a multipart/form-data body; its temporary files are removed when the block ends.
 
-    Parts named in ``file_fields`` are files, whatever their headers say; the rest are fields.
+    Parts named in ``file_fields`` are files, whatever their headers say; other parts with a
+    file name are read past and dropped; the rest are text fields.
     """
-    boundary = _boundary(header(scope, b"content-type"))
     _refuse_declared_over(scope, limit)
+    boundary = _boundary(header(scope, b"content-type"))
     directory = _private_directory(temp_root)
     reader = _FormReader(directory, file_fields)
     try:
