@@ -76,9 +76,10 @@ async def measure(
     value: float,
     run: Callable[[], Awaitable[RunResult]],
     extra: Callable[[RunResult], dict[str, float]] | None = None,
+    also_meter: dict[str, int] | None = None,
 ) -> Measurement:
     """Run one load step on ``path`` while metering its processes, then let it settle."""
-    meter = Meter(ctx.pids(path))
+    meter = Meter({**ctx.pids(path), **(also_meter or {})})
     async with meter:
         result = await run()
     summary = summarize(result)

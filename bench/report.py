@@ -10,7 +10,7 @@ import orjson
 
 from bench.results import Check, Measurement
 
-_SERVERS = ("gateway", "agent", "litellm")
+_SERVERS = ("gateway", "agent", "litellm", "agents")
 _NONE = "n/a"
 
 
@@ -40,6 +40,11 @@ def _servers(measurement: Measurement, figure: Callable[[str], float | None], un
 
 
 def _direct(rows: Sequence[Measurement], row: Measurement) -> Measurement | None:
+    """What a row's ``+`` columns compare with: direct at the same step, or for the routing
+    sweeps (gateway only) the smallest size."""
+    if row.scenario.startswith("routing"):
+        smallest = min(rows, key=lambda other: other.value)
+        return smallest if smallest is not row else None
     for other in rows:
         if other.path == "direct" and other.value == row.value:
             return other
@@ -47,7 +52,7 @@ def _direct(rows: Sequence[Measurement], row: Measurement) -> Measurement | None
 
 
 def _added(row: Measurement, direct: Measurement | None, pick: Callable[[Any], float]) -> str:
-    if direct is None or direct.summary is None or row.summary is None or row.path == "direct":
+    if direct is None or direct.summary is None or row.summary is None or row is direct:
         return ""
     return f"{pick(row.summary) - pick(direct.summary):+.2f}"
 
@@ -149,8 +154,16 @@ _SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("streams", "Concurrent streams (64 chunks, 20 ms apart), closed loop", "stream"),
     ("search", "Rate search steps (p99 < 50 ms, < 1 % errors, ≥ 95 % of the rate)", "latency"),
     ("hold", "Slow streams held open", "stream"),
-    ("routing-models", "Routing: one extra provider announcing N models", "latency"),
-    ("routing-providers", "Routing: N extra providers with one model each", "latency"),
+    (
+        "routing-models",
+        "Routing: one more provider with N models (+ vs smallest N)",
+        "latency",
+    ),
+    (
+        "routing-providers",
+        "Routing: N more providers, one model each (+ vs smallest N)",
+        "latency",
+    ),
 )
 
 
@@ -178,6 +191,11 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
         if rows:
             out += [f"## {title}", ""]
             out += _stream_table(rows) if kind == "stream" else _latency_table(rows)
+    listing = [m for m in measurements if m.scenario.startswith("routing")]
+    if listing:
+        out += ["## Routing: listing the models", ""]
+        columns = [("models_listed", "models listed"), ("models_list_p50_ms", "list p50 ms")]
+        out += _extra_table(listing, columns)
     best = [m for m in measurements if m.scenario == "max-rate"]
     if best:
         out += ["## Highest rate with p99 < 50 ms", ""]

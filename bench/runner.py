@@ -67,7 +67,7 @@ async def run(options: Options) -> int:
     measurements: list[Measurement] = []
     try:
         if options.gateway:
-            states["gateway"] = await _start_gateway(ctx)
+            states["gateway"] = await _start_gateway(ctx, _simulated_agents(options))
         if options.litellm:
             states["litellm"] = await _start_litellm(ctx, options.litellm_venv or work / "venv")
         for name in SCENARIOS:
@@ -107,10 +107,23 @@ async def run(options: Options) -> int:
     return 0
 
 
-async def _start_gateway(ctx: Context) -> str:
-    say("starting gateway + agent")
+def _simulated_agents(options: Options) -> int:
+    """How many provider tokens the agent scenarios will need."""
+    plan = QUICK if options.quick else FULL
+    needed = [0]
+    if "idle" in options.scenarios:
+        needed.append(max(plan.idle_counts))
+    if "routing" in options.scenarios:
+        needed.append(max(plan.routing_sizes))
+    return max(needed)
+
+
+async def _start_gateway(ctx: Context, extra_providers: int) -> str:
+    say(f"starting gateway + agent ({extra_providers} extra provider tokens first)")
     try:
-        gateway = await start_gateway(ctx.paths[0].endpoint_or_fail(), ctx.work_dir, ctx.log_dir)
+        gateway = await start_gateway(
+            ctx.paths[0].endpoint_or_fail(), ctx.work_dir, ctx.log_dir, extra_providers
+        )
     except (ServiceError, OSError) as exc:
         say(f"gateway + agent unavailable, skipped in every scenario: {exc}")
         return f"unavailable: {exc}"

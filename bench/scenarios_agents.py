@@ -27,6 +27,7 @@ class SimulatedAgents:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
+        self.pid = process.pid
         self.connected = 0
         self.failed = 0
         self.seconds = 0.0
@@ -112,7 +113,7 @@ async def idle(ctx: Context) -> list[Measurement]:
         )
         try:
             # Long enough for every agent to see heartbeats both ways.
-            async with Meter(gateway.path.pids()) as meter:
+            async with Meter({**gateway.path.pids(), "agents": agents.pid}) as meter:
                 await asyncio.sleep(6.0)
             after = await _settled_rss(pid)
         finally:
@@ -138,6 +139,7 @@ async def idle(ctx: Context) -> list[Measurement]:
                     "rss_before_mb": before / MB,
                     "rss_after_mb": after / MB,
                     "per_agent_kb": per_agent_kb,
+                    "other_cpu_percent": meter.other_cpu_percent,
                 },
                 error=error,
             )
@@ -164,14 +166,16 @@ async def routing(ctx: Context) -> list[Measurement]:
                 gateway, tokens, agents_count, per_agent, ctx.log_dir / "tunnel-sim.log"
             )
             try:
-                results.append(await _route_once(ctx, gateway, scenario, size))
+                results.append(await _route_once(ctx, gateway, scenario, size, agents.pid))
             finally:
                 await agents.close()
             await ctx.settle()
     return results
 
 
-async def _route_once(ctx: Context, gateway: Gateway, scenario: str, size: int) -> Measurement:
+async def _route_once(
+    ctx: Context, gateway: Gateway, scenario: str, size: int, agents_pid: int
+) -> Measurement:
     endpoint = gateway.path.endpoint
     assert endpoint is not None
     status, body = await fetch(endpoint, "/v1/models", timeout=30)
@@ -194,4 +198,5 @@ async def _route_once(ctx: Context, gateway: Gateway, scenario: str, size: int) 
         size,
         partial(open_loop, endpoint, raw, ctx.plan.routing_rate, duration=ctx.plan.routing_seconds),
         extra=lambda _: {"models_listed": float(listed), "models_list_p50_ms": list_p50},
+        also_meter={"agents": agents_pid},
     )

@@ -1,8 +1,11 @@
 """Target checks against direct in the same run, and the Markdown report built from them."""
 
+import dataclasses
+
+import orjson
 from bench.loadgen import LoadSummary
 from bench.procstat import Usage
-from bench.report import RunInfo, markdown
+from bench.report import RunInfo, markdown, write
 from bench.results import MB, Measurement
 from bench.stats import distribution
 from bench.targets import evaluate
@@ -120,3 +123,17 @@ def test_upload_within_two_megabytes_meets_the_target():
     result = check(runs, "10 MB upload")
     assert result.passed is True
     assert result.measured == "+1.2 MB"
+
+
+def test_report_files_are_written_and_missing_figures_are_null(tmp_path):
+    """write() makes results.md and a JSON file where unmeasured figures are null, not NaN."""
+    no_gaps = dataclasses.replace(summary(1.0, 2.0), gap_ms=distribution([]))
+    runs = [Measurement("streams", "100 streams", 100, "direct", no_gaps)]
+    info = RunInfo("2026-01-01 00:00 UTC", "quick", 2, "3.11", {"direct": "ready"}, ())
+    md_path, json_path = write(tmp_path, info, runs, evaluate(runs))
+    document = orjson.loads(json_path.read_bytes())
+    assert md_path.read_text().startswith("# inference-club benchmark")
+    assert document["run"]["mode"] == "quick"
+    assert document["measurements"][0]["summary"]["ok"] == 1000
+    assert document["measurements"][0]["summary"]["gap_ms"]["p50"] is None
+    assert all(check["passed"] is None for check in document["targets"])

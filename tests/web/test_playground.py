@@ -1,13 +1,22 @@
 """The playground: streamed chat through /v1 with a session key, metered and rate limited."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from inference_club.demo.launcher import DemoServer, running_demo_server
+from tests.support.processes import start_agent
 from tests.web.conftest import Club, run_async, sign_in
+
+
+@pytest.fixture(scope="module")
+def image_server() -> Iterator[DemoServer]:
+    """The procedural demo image server."""
+    with running_demo_server("image_server") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +34,14 @@ def members(club: Club) -> Club:
     return club
 
 
-def _open_playground(page: Page, model: str = "fake-llm", timeout: float = 15.0) -> None:
+def _open_playground(
+    page: Page, *, select: str = "#chat-model", model: str = "fake-llm", timeout: float = 15.0
+) -> None:
     # The agent may still be connecting: reload until the model is offered.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         page.goto("/playground")
-        if page.locator(f"#chat-model option[value='{model}']").count():
+        if page.locator(f"{select} option[value='{model}']").count():
             return
         time.sleep(0.2)
     msg = f"{model} never appeared in the playground"
@@ -121,3 +132,37 @@ def _history_row(page: Page, model: str, timeout: float = 10.0) -> Locator:
         time.sleep(0.2)
     msg = f"no request for {model} in the history"
     raise AssertionError(msg)
+
+
+def test_generated_image_is_shown_and_kept_in_the_gallery(
+    members: Club, image_server: DemoServer, new_page: Callable[[], Page]
+) -> None:
+    """An image made in the playground appears there, then in the member's gallery."""
+    token = members.gateway.add_provider("sam", "sam-art")
+    config = members.tmp / "image-agent.toml"
+    config.write_text(
+        f'[[backends]]\nurl = "{image_server.base_url}"\nservice_type = "image"\n',
+        encoding="utf-8",
+    )
+    members.processes.append(
+        start_agent(members.tmp, members.url, token, extra=("--config", str(config)))
+    )
+    page = new_page()
+    sign_in(page, "sam")
+    _open_playground(page, select="#image-model", model="demo-procedural-image")
+    page.click("text=Images")
+    page.select_option("#image-size", "256x256")
+    page.fill("#image-prompt", "a small red house")
+    page.click("#image-form button[type=submit]")
+
+    expect(page.locator("#image-meta")).to_contain_text("1 image")
+    page.wait_for_function(
+        "() => { const img = document.querySelector('#image-result img');"
+        " return img && img.complete && img.naturalWidth === 256; }"
+    )
+    source = page.get_attribute("#image-result img", "src")
+    assert source is not None
+    assert source.startswith("/api/inference/assets/")
+
+    page.goto("/history/media")
+    expect(page.locator(f".gallery img[src='{source}']")).to_be_visible()

@@ -98,14 +98,14 @@ def test_secret_file_is_private_and_keeps_sessions_across_restarts(tmp_path: Pat
 
 
 def test_configured_secret_wins_and_must_be_long(tmp_path: Path) -> None:
-    """A configured secret is used as is; a short one is refused; no file is written."""
+    """A configured secret is used as is; a short one is refused at start; no file is written."""
     long_secret = "s" * 40
 
     assert load_session_secret(GatewaySettings(data_dir=tmp_path, session_secret=long_secret)) == (
         long_secret
     )
     with pytest.raises(ValueError, match="at least 32"):
-        load_session_secret(GatewaySettings(data_dir=tmp_path, session_secret="short"))
+        GatewaySettings(data_dir=tmp_path, session_secret="short")
     assert not (tmp_path / SECRET_FILE).exists()
 
 

@@ -37,6 +37,9 @@ class GatewaySettings:
     session_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.session_secret is not None and len(self.session_secret) < 32:
+            msg = "the session secret must have at least 32 characters"
+            raise ValueError(msg)
         if not 0 <= self.port <= 65535:
             msg = f"port must be 0-65535, got {self.port}"
             raise ValueError(msg)

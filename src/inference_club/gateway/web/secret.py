@@ -20,9 +20,7 @@ def load_session_secret(settings: GatewaySettings) -> str:
     data directory signs alike; the file is created readable by its owner only.
     """
     if settings.session_secret:
-        if len(settings.session_secret) < MIN_SECRET_LENGTH:
-            msg = f"the session secret must have at least {MIN_SECRET_LENGTH} characters"
-            raise ValueError(msg)
+        # GatewaySettings already refused a short one.
         return settings.session_secret
     return _secret_file(settings.data_dir / SECRET_FILE)
 
