@@ -44,7 +44,7 @@ class Context:
         """The processes to meter for ``path``: its own and the mock's."""
         return {**path.pids(), "mock": self.mock.pid}
 
-    async def settle(self) -> None:
+    async def settle(self, after: str = "a step") -> None:
         """Wait until every process under test is idle, so one step does not bleed into the next.
 
         A proxy that fell behind keeps working on requests the client gave up on.
@@ -56,7 +56,9 @@ class Context:
             await asyncio.sleep(0.25)
             if _tree_cpu(pids) - before < _IDLE_CPU * 0.25:
                 return
-        self.notes.append("a process was still busy 30 s after a step; the next step shares CPU")
+        self.notes.append(
+            f"processes under test were still busy 30 s after {after}; the next step shared the CPU"
+        )
 
 
 def _tree_cpu(pids: list[int]) -> float:
@@ -104,5 +106,5 @@ async def measure(
     else:
         figures = f"p50 {summary.latency_ms.p50:.2f} ms, p99 {summary.latency_ms.p99:.2f} ms"
     say(f"  {scenario} {step} {path.name}: {figures}{errors}")
-    await ctx.settle()
+    await ctx.settle(f"{scenario} {step} on {path.name}")
     return measurement

@@ -27,7 +27,9 @@ from inference_club.protocol import (
     Welcome,
     Window,
     decode,
+    decode_message,
     encode,
+    encode_batch,
 )
 
 CARD = ModelCard(
@@ -167,3 +169,40 @@ def test_oversize_frame_is_refused() -> None:
 def test_close_reason_fits_a_websocket_close_frame() -> None:
     """Reasons are cut to the 123 bytes a close frame can carry."""
     assert len(ProtocolError("é" * 200).reason.encode()) <= 123
+
+
+def test_batch_round_trip_keeps_order() -> None:
+    """A batch message decodes to its frames in order; one frame is sent as itself."""
+    frames: list[Frame] = [
+        Request(3, "POST", "/chat/completions", "m"),
+        Body(3, b'{"x": 1}'),
+        End(3),
+    ]
+    assert decode_message(encode_batch(frames)) == frames
+    assert encode_batch(frames[:1]) == encode(frames[0])
+    assert decode_message(encode(frames[1])) == [frames[1]]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (bytes([FrameType.BATCH]) + struct.pack(">I", 0), "empty batch"),
+        (bytes([FrameType.BATCH]) + struct.pack(">I", 0) + b"\x00\x00", "inside a frame length"),
+        (bytes([FrameType.BATCH]) + struct.pack(">I", 0) + struct.pack(">I", 50) + b"short", "past the end"),
+        (
+            bytes([FrameType.BATCH]) + struct.pack(">I", 0) + struct.pack(">I", 5) + bytes([FrameType.BATCH]) + b"\x00" * 4,
+            "may not nest",
+        ),
+    ],
+)
+def test_malformed_batches_are_refused(data: bytes, reason: str) -> None:
+    """Truncated, empty or nested batches raise ProtocolError."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_message(data)
+    assert reason in raised.value.reason
+
+
+def test_decode_refuses_a_batch_outside_decode_message() -> None:
+    """decode() never silently returns part of a batch."""
+    with pytest.raises(ProtocolError):
+        decode(encode_batch([Cancel(1), Cancel(2)]))

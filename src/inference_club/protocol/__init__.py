@@ -26,7 +26,9 @@ from inference_club.protocol.frames import (
     Welcome,
     Window,
     decode,
+    decode_message,
     encode,
+    encode_batch,
 )
 from inference_club.protocol.models import SERVICE_TYPES, ModelCard
 
@@ -58,5 +60,7 @@ __all__ = [
     "Window",
     "WindowClosed",
     "decode",
+    "decode_message",
     "encode",
+    "encode_batch",
 ]

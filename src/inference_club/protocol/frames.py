@@ -1,12 +1,14 @@
 """Tunnel frames and their binary encoding.
 
 One WebSocket binary message is one frame: ``type (1 byte) | stream id (4 bytes, big endian) |
-payload``. Control payloads are small JSON objects; bodies are raw bytes of at most
+payload``, or a batch frame whose payload is several frames, each preceded by its length
+(4 bytes, big endian). Control payloads are small JSON objects; bodies are raw bytes of at most
 ``MAX_BODY_CHUNK``, so large uploads and downloads never sit whole in memory on either side.
 Stream 0 is the connection itself (hello, welcome, models, ping, pong).
 """
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -26,6 +28,7 @@ MAX_STREAM_ID = 2**32 - 1
 
 _HEADER = struct.Struct(">BI")
 _WINDOW = struct.Struct(">I")
+_LENGTH = struct.Struct(">I")
 
 
 class FrameType(IntEnum):
@@ -43,6 +46,8 @@ class FrameType(IntEnum):
     WINDOW = 0x16
     PING = 0x20
     PONG = 0x21
+    # Several frames in one message: fewer WebSocket messages for small requests and replies.
+    BATCH = 0x30
 
 
 Headers = tuple[tuple[str, str], ...]
@@ -191,6 +196,53 @@ def encode(frame: Frame) -> bytes:
     return data
 
 
+def encode_batch(frames: Sequence[Frame]) -> bytes:
+    """One message carrying ``frames`` in order (a single frame is sent as itself)."""
+    if len(frames) == 1:
+        return encode(frames[0])
+    parts = [_HEADER.pack(FrameType.BATCH, CONTROL_STREAM)]
+    for frame in frames:
+        data = encode(frame)
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    message = b"".join(parts)
+    if len(message) > MAX_FRAME_SIZE:
+        msg = f"batch of {len(message)} bytes exceeds {MAX_FRAME_SIZE}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    return message
+
+
+def decode_message(data: bytes) -> list[Frame]:
+    """Every frame of one WebSocket message, in order; malformed input raises ProtocolError."""
+    if len(data) < _HEADER.size or data[0] != FrameType.BATCH:
+        return [decode(data)]
+    if len(data) > MAX_FRAME_SIZE:
+        msg = f"batch of {len(data)} bytes exceeds {MAX_FRAME_SIZE}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    frames: list[Frame] = []
+    view = memoryview(data)
+    offset = _HEADER.size
+    while offset < len(data):
+        if offset + _LENGTH.size > len(data):
+            msg = "batch ends inside a frame length"
+            raise ProtocolError(msg)
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += _LENGTH.size
+        if offset + length > len(data):
+            msg = "batch frame runs past the end of the message"
+            raise ProtocolError(msg)
+        part = bytes(view[offset : offset + length])
+        if part[:1] == bytes([FrameType.BATCH]):
+            msg = "batches may not nest"
+            raise ProtocolError(msg)
+        frames.append(decode(part))
+        offset += length
+    if not frames:
+        msg = "empty batch"
+        raise ProtocolError(msg)
+    return frames
+
+
 def _payload(frame: Frame) -> tuple[FrameType, bytes]:  # noqa: PLR0911 - one branch per type
     match frame:
         case Hello():
@@ -265,6 +317,9 @@ def decode(data: bytes) -> Frame:
     except ValueError:
         msg = f"unknown frame type 0x{raw_type:02x}"
         raise ProtocolError(msg) from None
+    if frame_type is FrameType.BATCH:
+        msg = "a batch must be read with decode_message"
+        raise ProtocolError(msg)
     payload = data[_HEADER.size :]
     if frame_type is FrameType.BODY:
         if len(payload) > MAX_BODY_CHUNK:
