@@ -14,6 +14,7 @@ from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
 from inference_club.gateway.assets import ASSET_ROUTE, AssetStore, serve_asset
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.presence import PresenceWriter
 from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, RedisRateCounter
 from inference_club.gateway.registry import ProviderRegistry
@@ -85,12 +86,18 @@ class GatewayApp:
             rate_counter=rate_counter,
             admission=admission,
             quotas=QuotaLedger(store),
+            presence=PresenceWriter(
+                store.mark_providers_seen,
+                lambda: [c.provider_id for c in registry.connections()],
+            ),
         )
+        self._services.presence.start()
         try:
             yield
         finally:
             for connection in self._services.registry.connections():
                 await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
+            await self._services.presence.stop()
             await usage.stop()
             await rate_counter.close()
             await store.close()

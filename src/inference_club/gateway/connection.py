@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from inference_club.gateway.streams import TunnelStream
 from inference_club.protocol import (
@@ -21,8 +21,9 @@ from inference_club.protocol import (
     ProtocolError,
     Response,
     Window,
-    decode,
+    decode_message,
     encode,
+    encode_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,11 +75,19 @@ class ProviderConnection:
         """How many requests this provider takes at once, over all its models."""
         return max(1, sum(card.max_concurrency for card in self.models.values()))
 
-    async def send(self, frame: object) -> None:
+    async def send(self, frame: Frame) -> None:
         """Send one frame; a closed tunnel makes this a no-op rather than an error."""
         if self.closed:
             return
-        data = encode(frame)  # type: ignore[arg-type]
+        data = encode(frame)
+        async with self._send_lock:
+            await self._send_bytes(data)
+
+    async def send_many(self, frames: Sequence[Frame]) -> None:
+        """Send several frames in one WebSocket message."""
+        if self.closed:
+            return
+        data = encode_batch(frames)
         async with self._send_lock:
             await self._send_bytes(data)
 
@@ -110,8 +119,8 @@ class ProviderConnection:
     async def handle_message(self, data: bytes) -> None:
         """Dispatch one message from the agent; protocol violations raise ProtocolError."""
         self.last_received = time.monotonic()
-        frame = decode(data)
-        await self._dispatch(frame)
+        for frame in decode_message(data):
+            await self._dispatch(frame)
 
     async def _dispatch(self, frame: Frame) -> None:
         match frame:

@@ -15,7 +15,7 @@ from inference_club.gateway.errors import UpstreamError
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.registry import Caller, Candidate
 from inference_club.gateway.streams import StreamLost, TunnelStream
-from inference_club.protocol import Body, End, Error, Request, Response, WindowClosed
+from inference_club.protocol import Body, End, Error, Frame, Request, Response, WindowClosed
 
 logger = logging.getLogger(__name__)
 
@@ -148,27 +148,36 @@ async def _send_and_await_head(
     request: OutgoingRequest,
     timeout: float,
 ) -> Response:
-    await connection.send(
-        Request(
-            stream.stream_id,
-            request.method,
-            request.path,
-            request.model,
-            query=request.query,
-            headers=request.headers,
-            timeout=timeout,
-        )
+    head = Request(
+        stream.stream_id,
+        request.method,
+        request.path,
+        request.model,
+        query=request.query,
+        headers=request.headers,
+        timeout=timeout,
     )
-    try:
-        if request.body_source is not None:
-            async with contextlib.aclosing(request.body_source()) as chunks:
-                async for chunk in chunks:
-                    await stream.send_body(chunk)
-        elif request.body:
-            await stream.send_body(request.body)
-        await stream.send_end()
-    except WindowClosed:
-        pass  # the stream was lost while sending; the event below says why
+    body = request.body
+    if request.body_source is None and len(body) <= min(
+        stream.max_chunk, stream.send_window.credit
+    ):
+        # A small body goes out with its head and end in one message (the common JSON case).
+        await stream.send_window.acquire(len(body))
+        frames: list[Frame] = [head, Body(stream.stream_id, body)] if body else [head]
+        frames.append(End(stream.stream_id))
+        await connection.send_many(frames)
+    else:
+        await connection.send(head)
+        try:
+            if request.body_source is not None:
+                async with contextlib.aclosing(request.body_source()) as chunks:
+                    async for chunk in chunks:
+                        await stream.send_body(chunk)
+            elif body:
+                await stream.send_body(body)
+            await stream.send_end()
+        except WindowClosed:
+            pass  # the stream was lost while sending; the event below says why
     event = await stream.next_event()
     match event:
         case Response():

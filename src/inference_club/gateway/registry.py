@@ -39,6 +39,7 @@ class ProviderRegistry:
         self._connections: dict[int, ProviderConnection] = {}
         self._by_model: dict[str, dict[int, ProviderConnection]] = {}
         self._turn = 0
+        self._indexed: dict[int, tuple[str, ...]] = {}
         # Called when capacity may have appeared (a provider joined or changed its models).
         self.on_capacity: Callable[[], None] = lambda: None
 
@@ -83,12 +84,16 @@ class ProviderRegistry:
         )
 
     def _index(self, connection: ProviderConnection) -> None:
-        for model_id in connection.models:
+        models = tuple(connection.models)
+        for model_id in models:
             self._by_model.setdefault(model_id, {})[connection.provider_id] = connection
+        # Remembered per connection: its model list may be replaced before it is unindexed.
+        self._indexed[id(connection)] = models
 
     def _unindex(self, connection: ProviderConnection) -> None:
-        for model_id, providers in list(self._by_model.items()):
-            if providers.get(connection.provider_id) is connection:
+        for model_id in self._indexed.pop(id(connection), ()):
+            providers = self._by_model.get(model_id)
+            if providers is not None and providers.get(connection.provider_id) is connection:
                 del providers[connection.provider_id]
                 if not providers:
                     del self._by_model[model_id]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.assets import AssetStore
 from inference_club.gateway.metering import UsageWriter
+from inference_club.gateway.presence import PresenceWriter
 from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import RateCounter
 from inference_club.gateway.registry import ProviderRegistry
@@ -24,3 +25,4 @@ class Services:
     rate_counter: RateCounter
     admission: Admission
     quotas: QuotaLedger
+    presence: PresenceWriter

@@ -10,6 +10,7 @@ from inference_club.protocol import (
     Cancel,
     End,
     Error,
+    Frame,
     ReceiveWindow,
     Response,
     SendWindow,
@@ -26,7 +27,7 @@ class StreamLost:
 
 
 StreamEvent = Response | Body | End | Error | StreamLost
-FrameSender = Callable[[object], Awaitable[None]]
+FrameSender = Callable[[Frame], Awaitable[None]]
 
 
 class TunnelStream:

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -62,7 +61,7 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
     previous = services.registry.add(connection)
     if previous is not None:
         await previous.close(CloseCode.REPLACED, "replaced by a newer connection")
-    await services.store.mark_providers_seen([provider.id], datetime.now(UTC))
+    services.presence.seen(provider.id)
     logger.info(
         "provider connected",
         extra={"provider": provider.name, "models": len(connection.models)},
@@ -76,8 +75,7 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
             await heartbeat
         connection.fail_streams(connection.close_reason or "the provider disconnected")
         services.registry.remove(connection)
-        with contextlib.suppress(Exception):
-            await services.store.mark_providers_seen([provider.id], datetime.now(UTC))
+        services.presence.seen(provider.id)
         logger.info("provider disconnected", extra={"provider": provider.name})
 
 
