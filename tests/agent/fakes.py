@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,9 @@ from inference_club.protocol import (
     Welcome,
     Window,
     decode,
+    decode_message,
     encode,
+    encode_batch,
 )
 
 TOKEN = "provider-token-5ecret-0123456789abcdef"
@@ -82,6 +84,8 @@ class TunnelPeer:
         self.granted: defaultdict[int, list[int]] = defaultdict(list)
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        # The frames of every message the agent sent, to see which ones came batched.
+        self.messages: list[tuple[Frame, ...]] = []
         self._streams: defaultdict[int, asyncio.Queue[Frame]] = defaultdict(asyncio.Queue)
         self._send_windows: dict[int, SendWindow] = {}
         self._next_stream = 1
@@ -89,23 +93,31 @@ class TunnelPeer:
     async def send(self, frame: Frame) -> None:
         await self.ws.send_bytes(encode(frame))
 
+    async def send_batch(self, *frames: Frame) -> None:
+        await self.ws.send_bytes(encode_batch(frames))
+
     async def read_loop(self) -> None:
         async for message in self.ws:
             if message.type is not WSMsgType.BINARY:
                 continue
-            frame = decode(message.data)
-            if isinstance(frame, Window):
-                self.granted[frame.stream_id].append(frame.increment)
-                if window := self._send_windows.get(frame.stream_id):
-                    window.grant(frame.increment)
-            elif isinstance(frame, Models | Pong | Hello):
-                self.control.put_nowait(frame)
-            else:
-                if isinstance(frame, Body) and self.auto_grant:
-                    await self.send(Window(frame.stream_id, len(frame.data)))
-                self._streams[frame.stream_id].put_nowait(frame)
+            frames = decode_message(message.data)
+            self.messages.append(tuple(frames))
+            for frame in frames:
+                await self._receive(frame)
         self.close_code = self.ws.close_code
         self.closed.set()
+
+    async def _receive(self, frame: Frame) -> None:
+        if isinstance(frame, Window):
+            self.granted[frame.stream_id].append(frame.increment)
+            if window := self._send_windows.get(frame.stream_id):
+                window.grant(frame.increment)
+        elif isinstance(frame, Models | Pong | Hello):
+            self.control.put_nowait(frame)
+        else:
+            if isinstance(frame, Body) and self.auto_grant:
+                await self.send(Window(frame.stream_id, len(frame.data)))
+            self._streams[frame.stream_id].put_nowait(frame)
 
     async def request(
         self,
@@ -118,13 +130,22 @@ class TunnelPeer:
         headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),),
         timeout: float = 10.0,
         chunk_size: int = MAX_BODY_CHUNK,
+        batched: bool = True,
     ) -> int:
-        """Open a stream and send the whole body, respecting the agent's window grants."""
+        """Open a stream and send the whole body, respecting the agent's window grants.
+
+        A body of one chunk goes in one message with its request and end, as the gateway sends it.
+        """
         stream_id = self._next_stream
         self._next_stream += 2
         window = SendWindow(self.welcome.initial_window)
         self._send_windows[stream_id] = window
-        await self.send(Request(stream_id, method, path, model, query, headers, timeout))
+        head = Request(stream_id, method, path, model, query, headers, timeout)
+        if batched and len(body) <= min(chunk_size, window.credit):
+            body_frames: list[Frame] = [Body(stream_id, body)] if body else []
+            await self.send_batch(head, *body_frames, End(stream_id))
+            return stream_id
+        await self.send(head)
         for offset in range(0, len(body), chunk_size):
             piece = body[offset : offset + chunk_size]
             await asyncio.wait_for(window.acquire(len(piece)), WAIT)
@@ -264,6 +285,8 @@ class FakeBackend:
         self.listings: list[CIMultiDict[str]] = []
         self.sse_sent: list[float] = []
         self.disconnected = asyncio.Event()
+        # The client port of every request, listings included: one port per TCP connection.
+        self.client_ports: list[int] = []
         self._server: TestServer | None = None
 
     @property
@@ -272,7 +295,7 @@ class FakeBackend:
         return str(self._server.make_url("/v1"))
 
     async def start(self) -> "FakeBackend":
-        app = web.Application()
+        app = web.Application(middlewares=[self._note_connection])
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/audio/voices", self._voices)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -282,12 +305,23 @@ class FakeBackend:
         app.router.add_post("/v1/drop", self._drop)
         app.router.add_post("/v1/forever", self._forever)
         app.router.add_post("/v1/reject", self._reject)
+        app.router.add_post("/v1/truncated", self._truncated)
         self._server = await start_server(app, self._port)
         return self
 
     async def close(self) -> None:
         if self._server is not None:
             await self._server.close()
+
+    @web.middleware
+    async def _note_connection(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        assert request.transport is not None
+        self.client_ports.append(request.transport.get_extra_info("peername")[1])
+        return await handler(request)
 
     async def _record(self, request: web.Request) -> Recorded:
         recorded = Recorded(
@@ -360,6 +394,18 @@ class FakeBackend:
         response.content_length = 10_000
         await response.prepare(request)
         await response.write(b"data: partial\n\n")
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def _truncated(self, request: web.Request) -> web.StreamResponse:
+        """A JSON reply whose connection drops before the length it announced."""
+        await self._record(request)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = 100
+        await response.prepare(request)
+        await response.write(b'{"partial": ')
         await asyncio.sleep(0.05)
         assert request.transport is not None
         request.transport.close()

@@ -97,6 +97,24 @@ def test_invalid_config_file_names_the_key(tmp_path, capsys):
     assert 'models."m".share' in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not run on Windows")
+def test_agent_runs_on_uvloop_where_it_is_installed():
+    """The event loop factory is uvloop's when uvloop can be imported."""
+    import uvloop  # noqa: PLC0415 - not installed on Windows, where this test does not run
+
+    assert agent_command.event_loop_factory() is uvloop.new_event_loop
+
+
+def test_agent_falls_back_to_asyncio_without_uvloop(monkeypatch):
+    """Without uvloop, or on Windows, the agent runs on asyncio's own loop."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert agent_command.event_loop_factory() is asyncio.new_event_loop
+
+    monkeypatch.undo()
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert agent_command.event_loop_factory() is asyncio.new_event_loop
+
+
 async def test_sigterm_fallback_without_loop_signal_handlers(monkeypatch):
     """Where the loop cannot watch signals (Windows), SIGTERM still stops the agent."""
     loop = asyncio.get_running_loop()

@@ -11,9 +11,11 @@ import pytest
 from inference_club.agent import BackendSettings
 from inference_club.cli.logs import KeyValueFormatter
 from inference_club.protocol import (
+    MAX_BODY_CHUNK,
     Body,
     Cancel,
     End,
+    Frame,
     Request,
     Response,
     Window,
@@ -22,6 +24,16 @@ from inference_club.protocol import (
 from .fakes import TOKEN, WAIT, wait_until
 
 CHAT = orjson.dumps({"model": "tiny-llm", "messages": [{"role": "user", "content": "ping"}]})
+SSE_CHAT = orjson.dumps({"model": "tiny-llm", "stream": True, "messages": []})
+
+
+def messages_of(peer, stream_id: int) -> list[tuple[Frame, ...]]:
+    """The messages the agent sent that carry frames of one stream."""
+    return [
+        message
+        for message in peer.messages
+        if any(frame.stream_id == stream_id for frame in message)
+    ]
 
 
 async def test_non_streamed_request_is_relayed_with_its_query_and_headers(tunnel):
@@ -56,6 +68,118 @@ async def test_non_streamed_request_is_relayed_with_its_query_and_headers(tunnel
     assert "Authorization" not in seen.headers
 
 
+async def test_whole_request_goes_with_a_length_and_small_reply_in_one_message(tunnel):
+    """A body that came whole is sent with Content-Length; the reply is one batched message."""
+    peer, backend, _ = tunnel
+    stream = await peer.request("tiny-llm", body=CHAT)
+    relayed = await peer.collect(stream)
+
+    seen = backend.requests[0]
+    assert seen.body == CHAT
+    assert seen.headers["Content-Length"] == str(len(CHAT))
+    assert "Transfer-Encoding" not in seen.headers
+    [message] = messages_of(peer, stream)
+    assert [type(frame) for frame in message] == [Response, Body, End]
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert orjson.loads(relayed.body)["choices"][0]["message"]["content"] == "pong"
+
+
+async def test_request_frames_in_separate_messages_are_relayed(tunnel):
+    """Request, Body and End sent as three messages get the same answer as one batch."""
+    peer, backend, _ = tunnel
+    stream = await peer.request("tiny-llm", body=CHAT, batched=False)
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert backend.requests[0].body == CHAT
+
+
+async def test_every_frame_of_a_batch_is_dispatched_in_order(tunnel):
+    """Two whole requests in one message each reach the backend and get their own answer."""
+    peer, backend, _ = tunnel
+    bodies = {
+        stream: orjson.dumps({"model": "tiny-llm", "messages": [], "n": stream})
+        for stream in (1, 3)
+    }
+    frames: list[Frame] = []
+    for stream, body in bodies.items():
+        head = Request(stream, "POST", "/upload", "tiny-llm", "", (), 10.0)
+        frames += [head, Body(stream, body), End(stream)]
+    await peer.send_batch(*frames)
+    first, second = await asyncio.gather(peer.collect(1), peer.collect(3))
+
+    assert orjson.loads(first.body)["size"] == len(bodies[1])
+    assert orjson.loads(second.body)["size"] == len(bodies[3])
+    assert sorted(request.body for request in backend.requests) == sorted(bodies.values())
+
+
+async def test_reply_larger_than_a_chunk_streams_in_pieces(tunnel):
+    """A reply over max_body_chunk is never held whole: its head goes alone, then its pieces."""
+    peer, _, _ = tunnel
+    size = 3 * MAX_BODY_CHUNK
+    stream = await peer.request("tiny-llm", "/big", method="GET", query=f"size={size}", headers=())
+    relayed = await peer.collect(stream)
+
+    assert len(relayed.body) == size
+    assert all(len(data) <= MAX_BODY_CHUNK for _, data in relayed.chunks)
+    assert all(len(message) == 1 for message in messages_of(peer, stream))
+
+
+async def test_small_reply_over_the_window_waits_for_credit(
+    gateway_factory, backend_factory, agent_factory
+):
+    """A short reply that exceeds the stream's window is not batched past the window."""
+    gateway = await gateway_factory(initial_window=100)
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [backend])
+    peer = await gateway.next_peer()
+
+    stream = await peer.request("tiny-llm", "/big", method="GET", query="size=300", headers=())
+    relayed = await peer.collect(stream)
+
+    assert relayed.body == b"x" * 300
+    assert all(len(data) <= 100 for _, data in relayed.chunks)
+    assert all(len(message) == 1 for message in messages_of(peer, stream))
+
+
+async def test_short_reply_cut_off_before_its_length_is_backend_disconnected(tunnel):
+    """A reply read whole that ends early fails the stream before any head is relayed."""
+    peer, _, _ = tunnel
+    relayed = await peer.collect(await peer.request("tiny-llm", "/truncated", b"{}"))
+
+    assert relayed.response is None
+    assert relayed.error is not None
+    assert relayed.error.type == "backend_disconnected"
+
+
+async def test_sequential_requests_reuse_one_backend_connection(
+    gateway_factory, backend_factory, agent_factory
+):
+    """Replies of every kind leave their connection in the keep-alive pool for the next one."""
+    gateway = await gateway_factory()
+    backend = await backend_factory("tiny-llm", sse_delay=0.001)
+    await agent_factory(gateway, [backend])
+    peer = await gateway.next_peer()
+    upload = random.Random(3).randbytes(300 * 1024)
+
+    for _ in range(10):
+        relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))
+        assert relayed.end is not None
+    for _ in range(3):
+        relayed = await peer.collect(await peer.request("tiny-llm", body=SSE_CHAT))
+        assert relayed.end is not None
+    relayed = await peer.collect(await peer.request("tiny-llm", "/upload", upload))
+    assert orjson.loads(relayed.body)["size"] == len(upload)
+    for _ in range(5):
+        relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))
+        assert relayed.end is not None
+
+    assert len(backend.client_ports) == 1 + 10 + 3 + 1 + 5  # with the model listing
+    assert len(set(backend.client_ports)) <= 2
+
+
 async def test_backend_gets_its_own_key_and_never_an_upstream_credential(
     gateway_factory, backend_factory, agent_factory
 ):
@@ -81,8 +205,7 @@ async def test_backend_gets_its_own_key_and_never_an_upstream_credential(
 async def test_sse_events_are_relayed_as_they_are_generated(tunnel):
     """Each SSE event reaches the gateway before the backend has even written the next one."""
     peer, backend, _ = tunnel
-    body = orjson.dumps({"model": "tiny-llm", "stream": True, "messages": []})
-    stream = await peer.request("tiny-llm", body=body)
+    stream = await peer.request("tiny-llm", body=SSE_CHAT)
     relayed = await peer.collect(stream)
 
     assert relayed.response is not None
@@ -95,6 +218,7 @@ async def test_sse_events_are_relayed_as_they_are_generated(tunnel):
     for index in range(3):
         assert arrivals[index] < backend.sse_sent[index + 1]
     assert relayed.end is not None
+    assert all(len(message) == 1 for message in messages_of(peer, stream))
 
 
 @pytest.mark.parametrize("with_length", [True, False], ids=["content-length", "chunked"])
@@ -131,6 +255,7 @@ async def test_backend_receives_the_body_before_the_gateway_ends_it(tunnel):
     relayed = await peer.collect(1)
 
     assert orjson.loads(relayed.body)["size"] == len(b"first part;second part")
+    assert backend.requests[0].headers["Transfer-Encoding"] == "chunked"
 
 
 async def test_response_body_stops_without_credit_and_resumes_on_window(
@@ -300,6 +425,22 @@ async def test_backend_dropping_midway_is_disconnected(tunnel):
     assert relayed.end is None
     assert relayed.error is not None
     assert relayed.error.type == "backend_disconnected"
+
+
+async def test_request_line_is_left_out_below_its_level(
+    gateway_factory, backend_factory, agent_factory, caplog
+):
+    """With the request log level below the logger's, requests are relayed without a line."""
+    caplog.set_level(logging.INFO, logger="inference_club")
+    gateway = await gateway_factory()
+    backend = await backend_factory("tiny-llm")
+    await agent_factory(gateway, [backend], request_log_level="debug")
+    peer = await gateway.next_peer()
+
+    relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))
+
+    assert relayed.end is not None
+    assert not any(record.getMessage() == "request" for record in caplog.records)
 
 
 async def test_request_log_has_one_line_without_bodies_or_secrets(

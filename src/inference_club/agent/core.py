@@ -16,8 +16,10 @@ from inference_club.protocol import MAX_FRAME_SIZE, ProtocolError
 
 logger = logging.getLogger(__name__)
 
-# One frame per WebSocket message; the extra bytes are the frame header.
+# One frame or one batch of frames per WebSocket message; the extra bytes are the frame header.
 _MAX_MESSAGE = MAX_FRAME_SIZE + 5
+# Idle connections to a model server stay open this long, so bursts reuse them.
+_BACKEND_KEEPALIVE = 30.0
 
 
 class Agent:
@@ -59,10 +61,19 @@ class Agent:
             msg = "the agent is already started"
             raise RuntimeError(msg)
         # No hidden concurrency caps: the gateway's per-model limits are the only ones.
+        # One session for every request keeps one pool of keep-alive connections.
         self._backend_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            connector=aiohttp.TCPConnector(
+                limit=0,
+                limit_per_host=0,
+                keepalive_timeout=_BACKEND_KEEPALIVE,
+                force_close=False,
+            ),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout),
             auto_decompress=False,
+            # Many members' requests share this session: a cookie one backend reply sets must
+            # not ride along on the next member's request. Cookies pass through as headers.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         # A total timeout on this session would also bound the tunnel's lifetime.
         self._tunnel_http = aiohttp.ClientSession(

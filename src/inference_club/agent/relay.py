@@ -5,12 +5,12 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
 
+from inference_club.agent.headers import request_headers, response_headers
 from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inline_image_urls
 from inference_club.agent.settings import BackendSettings
 from inference_club.protocol import (
@@ -30,26 +30,9 @@ from inference_club.protocol import (
 logger = logging.getLogger(__name__)
 
 SendFrame = Callable[[Frame], Awaitable[None]]
-Headers = tuple[tuple[str, str], ...]
+SendFrames = Callable[[Sequence[Frame]], Awaitable[None]]
 
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# The agent sets its own Host, and a backend gets its own key, never a credential from upstream.
-_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"host", "authorization"}
-# The gateway frames the body itself, so a length from the backend would only mislead it.
-_DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"content-length"}
+_EVENT_STREAM = "text/event-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +53,7 @@ class StreamRelay:
         *,
         http: aiohttp.ClientSession,
         send: SendFrame,
+        send_many: SendFrames,
         limits: StreamLimits,
         log_level: int = logging.INFO,
     ) -> None:
@@ -78,6 +62,7 @@ class StreamRelay:
         self._backend = backend
         self._http = http
         self._send = send
+        self._send_many = send_many
         self._limits = limits
         self._log_level = log_level
         self._body: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -135,63 +120,95 @@ class StreamRelay:
                 await self._fail("agent_error", "the agent failed to relay this request")
         finally:
             self.send_window.close()
-            logger.log(
-                self._log_level,
-                "request",
-                extra={
-                    "stream_id": self.request.stream_id,
-                    "model": self.request.model,
-                    "method": self.request.method,
-                    "path": self.request.path,
-                    "status": self._status,
-                    "outcome": outcome,
-                    "duration_ms": round((time.monotonic() - started) * 1000),
-                    "bytes_in": self._bytes_in,
-                    "bytes_out": self._bytes_out,
-                },
-            )
+            # Checked first: building the record's fields costs more than the check.
+            if logger.isEnabledFor(self._log_level):
+                self._log(outcome, time.monotonic() - started)
+
+    def _log(self, outcome: str, seconds: float) -> None:
+        request = self.request
+        logger.log(
+            self._log_level,
+            "request",
+            extra={
+                "stream_id": request.stream_id,
+                "model": request.model,
+                "method": request.method,
+                "path": request.path,
+                "status": self._status,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1000),
+                "bytes_in": self._bytes_in,
+                "bytes_out": self._bytes_out,
+            },
+        )
 
     async def _relay(self) -> str:
-        stream_id = self.request.stream_id
-        if self._backend is None:
+        backend = self._backend
+        if backend is None:
             message = f"no local server serves model {self.request.model!r}"
             return await self._fail("unknown_model", message)
         try:
             async with asyncio.timeout(self.request.timeout):
-                response = await self._open(self._backend)
+                response = await self._open(backend)
         except TimeoutError:
             message = f"the model server did not answer within {self.request.timeout:g} s"
             return await self._fail("backend_timeout", message)
         except (aiohttp.ClientError, OSError) as exc:
             message = f"cannot reach the model server ({_describe(exc)})"
             return await self._fail("backend_unreachable", message)
-        completed = False
+        outcome = "aborted"
         try:
             self._status = response.status
             content_type = response.headers.get("content-type", "")
             if carries_image_urls(self.request.path, response.status, content_type):
-                outcome = await self._relay_inlined(response, self._backend)
-                completed = outcome == "ok"
-                return outcome
-            await self._send(Response(stream_id, response.status, _response_headers(response)))
-            while True:
-                try:
-                    chunk = await response.content.readany()
-                except (aiohttp.ClientError, OSError) as exc:
-                    message = f"the model server dropped the response midway ({_describe(exc)})"
-                    return await self._fail("backend_disconnected", message)
-                if not chunk:
-                    break
-                await self._send_body(chunk)
-            await self._send(End(stream_id))
-            completed = True
+                outcome = await self._relay_inlined(response, backend)
+            elif self._fits_one_message(response, content_type):
+                outcome = await self._relay_whole(response)
+            else:
+                outcome = await self._relay_streamed(response)
         finally:
-            if completed:
+            if outcome == "ok":
                 response.release()
             else:
                 # Closing rather than releasing drops the TCP connection, so the model server
                 # sees its client go away (cancel, dropped tunnel) and stops generating.
                 response.close()
+        return outcome
+
+    def _fits_one_message(self, response: aiohttp.ClientResponse, content_type: str) -> bool:
+        """A small reply of known length; never an event stream, whose events cannot wait."""
+        length = response.content_length
+        return (
+            length is not None
+            and length <= min(self._limits.max_body_chunk, self.send_window.credit)
+            and not content_type.lower().startswith(_EVENT_STREAM)
+        )
+
+    async def _relay_whole(self, response: aiohttp.ClientResponse) -> str:
+        """A small reply read whole and sent with its head and end in one message."""
+        try:
+            # Not response.read(): that also waits until an upload still under way has ended.
+            body = await response.content.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            message = f"the model server dropped the response midway ({_describe(exc)})"
+            return await self._fail("backend_disconnected", message)
+        await self._send_whole(response, body)
+        return "ok"
+
+    async def _relay_streamed(self, response: aiohttp.ClientResponse) -> str:
+        """Each piece of the reply goes to the gateway as soon as the backend wrote it."""
+        stream_id = self.request.stream_id
+        await self._send(Response(stream_id, response.status, response_headers(response.headers)))
+        while True:
+            try:
+                chunk = await response.content.readany()
+            except (aiohttp.ClientError, OSError) as exc:
+                message = f"the model server dropped the response midway ({_describe(exc)})"
+                return await self._fail("backend_disconnected", message)
+            if not chunk:
+                break
+            await self._send_body(chunk)
+        await self._send(End(stream_id))
         return "ok"
 
     async def _relay_inlined(
@@ -212,42 +229,58 @@ class StreamRelay:
             return await self._fail("backend_disconnected", message)
         body = b"".join(chunks)
         body = await inline_image_urls(body, backend, self._http, self.request.timeout)
-        stream_id = self.request.stream_id
-        await self._send(Response(stream_id, response.status, _response_headers(response)))
-        await self._send_body(body)
-        await self._send(End(stream_id))
+        await self._send_whole(response, body)
         return "ok"
 
+    async def _send_whole(self, response: aiohttp.ClientResponse, body: bytes) -> None:
+        """Head, body and end of a reply read whole: one message when the window allows."""
+        stream_id = self.request.stream_id
+        head = Response(stream_id, response.status, response_headers(response.headers))
+        if len(body) > min(self._limits.max_body_chunk, self.send_window.credit):
+            await self._send(head)
+            await self._send_body(body)
+            await self._send(End(stream_id))
+            return
+        frames: list[Frame] = [head]
+        if body:
+            await self.send_window.acquire(len(body))  # the credit is there: no wait
+            frames.append(Body(stream_id, body))
+        frames.append(End(stream_id))
+        await self._send_many(frames)
+        self._bytes_out += len(body)
+
     async def _open(self, backend: BackendSettings) -> aiohttp.ClientResponse:
-        path = self.request.path if self.request.path.startswith("/") else f"/{self.request.path}"
-        url = f"{backend.url}{path}"
-        if self.request.query:
-            url = f"{url}?{self.request.query}"
+        request = self.request
+        path = request.path if request.path.startswith("/") else f"/{request.path}"
+        url = f"{backend.url}{path}?{request.query}" if request.query else f"{backend.url}{path}"
         # Waiting for the first frame tells a bodiless request from a streamed one without
         # waiting for the whole body.
         first = await self._body.get()
-        data = None if first is None else self._stream_body(first)
+        data: bytes | AsyncIterator[bytes] | None
+        if first is None:
+            data = None
+        elif self._body_ended:
+            # Bytes rather than a stream: aiohttp sends them with a Content-Length, in one write.
+            data = self._whole_body(first)
+        else:
+            data = self._stream_body(first)
         return await self._http.request(
-            self.request.method,
+            request.method,
             url,
-            headers=self._request_headers(backend),
+            headers=request_headers(request.headers, backend),
             data=data,
             allow_redirects=False,
         )
 
-    def _request_headers(self, backend: BackendSettings) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict()
-        named_by_connection = _connection_tokens(
-            value for name, value in self.request.headers if name.lower() == "connection"
-        )
-        for name, value in self.request.headers:
-            lowered = name.lower()
-            if lowered not in _DROPPED_REQUEST_HEADERS and lowered not in named_by_connection:
-                headers.add(name, value)
-        headers.update(backend.auth_headers())
-        # Bodies are relayed byte for byte, and the gateway reads usage from them.
-        headers.setdefault("Accept-Encoding", "identity")
-        return headers
+    def _whole_body(self, first: bytes) -> bytes:
+        """The body that has arrived complete; the gateway has nothing left to send on it."""
+        chunks = [first]
+        while (chunk := self._body.get_nowait()) is not None:
+            chunks.append(chunk)
+        body = first if len(chunks) == 1 else b"".join(chunks)
+        self._buffered = 0
+        self._bytes_in = len(body)
+        return body
 
     async def _stream_body(self, first: bytes) -> AsyncIterator[bytes]:
         chunk: bytes | None = first
@@ -278,23 +311,6 @@ class StreamRelay:
     async def _fail(self, error_type: str, message: str) -> str:
         await self._send(Error(self.request.stream_id, error_type, message))
         return error_type
-
-
-def _response_headers(response: aiohttp.ClientResponse) -> Headers:
-    headers: CIMultiDictProxy[str] = response.headers
-    named_by_connection = _connection_tokens(headers.getall("connection", []))
-    return tuple(
-        (name.lower(), value)
-        for name, value in headers.items()
-        if name.lower() not in _DROPPED_RESPONSE_HEADERS and name.lower() not in named_by_connection
-    )
-
-
-def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
-    """Header names a ``Connection`` header marks as hop-by-hop."""
-    return frozenset(
-        token.strip().lower() for value in values for token in value.split(",") if token.strip()
-    )
 
 
 def _describe(exc: BaseException) -> str:

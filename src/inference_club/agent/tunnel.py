@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -30,7 +30,9 @@ from inference_club.protocol import (
     Welcome,
     Window,
     decode,
+    decode_message,
     encode,
+    encode_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ _REJECTIONS = {
         "another agent connected with the same provider token and replaced this one"
     ),
 }
+
+
+# A dead gateway is noticed between one and this many heartbeat silences after its last frame.
+_DEADLINE_SLACK = 1.25
 
 
 class TunnelSession:
@@ -78,10 +84,17 @@ class TunnelSession:
             settings.request_log_level.upper(), logging.INFO
         )
         self.welcome: Welcome | None = None
+        self._limits: StreamLimits | None = None
 
     async def send(self, frame: Frame) -> None:
         """Put one frame on the tunnel; safe to call from many tasks."""
         data = encode(frame)
+        async with self._send_lock:
+            await self._ws.send_bytes(data)
+
+    async def send_many(self, frames: Sequence[Frame]) -> None:
+        """Put several frames on the tunnel in one message, in order; safe like ``send``."""
+        data = encode_batch(frames)
         async with self._send_lock:
             await self._ws.send_bytes(data)
 
@@ -118,6 +131,7 @@ class TunnelSession:
             msg = "welcome frame carries impossible limits"
             raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
         self.welcome = welcome
+        self._limits = StreamLimits(welcome.max_body_chunk, welcome.initial_window)
         return welcome
 
     async def announce(self, cards: tuple[ModelCard, ...]) -> None:
@@ -136,21 +150,7 @@ class TunnelSession:
         assert self.welcome is not None, "handshake() first"
         silence = self._settings.heartbeat_misses * self.welcome.heartbeat_interval
         try:
-            while True:
-                try:
-                    message = await self._ws.receive(timeout=silence)
-                except TimeoutError:
-                    await self._ws.close(code=CloseCode.HEARTBEAT_TIMEOUT, message=b"no heartbeat")
-                    return f"no frame from the gateway for {silence:g} s"
-                if message.type is aiohttp.WSMsgType.BINARY:
-                    self._dispatch(decode(message.data))
-                elif message.type in _CLOSED:
-                    raise _closed_error(self._ws.close_code, "") from None
-                elif message.type is aiohttp.WSMsgType.ERROR:
-                    return f"connection error ({type(message.data).__name__})"
-                else:
-                    msg = f"unexpected {message.type.name.lower()} message on the tunnel"
-                    raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+            return await self._receive(silence)
         except _GatewayClosed as closed:
             return str(closed)
         except ProtocolError as exc:
@@ -158,6 +158,36 @@ class TunnelSession:
             return f"protocol error: {exc.reason}"
         finally:
             await self._abort_all()
+
+    async def _receive(self, silence: float) -> str:
+        """Dispatch every message until the tunnel closes or stays silent for ``silence``."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(silence * _DEADLINE_SLACK) as deadline:
+                while True:
+                    message = await self._ws.receive()
+                    # Moving the deadline on every message would cost more than reading one;
+                    # it moves only once nearer than ``silence``, so a dead gateway is noticed
+                    # between one silence and _DEADLINE_SLACK silences after its last frame.
+                    now = loop.time()
+                    when = deadline.when()
+                    if when is not None and when < now + silence:
+                        deadline.reschedule(now + silence * _DEADLINE_SLACK)
+                    if message.type is aiohttp.WSMsgType.BINARY:
+                        # All frames of a batch are handled before any stream task runs, so a
+                        # request that came with its whole body sees that body complete.
+                        for frame in decode_message(message.data):
+                            self._dispatch(frame)
+                    elif message.type in _CLOSED:
+                        raise _closed_error(self._ws.close_code, "") from None
+                    elif message.type is aiohttp.WSMsgType.ERROR:
+                        return f"connection error ({type(message.data).__name__})"
+                    else:
+                        msg = f"unexpected {message.type.name.lower()} message on the tunnel"
+                        raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
+        except TimeoutError:
+            await self._ws.close(code=CloseCode.HEARTBEAT_TIMEOUT, message=b"no heartbeat")
+            return f"no frame from the gateway for {silence:g} s"
 
     def _dispatch(self, frame: Frame) -> None:
         """Handle one frame without waiting, so a slow stream never stalls the reader."""
@@ -198,18 +228,20 @@ class TunnelSession:
         if request.stream_id in self._streams:
             msg = f"stream {request.stream_id} opened twice"
             raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
-        assert self.welcome is not None
+        assert self._limits is not None
         relay = StreamRelay(
             request,
             self._catalog().backend_for(request.model),
             http=self._http,
             send=self.send,
-            limits=StreamLimits(self.welcome.max_body_chunk, self.welcome.initial_window),
+            send_many=self.send_many,
+            limits=self._limits,
             log_level=self._log_level,
         )
-        task = asyncio.create_task(relay.run(), name=f"stream-{request.stream_id}")
-        self._streams[request.stream_id] = (relay, task)
-        task.add_done_callback(lambda done: self._forget(request.stream_id, done))
+        stream_id = request.stream_id
+        task = asyncio.create_task(relay.run(), name=f"stream-{stream_id}")
+        self._streams[stream_id] = (relay, task)
+        task.add_done_callback(lambda done: self._forget(stream_id, done))
 
     def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
         entry = self._streams.get(stream_id)

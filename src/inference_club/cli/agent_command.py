@@ -13,6 +13,7 @@ from inference_club.agent.config import LOG_LEVELS
 from inference_club.agent.errors import ConfigError
 from inference_club.cli.logs import configure_logging
 from inference_club.cli.options import env, fail
+from inference_club.eventloop import event_loop_factory
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +142,27 @@ def run(args: argparse.Namespace) -> int:
     if level not in LOG_LEVELS:
         return fail(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}", code=2)
     configure_logging(level)
-    # Ctrl-C is the ordinary way to stop an agent; asyncio.run has already cleaned up.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings))
+    _skip_unlogged_record_fields()
+    # Ctrl-C is the ordinary way to stop an agent; the runner has already cleaned up.
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+    ):
+        runner.run(_serve(settings))
     logger.info("stopped")
     return 0
+
+
+def _skip_unlogged_record_fields() -> None:
+    """Spare every log record the look-ups whose results the key=value lines never show.
+
+    The agent logs one line per request, so these (a stack walk, the thread, the process id)
+    would be paid a thousand times a second; the logging HOWTO lists these switches for that.
+    """
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented way to skip the caller look-up
 
 
 async def _serve(settings: AgentSettings) -> None:

@@ -3,11 +3,11 @@
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import replace
 
 import uvicorn
 
+from inference_club.eventloop import event_loop_factory
 from inference_club.gateway.app import create_app
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.protocol import MAX_FRAME_SIZE
@@ -42,7 +42,7 @@ async def serve(settings: GatewaySettings) -> None:
         create_app(settings),
         loop="auto",
         http="auto",
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=MAX_FRAME_SIZE + 16,
         # The tunnel runs its own heartbeats; uvicorn's pings would double them.
         ws_ping_interval=None,
@@ -58,15 +58,6 @@ async def serve(settings: GatewaySettings) -> None:
     logger.info("gateway listening", extra={"url": f"http://{settings.host}:{port}"})
     print(f"inference-club gateway listening on http://{settings.host}:{port}", flush=True)
     await server.serve(sockets=[sock])
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop where it is installed (not on Windows), else asyncio's own loop."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
 
 
 def run(settings: GatewaySettings) -> None:
