@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
 from inference_club.gateway.assets import ASSET_ROUTE, AssetStore, serve_asset
+from inference_club.gateway.heartbeats import Heartbeats
 from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.presence import PresenceWriter
 from inference_club.gateway.quotas import QuotaLedger
@@ -90,13 +91,16 @@ class GatewayApp:
                 store.mark_providers_seen,
                 lambda: [c.provider_id for c in registry.connections()],
             ),
+            heartbeats=Heartbeats(registry.connections, settings.heartbeat_interval),
         )
         self._services.presence.start()
+        self._services.heartbeats.start()
         try:
             yield
         finally:
             for connection in self._services.registry.connections():
                 await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
+            await self._services.heartbeats.stop()
             await self._services.presence.stop()
             await usage.stop()
             await rate_counter.close()

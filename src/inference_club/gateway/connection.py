@@ -145,14 +145,14 @@ class ProviderConnection:
                 msg = f"an agent may not send {type(frame).__name__.lower()} frames"
                 raise ProtocolError(msg)
 
-    async def heartbeat(self, interval: float) -> None:
-        """Ping every ``interval``; close the tunnel when the agent is silent for three."""
-        while not self.closed:
-            await asyncio.sleep(interval)
-            if time.monotonic() - self.last_received > 3 * interval:
-                await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the agent")
-                return
-            await self.send(Ping(int(time.monotonic() * 1000).to_bytes(8, "big")))
+    async def heartbeat_once(self, now: float, interval: float) -> None:
+        """Close the tunnel if the agent was silent for three intervals, else ping it."""
+        if self.closed:
+            return
+        if now - self.last_received > 3 * interval:
+            await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the agent")
+            return
+        await self.send(Ping(int(now * 1000).to_bytes(8, "big")))
 
     async def close(self, code: int, reason: str) -> None:
         """Close the tunnel and fail every open stream at once."""

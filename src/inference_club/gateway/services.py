@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.assets import AssetStore
+from inference_club.gateway.heartbeats import Heartbeats
 from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.presence import PresenceWriter
 from inference_club.gateway.quotas import QuotaLedger
@@ -26,3 +27,4 @@ class Services:
     admission: Admission
     quotas: QuotaLedger
     presence: PresenceWriter
+    heartbeats: Heartbeats

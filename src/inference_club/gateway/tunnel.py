@@ -1,7 +1,6 @@
 """The WebSocket endpoint agents dial out to: authenticate, handshake, then pump frames."""
 
 import asyncio
-import contextlib
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -66,13 +65,9 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
         "provider connected",
         extra={"provider": provider.name, "models": len(connection.models)},
     )
-    heartbeat = asyncio.create_task(connection.heartbeat(services.settings.heartbeat_interval))
     try:
         await _pump(websocket, connection)
     finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
         connection.fail_streams(connection.close_reason or "the provider disconnected")
         services.registry.remove(connection)
         services.presence.seen(provider.id)
