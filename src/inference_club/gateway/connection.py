@@ -163,7 +163,7 @@ class ProviderConnection:
         self.fail_streams(reason)
         try:
             await self._close_socket(code, reason)
-        except (RuntimeError, OSError):  # the socket was already gone
+        except Exception:
             logger.debug("close on a dead socket", extra={"provider": self.provider_name})
 
     def fail_streams(self, reason: str) -> None:
