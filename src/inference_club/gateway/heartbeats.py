@@ -31,15 +31,17 @@ class Heartbeats:
             await self.beat(time.monotonic())
 
     async def beat(self, now: float) -> None:
-        """One round: close the silent, ping the rest."""
-        for connection in list(self._connections()):
-            try:
-                await connection.heartbeat_once(now, self._interval)
-            except (OSError, RuntimeError):
-                # A socket that died under us; its pump notices and cleans up.
-                logger.debug(
-                    "heartbeat on a dead tunnel", extra={"provider": connection.provider_name}
-                )
+        """One round: close the silent, ping the rest, all at once so a slow tunnel delays none."""
+        beats = [
+            connection.heartbeat_once(now, self._interval) for connection in self._connections()
+        ]
+        for outcome in await asyncio.gather(*beats, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                # A socket that died under us: its pump notices and cleans up. One dead tunnel
+                # must never stop the heartbeats of all the others.
+                logger.debug("heartbeat on a dead tunnel", extra={"error": type(outcome).__name__})
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def stop(self) -> None:
         """Stop the loop."""
