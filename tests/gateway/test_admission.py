@@ -9,20 +9,33 @@ import httpx
 import pytest
 
 from tests.support.fake_backend import FakeBackend
-from tests.support.processes import Gateway, Process, spawn, start_gateway, wait_for_models, CLI
+from tests.support.processes import CLI, Gateway, Process, spawn, start_gateway, wait_for_models
 
 
-def _start(tmp_path: Path, backend: FakeBackend, max_concurrency: int, guests: int, *extra: str) -> tuple[Gateway, Process, dict[str, str]]:
+def _start(
+    tmp_path: Path, backend: FakeBackend, max_concurrency: int, guests: int, *extra: str
+) -> tuple[Gateway, Process, dict[str, str]]:
     gateway = start_gateway(tmp_path, *extra)
     keys = {name: gateway.add_user(name) for name in ("alice", "bob", "carol")}
     token = gateway.add_provider("alice", "alice-home")
     config = tmp_path / "agent.toml"
     config.write_text(
-        f'guest_concurrency = {guests}\n'
+        f"guest_concurrency = {guests}\n"
         f'[models."slow-llm"]\nmax_concurrency = {max_concurrency}\nshare = ["network"]\n'
     )
     agent = spawn(
-        [*CLI, "agent", "--server", gateway.url, "--token", token, "--backend", backend.url, "--config", str(config)],
+        [
+            *CLI,
+            "agent",
+            "--server",
+            gateway.url,
+            "--token",
+            token,
+            "--backend",
+            backend.url,
+            "--config",
+            str(config),
+        ],
         tmp_path / "agent.log",
     )
     for key in keys.values():
@@ -48,7 +61,9 @@ def backend_factory() -> Iterator[Callable[..., FakeBackend]]:
         item.stop()
 
 
-async def _chat(client: httpx.AsyncClient, gateway: Gateway, key: str, content: str, delay: float = 0.0) -> tuple[httpx.Response, float]:
+async def _chat(
+    client: httpx.AsyncClient, gateway: Gateway, key: str, content: str, delay: float = 0.0
+) -> tuple[httpx.Response, float]:
     await asyncio.sleep(delay)
     response = await client.post(
         f"{gateway.v1}/chat/completions",
@@ -58,10 +73,13 @@ async def _chat(client: httpx.AsyncClient, gateway: Gateway, key: str, content: 
     return response, time.monotonic()
 
 
-def test_guest_cap_queues_guests_while_the_owner_goes_straight_in(tmp_path: Path, backend: FakeBackend) -> None:
+def test_guest_cap_queues_guests_while_the_owner_goes_straight_in(
+    tmp_path: Path, backend: FakeBackend
+) -> None:
     """With 2 slots and 1 for guests, a guest's second request waits and the owner's does not."""
     gateway, agent, keys = _start(tmp_path, backend, max_concurrency=2, guests=1)
     try:
+
         async def scenario() -> list[tuple[httpx.Response, float]]:
             async with httpx.AsyncClient(timeout=30) as client:
                 return await asyncio.gather(
@@ -84,10 +102,13 @@ def test_guest_cap_queues_guests_while_the_owner_goes_straight_in(tmp_path: Path
         gateway.process.stop()
 
 
-def test_the_owner_is_served_before_guests_that_queued_earlier(tmp_path: Path, backend: FakeBackend) -> None:
+def test_the_owner_is_served_before_guests_that_queued_earlier(
+    tmp_path: Path, backend: FakeBackend
+) -> None:
     """When the only slot frees, the owner's queued request goes before an earlier guest's."""
     gateway, agent, keys = _start(tmp_path, backend, max_concurrency=1, guests=1)
     try:
+
         async def scenario() -> list[tuple[httpx.Response, float]]:
             async with httpx.AsyncClient(timeout=30) as client:
                 return await asyncio.gather(
@@ -106,10 +127,13 @@ def test_the_owner_is_served_before_guests_that_queued_earlier(tmp_path: Path, b
         gateway.process.stop()
 
 
-def test_a_wait_past_the_queue_timeout_is_503_overloaded(tmp_path: Path, backend: FakeBackend) -> None:
+def test_a_wait_past_the_queue_timeout_is_503_overloaded(
+    tmp_path: Path, backend: FakeBackend
+) -> None:
     """A guest that cannot get a slot within the queue timeout gets 503 with Retry-After."""
     gateway, agent, keys = _start(tmp_path, backend, 1, 1, "--queue-timeout", "1")
     try:
+
         async def scenario() -> list[tuple[httpx.Response, float]]:
             async with httpx.AsyncClient(timeout=30) as client:
                 return await asyncio.gather(

@@ -41,26 +41,35 @@ def pg_gateway(tmp_path: Path, postgres_url: str) -> Iterator[Gateway]:
 
 
 def test_gateway_runs_on_postgresql(
-    pg_gateway: Gateway, postgres_url: str, tmp_path: Path, backend_factory: Callable[..., FakeBackend]
+    pg_gateway: Gateway,
+    postgres_url: str,
+    tmp_path: Path,
+    backend_factory: Callable[..., FakeBackend],
 ) -> None:
     """Keys made by the CLI work at once, a chat goes through, and its usage lands in PostgreSQL."""
     gateway = pg_gateway
     gateway.cli("users", "add", "alice", "--database-url", postgres_url)
     key = gateway.cli("keys", "create", "alice", "--database-url", postgres_url).stdout.strip()
-    token = gateway.cli("providers", "add", "alice", "home", "--database-url", postgres_url).stdout.strip()
+    token = gateway.cli(
+        "providers", "add", "alice", "home", "--database-url", postgres_url
+    ).stdout.strip()
     agent: Process = start_agent(tmp_path, gateway.url, token, backend_factory("fake-llm").url)
     try:
         wait_for_models(gateway.v1, key, {"fake-llm"})
-        reply = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0).chat.completions.create(
-            model="fake-llm", messages=[{"role": "user", "content": "hello"}]
-        )
+        reply = openai.OpenAI(
+            base_url=gateway.v1, api_key=key, max_retries=0
+        ).chat.completions.create(model="fake-llm", messages=[{"role": "user", "content": "hello"}])
         assert reply.choices[0].message.content == "echo from fake: hello"
         records = asyncio.run(_usage(postgres_url))
-        assert [(r.endpoint, r.status_code, r.completion_tokens) for r in records if r.endpoint == "chat.completions"] == [
-            ("chat.completions", 200, 3)
-        ]
+        assert [
+            (r.endpoint, r.status_code, r.completion_tokens)
+            for r in records
+            if r.endpoint == "chat.completions"
+        ] == [("chat.completions", 200, 3)]
         gateway.cli("keys", "revoke", key[:12], "--database-url", postgres_url)
-        refused = httpx.get(f"{gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        refused = httpx.get(
+            f"{gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        )
         assert refused.status_code == 401
     finally:
         agent.stop()
@@ -72,7 +81,10 @@ async def _usage(url: str) -> list:  # type: ignore[type-arg]
         deadline = time.monotonic() + 5
         while True:
             records = await store.list_usage(limit=100)
-            if any(r.endpoint == "chat.completions" for r in records) or time.monotonic() > deadline:
+            if (
+                any(r.endpoint == "chat.completions" for r in records)
+                or time.monotonic() > deadline
+            ):
                 return records
             await asyncio.sleep(0.1)
     finally:

@@ -18,7 +18,9 @@ def chat(gateway: Gateway, key: str) -> httpx.Response:
 
 
 def test_daily_token_quota_and_usage_report(
-    gateway: Gateway, backend_factory: Callable[..., FakeBackend], agent_factory: Callable[..., Process]
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
 ) -> None:
     """A member over their daily tokens gets 429 quota_exceeded; usage shows both sides."""
     alice = gateway.add_user("alice")

@@ -71,5 +71,7 @@ def test_admin_can_change_a_users_limit_while_running(limited_gateway: Gateway) 
     """users set-limit takes effect on the next request."""
     key = limited_gateway.add_user("alice")
     limited_gateway.cli("users", "set-limit", "alice", "--rpm", "100")
-    response = httpx.get(f"{limited_gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    response = httpx.get(
+        f"{limited_gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
     assert response.headers["x-ratelimit-limit"] == "100"

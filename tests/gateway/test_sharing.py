@@ -45,14 +45,26 @@ def club(gateway: Gateway) -> Iterator[dict[str, str]]:
 
 
 def models_of(gateway: Gateway, key: str) -> dict[str, dict[str, Any]]:
-    response = httpx.get(f"{gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    response = httpx.get(
+        f"{gateway.v1}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
+    )
     return {entry["id"]: entry for entry in response.json()["data"]}
 
 
-def test_each_member_sees_exactly_what_is_shared_with_them(gateway: Gateway, club: dict[str, str]) -> None:
+def test_each_member_sees_exactly_what_is_shared_with_them(
+    gateway: Gateway, club: dict[str, str]
+) -> None:
     """Own models plus network-wide ones plus those shared with a group the member is in."""
-    wait_for_models(gateway.v1, club["bob"], {"a-net", "b-lab", "b-family", "c-net", "common"}, providers=1)
-    assert set(models_of(gateway, club["alice"])) == {"a-private", "a-net", "b-lab", "c-net", "common"}
+    wait_for_models(
+        gateway.v1, club["bob"], {"a-net", "b-lab", "b-family", "c-net", "common"}, providers=1
+    )
+    assert set(models_of(gateway, club["alice"])) == {
+        "a-private",
+        "a-net",
+        "b-lab",
+        "c-net",
+        "common",
+    }
     assert set(models_of(gateway, club["carol"])) == {"a-net", "b-family", "c-net", "common"}
     bob = models_of(gateway, club["bob"])
     assert bob["common"]["owned_by"] == "bob-2"
@@ -63,7 +75,11 @@ def test_each_member_sees_exactly_what_is_shared_with_them(gateway: Gateway, clu
 
 
 ENDPOINTS = [
-    ("POST", "/chat/completions", {"json": {"model": "{m}", "messages": [{"role": "user", "content": "x"}]}}),
+    (
+        "POST",
+        "/chat/completions",
+        {"json": {"model": "{m}", "messages": [{"role": "user", "content": "x"}]}},
+    ),
     ("POST", "/completions", {"json": {"model": "{m}", "prompt": "x"}}),
     ("GET", "/models/{m}", {}),
     ("POST", "/audio/speech", {"json": {"model": "{m}", "input": "hello"}}),
@@ -72,10 +88,16 @@ ENDPOINTS = [
 ]
 
 
-def _request(gateway: Gateway, key: str, method: str, path: str, options: dict[str, Any], model: str) -> httpx.Response:
+def _request(
+    gateway: Gateway, key: str, method: str, path: str, options: dict[str, Any], model: str
+) -> httpx.Response:
     filled = {k: _fill(v, model) for k, v in options.items()}
     return httpx.request(
-        method, f"{gateway.v1}{path.format(m=model)}", headers={"Authorization": f"Bearer {key}"}, timeout=10, **filled
+        method,
+        f"{gateway.v1}{path.format(m=model)}",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+        **filled,
     )
 
 
@@ -87,7 +109,9 @@ def _fill(value: Any, model: str) -> Any:
     return value.replace("{m}", model) if isinstance(value, str) else value
 
 
-@pytest.mark.parametrize(("method", "path", "options"), ENDPOINTS, ids=[p for _m, p, _o in ENDPOINTS])
+@pytest.mark.parametrize(
+    ("method", "path", "options"), ENDPOINTS, ids=[p for _m, p, _o in ENDPOINTS]
+)
 def test_unshared_models_answer_like_missing_ones(
     gateway: Gateway, club: dict[str, str], method: str, path: str, options: dict[str, Any]
 ) -> None:
@@ -100,7 +124,9 @@ def test_unshared_models_answer_like_missing_ones(
         assert refused.text.replace(hidden, "M") == missing.text.replace("zz-missing", "M")
 
 
-def test_sharing_changes_take_effect_on_the_next_request(gateway: Gateway, club: dict[str, str]) -> None:
+def test_sharing_changes_take_effect_on_the_next_request(
+    gateway: Gateway, club: dict[str, str]
+) -> None:
     """`share` on a running gateway changes what a member sees at once, and --reset undoes it."""
     wait_for_models(gateway.v1, club["carol"], {"a-net", "b-family", "c-net", "common"})
     gateway.cli("share", "alice-home", "a-private", "--with", "group:family")

@@ -188,9 +188,16 @@ def test_batch_round_trip_keeps_order() -> None:
     [
         (bytes([FrameType.BATCH]) + struct.pack(">I", 0), "empty batch"),
         (bytes([FrameType.BATCH]) + struct.pack(">I", 0) + b"\x00\x00", "inside a frame length"),
-        (bytes([FrameType.BATCH]) + struct.pack(">I", 0) + struct.pack(">I", 50) + b"short", "past the end"),
         (
-            bytes([FrameType.BATCH]) + struct.pack(">I", 0) + struct.pack(">I", 5) + bytes([FrameType.BATCH]) + b"\x00" * 4,
+            bytes([FrameType.BATCH]) + struct.pack(">I", 0) + struct.pack(">I", 50) + b"short",
+            "past the end",
+        ),
+        (
+            bytes([FrameType.BATCH])
+            + struct.pack(">I", 0)
+            + struct.pack(">I", 5)
+            + bytes([FrameType.BATCH])
+            + b"\x00" * 4,
             "may not nest",
         ),
     ],

@@ -49,7 +49,9 @@ class FakeAgent:
             stopping = asyncio.create_task(self._stop.wait())
             while not self._stop.is_set():
                 receiving = asyncio.create_task(ws.recv())
-                done, _ = await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if receiving not in done:
                     receiving.cancel()
                     break
