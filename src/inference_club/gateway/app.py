@@ -22,6 +22,7 @@ from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.gateway.tunnel import tunnel_endpoint
+from inference_club.gateway.uploads import sweep_stale_uploads
 from inference_club.gateway.v1 import V1App
 from inference_club.gateway.web import web_middleware, web_routes
 from inference_club.protocol import CloseCode
@@ -67,6 +68,7 @@ class GatewayApp:
         settings = self.settings
         database_url = settings.database_url or default_database_url(settings.data_dir)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        sweep_stale_uploads(settings.data_dir / "tmp")
         store = await Store.open(database_url)
         assets = AssetStore(settings.data_dir, store, settings.base_url)
         # Writing through the asset store links each record to the assets its request made.

@@ -10,6 +10,7 @@ import contextlib
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,26 @@ async def receive_upload(
     finally:
         reader.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep_stale_uploads(temp_root: Path, older_than: float = 3600.0) -> int:
+    """Remove upload folders a crashed process left behind; returns how many.
+
+    Only folders untouched for ``older_than`` seconds go, so a gateway sharing the data
+    directory never loses an upload it is still reading.
+    """
+    if not temp_root.is_dir():
+        return 0
+    cutoff = time.time() - older_than
+    removed = 0
+    for entry in temp_root.glob("upload-*"):
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _private_directory(temp_root: Path) -> Path:
