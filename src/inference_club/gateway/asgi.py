@@ -30,17 +30,22 @@ def too_large(limit: int) -> TooLarge:
     return TooLarge(f"Request body is larger than the {megabytes:g} MB limit.")
 
 
+def refuse_declared_over(scope: Scope, limit: int) -> None:
+    """413 before reading a byte when the declared Content-Length passes ``limit``."""
+    declared = header(scope, b"content-length")
+    if declared is None:
+        return
+    try:
+        length = int(declared)
+    except ValueError:
+        raise BadRequest("Content-Length is not a number.") from None
+    if length > limit:
+        raise too_large(limit)
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refused with 413 as soon as it is known to pass ``limit``."""
-    declared = header(scope, b"content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number.") from None
-        # Refuse before reading a byte: the client said how much it will send.
-        if length > limit:
-            raise too_large(limit)
+    refuse_declared_over(scope, limit)
     chunks: list[bytes] = []
     size = 0
     while True:

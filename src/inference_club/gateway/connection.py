@@ -9,6 +9,7 @@ from inference_club.gateway.streams import TunnelStream
 from inference_club.protocol import (
     DEFAULT_INITIAL_WINDOW,
     MAX_BODY_CHUNK,
+    MAX_STREAM_ID,
     Body,
     CloseCode,
     End,
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 SendBytes = Callable[[bytes], Awaitable[None]]
 CloseSocket = Callable[[int, str], Awaitable[None]]
-_STREAM_ID_LIMIT = 2**32 - 1
 
 
 class ProviderConnection:
@@ -95,8 +95,8 @@ class ProviderConnection:
         """Allocate a stream id for a new request."""
         stream_id = self._next_stream_id
         while stream_id in self._streams:
-            stream_id = stream_id % _STREAM_ID_LIMIT + 1
-        self._next_stream_id = stream_id % _STREAM_ID_LIMIT + 1
+            stream_id = stream_id % MAX_STREAM_ID + 1
+        self._next_stream_id = stream_id % MAX_STREAM_ID + 1
         stream = TunnelStream(
             stream_id,
             self.send,

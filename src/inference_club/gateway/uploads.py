@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, BinaryIO
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from inference_club.gateway.asgi import ClientGone, Receive, Scope, header, too_large
+from inference_club.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    header,
+    refuse_declared_over,
+    too_large,
+)
 from inference_club.gateway.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -77,7 +84,7 @@ async def receive_upload(
     Parts named in ``file_fields`` are files, whatever their headers say; other parts with a
     file name are read past and dropped; the rest are text fields.
     """
-    _refuse_declared_over(scope, limit)
+    refuse_declared_over(scope, limit)
     boundary = _boundary(header(scope, b"content-type"))
     directory = _private_directory(temp_root)
     reader = _FormReader(directory, file_fields)
@@ -145,19 +152,6 @@ def _boundary(content_type: str | None) -> bytes:
         msg = "The multipart/form-data Content-Type has no usable boundary."
         raise BadRequest(msg)
     return boundary
-
-
-def _refuse_declared_over(scope: Scope, limit: int) -> None:
-    declared = header(scope, b"content-length")
-    if declared is None:
-        return
-    try:
-        length = int(declared)
-    except ValueError:
-        raise BadRequest("Content-Length is not a number.") from None
-    # Refuse before reading a byte: the client said how much it will send.
-    if length > limit:
-        raise too_large(limit)
 
 
 class _FormReader:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from inference_club.store._base import AnyRow, StoreBase, user_id_by_name, utcnow
 from inference_club.store.credentials import check_name, hash_secret, same_hash
 from inference_club.store.errors import AlreadyExists, InvalidValue, NotFound
+from inference_club.store.keys import key_from_row
 from inference_club.store.records import ApiKey, User
 from inference_club.store.schema import api_keys, invites, users
 from inference_club.store.users import user_from_row
@@ -277,16 +278,7 @@ class AccountsMixin(StoreBase):
             ).one_or_none()
             if row is None:
                 raise NotFound("no such API key")
-            key = ApiKey(
-                id=row.id,
-                user_id=row.user_id,
-                user_name=row.user_name,
-                name=row.name,
-                prefix=row.prefix,
-                created_at=row.created_at,
-                last_used_at=row.last_used_at,
-                revoked_at=row.revoked_at,
-            )
+            key = key_from_row(row)
             if key.revoked_at is not None:
                 return key
             revoked_at = utcnow()

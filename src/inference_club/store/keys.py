@@ -64,7 +64,8 @@ _AUTHENTICATE = (
 )
 
 
-def _key_from_row(row: AnyRow) -> ApiKey:
+def key_from_row(row: AnyRow) -> ApiKey:
+    """An API key record from a row of the key listing's columns."""
     return ApiKey(
         id=row.id,
         user_id=row.user_id,
@@ -98,7 +99,7 @@ class KeysMixin(StoreBase):
                 .returning(api_keys.c.id)
             )
             row = (await connection.execute(_KEY_SELECT.where(api_keys.c.id == key_id))).one()
-        return _key_from_row(row), secret
+        return key_from_row(row), secret
 
     async def list_api_keys(self, user_name: str) -> list[ApiKey]:
         """Every key of ``user_name``, revoked ones included, oldest first."""
@@ -107,7 +108,7 @@ class KeysMixin(StoreBase):
             rows = await connection.execute(
                 _KEY_SELECT.where(api_keys.c.user_id == owner_id).order_by(api_keys.c.id)
             )
-            return [_key_from_row(row) for row in rows]
+            return [key_from_row(row) for row in rows]
 
     async def revoke_api_key(self, prefix: str) -> ApiKey:
         """Revoke the one key whose display prefix starts with ``prefix`` (or the whole key).
@@ -134,7 +135,7 @@ class KeysMixin(StoreBase):
                 raise AmbiguousPrefix(
                     f"several API keys start with {prefix!r}; give more characters"
                 )
-            key = _key_from_row(rows[0])
+            key = key_from_row(rows[0])
             if key.revoked_at is not None:
                 return key
             revoked_at = utcnow()
