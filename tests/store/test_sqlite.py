@@ -3,12 +3,15 @@
 import asyncio
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from inference_club.store import Store, default_database_url
+from inference_club.store import Store, UsageRecord, default_database_url
+from inference_club.store.schema import UtcDateTime
 
 
 def _database_file(url: str) -> Path:
@@ -122,3 +125,97 @@ async def test_concurrent_read_then_write_transactions_all_succeed(tmp_path: Pat
     finally:
         await first.close()
         await second.close()
+
+
+async def test_key_checks_see_changes_committed_by_another_process(tmp_path: Path) -> None:
+    """A key checked (and so cached) just before is refused once another store revokes it."""
+    url = default_database_url(tmp_path)
+    gateway = await Store.open(url)
+    command_line = await Store.open(url)  # stands for `inference-club keys revoke` elsewhere
+    try:
+        await gateway.add_user("alice")
+        key, secret = await gateway.create_api_key("alice")
+        for _ in range(3):
+            assert await gateway.authenticate_api_key(secret) is not None
+
+        await command_line.set_user_limits("alice", requests_per_minute=7)
+        identity = await gateway.authenticate_api_key(secret)
+        assert identity is not None
+        assert identity.requests_per_minute == 7
+
+        await command_line.revoke_api_key(key.prefix)
+        assert await gateway.authenticate_api_key(secret) is None
+    finally:
+        await command_line.close()
+        await gateway.close()
+
+
+async def test_a_key_the_same_store_creates_works_at_once(tmp_path: Path) -> None:
+    """Writes through the store's own connection also end what its key checks remembered."""
+    store = await Store.open(default_database_url(tmp_path))
+    try:
+        await store.add_user("alice")
+        first, first_secret = await store.create_api_key("alice")
+        assert await store.authenticate_api_key(first_secret) is not None
+        _, second_secret = await store.create_api_key("alice")
+        assert await store.authenticate_api_key(second_secret) is not None
+        await store.revoke_api_key(first.prefix)
+        assert await store.authenticate_api_key(first_secret) is None
+    finally:
+        await store.close()
+
+
+async def test_usage_batch_waits_for_another_process_lock(tmp_path: Path) -> None:
+    """A usage batch that finds the file locked by another process is written once it is free."""
+    url = default_database_url(tmp_path)
+    store = await Store.open(url)
+    locked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def hold_lock() -> None:
+        raw = sqlite3.connect(_database_file(url), isolation_level=None)
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            loop.call_soon_threadsafe(locked.set)
+            time.sleep(0.3)
+            raw.execute("COMMIT")
+        finally:
+            raw.close()
+
+    try:
+        await store.add_user("alice")
+        key, _ = await store.create_api_key("alice")
+        now = datetime.now(UTC)
+        record = UsageRecord(
+            user_id=key.user_id,
+            api_key_id=key.id,
+            model="m",
+            endpoint="chat.completions",
+            status_code=200,
+            started_at=now,
+            ended_at=now,
+        )
+        holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+        await locked.wait()
+        await store.record_usage([record, record])
+        await holder
+        assert len(await store.list_usage(user_id=key.user_id)) == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 25, 22, 35, 36, 210253, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds
+        datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),  # a three-digit year
+        datetime(2026, 6, 1, 1, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ],
+)
+def test_fast_datetime_text_matches_what_sqlalchemy_stores(moment: datetime) -> None:
+    """The fast writer stores exactly the text SQLAlchemy's own conversion would."""
+    dialect = sqlite_dialect.dialect()
+    processor = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    assert UtcDateTime.sqlite_text(moment) == processor(moment)

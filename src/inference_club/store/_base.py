@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from inference_club.store.engine import single_reader, writer
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
+from inference_club.store.fastwrite import FastWriter
 from inference_club.store.schema import groups, providers, revisions, users
 
 SHARING_REVISION = "sharing"
@@ -43,6 +44,7 @@ class StoreBase:
         # faster than letting them poll the file lock through busy_timeout.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._fast_reader = FastReader(engine.url) if FastReader.usable(engine.url) else None
+        self._fast_writer = FastWriter(engine.url) if FastReader.usable(engine.url) else None
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its transaction is rolled back on exit."""

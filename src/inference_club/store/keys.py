@@ -153,7 +153,7 @@ class KeysMixin(StoreBase):
         fast = self._fast_reader
         if fast is not None:
             try:
-                row = fast.one(_AUTHENTICATE, {"key_hash": key_hash})
+                row = fast.one_cached(_AUTHENTICATE, {"key_hash": key_hash})
             except sqlite3.Error:
                 fast = None  # busy or not readable: the async path below waits properly
         if fast is None:

@@ -48,6 +48,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         utc = value.astimezone(UTC)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
+    @staticmethod
+    def sqlite_text(value: datetime) -> str:
+        """What SQLAlchemy stores on SQLite for ``value``, made without its per-value layers."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: the store needs timezone-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Always hand back an aware UTC datetime."""
         if value is None:

@@ -43,6 +43,8 @@ class Store(
         """Close every pooled connection."""
         if self._fast_reader is not None:
             self._fast_reader.close()
+        if self._fast_writer is not None:
+            self._fast_writer.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:

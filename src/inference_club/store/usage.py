@@ -1,5 +1,6 @@
 """Usage records: one per request, written in batches, read back for dashboards and quotas."""
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
@@ -14,6 +15,7 @@ from inference_club.store.schema import UtcDateTime, api_keys, providers, usage_
 
 _COLUMNS = tuple(field.name for field in fields(UsageRecord) if field.name != "id")
 _MAX_LIST_LIMIT = 10_000
+_INSERT = insert(usage_records)
 
 # Batches may arrive out of order; last_used_at only ever moves forward.
 _used_at = bindparam("used_at", type_=UtcDateTime())
@@ -49,18 +51,37 @@ class UsageMixin(StoreBase):
                 last_used[record.api_key_id] = (
                     record.ended_at if seen is None else max(seen, record.ended_at)
                 )
+        touches = [{"key_id": key, "used_at": at} for key, at in last_used.items()]
+        if await self._write_fast(rows, touches):
+            return
         try:
             async with self._write() as connection:
-                await connection.execute(insert(usage_records), rows)
-                if last_used:
-                    await connection.execute(
-                        _TOUCH_KEY,
-                        [{"key_id": key, "used_at": at} for key, at in last_used.items()],
-                    )
+                await connection.execute(_INSERT, rows)
+                if touches:
+                    await connection.execute(_TOUCH_KEY, touches)
         except IntegrityError:
             raise NotFound(
                 "a usage record names a user, API key or provider that does not exist"
             ) from None
+
+    async def _write_fast(
+        self, rows: list[dict[str, object]], touches: list[dict[str, object]]
+    ) -> bool:
+        """The batch through stdlib sqlite3 when the database is a local file; False if not."""
+        fast = self._fast_writer
+        if fast is None:
+            return False
+        assert self._write_lock is not None  # SQLite always has one
+        async with self._write_lock:
+            try:
+                fast.write([(_INSERT, rows), (_TOUCH_KEY, touches)])
+            except sqlite3.IntegrityError:
+                raise NotFound(
+                    "a usage record names a user, API key or provider that does not exist"
+                ) from None
+            except sqlite3.Error:
+                return False  # busy with another process's write: the async path waits properly
+        return True
 
     async def list_usage(
         self,
