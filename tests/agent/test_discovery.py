@@ -3,10 +3,10 @@
 import logging
 import socket
 
-import aiohttp
 import pytest
 
 from inference_club.agent import BackendSettings, ModelSettings
+from inference_club.agent.backend_client import BackendClient
 from inference_club.agent.discovery import Discovery
 from inference_club.protocol import ModelCard
 
@@ -16,8 +16,9 @@ from .fakes import FakeBackend
 
 @pytest.fixture
 async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
+    client = BackendClient(connect_timeout=2.0)
+    yield client
+    client.close()
 
 
 def free_port() -> int:

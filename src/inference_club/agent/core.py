@@ -7,6 +7,7 @@ from types import TracebackType
 
 import aiohttp
 
+from inference_club.agent.backend_client import BackendClient
 from inference_club.agent.backoff import Backoff
 from inference_club.agent.discovery import Catalog, Discovery
 from inference_club.agent.errors import TunnelRejected
@@ -37,7 +38,7 @@ class Agent:
         self.connections = 0
         self._session: TunnelSession | None = None
         self._task: asyncio.Task[None] | None = None
-        self._backend_http: aiohttp.ClientSession | None = None
+        self._backend_http: BackendClient | None = None
         self._tunnel_http: aiohttp.ClientSession | None = None
         self._discovery: Discovery | None = None
         # Seconds the last tunnel stayed up after its welcome; long-lived ones reset the backoff.
@@ -60,20 +61,11 @@ class Agent:
         if self._task is not None:
             msg = "the agent is already started"
             raise RuntimeError(msg)
-        # No hidden concurrency caps: the gateway's per-model limits are the only ones.
-        # One session for every request keeps one pool of keep-alive connections.
-        self._backend_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=0,
-                keepalive_timeout=_BACKEND_KEEPALIVE,
-                force_close=False,
-            ),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout),
-            auto_decompress=False,
-            # Many members' requests share this session: a cookie one backend reply sets must
-            # not ride along on the next member's request. Cookies pass through as headers.
-            cookie_jar=aiohttp.DummyCookieJar(),
+        # One client for every request keeps one pool of keep-alive connections; it has no
+        # cap on connections, as the gateway's per-model limits are the only ones. It keeps no
+        # cookies: one member's must never ride along on another's request.
+        self._backend_http = BackendClient(
+            connect_timeout=self.settings.connect_timeout, keepalive=_BACKEND_KEEPALIVE
         )
         # A total timeout on this session would also bound the tunnel's lifetime.
         self._tunnel_http = aiohttp.ClientSession(
@@ -90,9 +82,10 @@ class Agent:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for session in (self._backend_http, self._tunnel_http):
-            if session is not None:
-                await session.close()
+        if self._backend_http is not None:
+            self._backend_http.close()
+        if self._tunnel_http is not None:
+            await self._tunnel_http.close()
         self._backend_http = self._tunnel_http = None
         self.connected.clear()
 

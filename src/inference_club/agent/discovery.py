@@ -5,10 +5,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 
+from inference_club.agent.backend_client import BackendClient, BackendError
 from inference_club.agent.settings import AgentSettings, BackendSettings, ModelSettings
 from inference_club.protocol import ModelCard
 
@@ -42,7 +43,7 @@ class _Listed:
 class Discovery:
     """Polls the backends and builds a Catalog; logs a backend's state only when it changes."""
 
-    def __init__(self, settings: AgentSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: AgentSettings, http: BackendClient) -> None:
         self._settings = settings
         self._http = http
         self._states: dict[str, str] = {}
@@ -73,15 +74,9 @@ class Discovery:
         return Catalog(usable, kept)
 
     async def _list(self, backend: BackendSettings) -> list[_Listed]:
-        url = f"{backend.url}/models"
         try:
-            async with (
-                asyncio.timeout(self._settings.discovery_timeout),
-                self._http.get(url, headers=backend.auth_headers()) as response,
-            ):
-                status = response.status
-                body = await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError):
+            status, body = await self._get(backend, "/models")
+        except (BackendError, OSError):  # TimeoutError is an OSError
             self._set_state(backend, "down")
             return []
         models: list[_Listed] = []
@@ -121,23 +116,29 @@ class Discovery:
     async def _voices(self, backend: BackendSettings, model_id: str) -> tuple[str, ...]:
         """``GET <base>/audio/voices?model=<id>``, the voice list of a TTS server, if it has one."""
         try:
-            async with (
-                asyncio.timeout(self._settings.discovery_timeout),
-                self._http.get(
-                    f"{backend.url}/audio/voices",
-                    params={"model": model_id},
-                    headers=backend.auth_headers(),
-                ) as response,
-            ):
-                if response.status != 200:
-                    return ()
-                data = orjson.loads(await response.read())
-        except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError):
+            status, body = await self._get(
+                backend, "/audio/voices?" + urlencode({"model": model_id})
+            )
+            if status != 200:
+                return ()
+            data = orjson.loads(body)
+        except (BackendError, OSError, orjson.JSONDecodeError):
             return ()
         voices = data.get("voices") if isinstance(data, dict) else None
         if not isinstance(voices, list):
             return ()
         return tuple(name for item in voices if (name := _voice_name(item)))
+
+    async def _get(self, backend: BackendSettings, path: str) -> tuple[int, bytes]:
+        """Status and body of ``GET <base><path>``, within the discovery timeout."""
+        async with asyncio.timeout(self._settings.discovery_timeout):
+            response = await self._http.request(
+                "GET", f"{backend.url}{path}", backend.auth_headers().items()
+            )
+            try:
+                return response.status, await response.read_all()
+            finally:
+                response.release()
 
     def _set_state(self, backend: BackendSettings, state: str) -> None:
         previous = self._states.get(backend.url)

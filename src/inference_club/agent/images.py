@@ -5,14 +5,15 @@ The gateway cannot reach the home machine, so an image reply's ``data[].url`` is
 URLs) are fetched: a reply never makes the agent fetch anything else.
 """
 
+import asyncio
 import base64
 import binascii
 import logging
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 import orjson
 
+from inference_club.agent.backend_client import BackendClient, BackendError, BackendResponse
 from inference_club.agent.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def carries_image_urls(path: str, status: int, content_type: str) -> bool:
 
 
 async def inline_image_urls(
-    body: bytes, backend: BackendSettings, http: aiohttp.ClientSession, timeout: float
+    body: bytes, backend: BackendSettings, http: BackendClient, timeout: float
 ) -> bytes:
     """The reply with every fetchable ``data[].url`` turned into ``b64_json``."""
     try:
@@ -56,7 +57,7 @@ async def inline_image_urls(
 
 
 async def _image_bytes(
-    url: str, backend: BackendSettings, http: aiohttp.ClientSession, timeout: float
+    url: str, backend: BackendSettings, http: BackendClient, timeout: float
 ) -> bytes | None:
     if url.startswith(_DATA_URL_PREFIX):
         return _from_data_url(url)
@@ -65,25 +66,24 @@ async def _image_bytes(
         logger.warning("image URL not on the backend's origin; left as it is")
         return None
     try:
-        async with http.get(
-            absolute,
-            headers=backend.auth_headers(),
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            if response.status != 200:
-                logger.warning("image fetch failed", extra={"status": response.status})
-                return None
-            return await _bounded_read(response)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        async with asyncio.timeout(timeout):
+            response = await http.request("GET", absolute, backend.auth_headers().items())
+            try:
+                if response.status != 200:
+                    logger.warning("image fetch failed", extra={"status": response.status})
+                    return None
+                return await _bounded_read(response)
+            finally:
+                response.release()
+    except (BackendError, OSError) as exc:  # TimeoutError is an OSError
         logger.warning("image fetch failed", extra={"error": type(exc).__name__})
         return None
 
 
-async def _bounded_read(response: aiohttp.ClientResponse) -> bytes | None:
+async def _bounded_read(response: BackendResponse) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
+    while chunk := await response.read_chunk():
         size += len(chunk)
         if size > MAX_IMAGE_BYTES:
             logger.warning("image too large to inline", extra={"limit": MAX_IMAGE_BYTES})

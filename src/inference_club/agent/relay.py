@@ -3,13 +3,11 @@
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import aiohttp
-
+from inference_club.agent.backend_client import BackendClient, BackendError, BackendResponse
 from inference_club.agent.headers import request_headers, response_headers
 from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inline_image_urls
 from inference_club.agent.settings import BackendSettings
@@ -51,7 +49,7 @@ class StreamRelay:
         request: Request,
         backend: BackendSettings | None,
         *,
-        http: aiohttp.ClientSession,
+        http: BackendClient,
         send: SendFrame,
         send_many: SendFrames,
         limits: StreamLimits,
@@ -153,13 +151,13 @@ class StreamRelay:
         except TimeoutError:
             message = f"the model server did not answer within {self.request.timeout:g} s"
             return await self._fail("backend_timeout", message)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (BackendError, OSError) as exc:
             message = f"cannot reach the model server ({_describe(exc)})"
             return await self._fail("backend_unreachable", message)
         outcome = "aborted"
         try:
             self._status = response.status
-            content_type = response.headers.get("content-type", "")
+            content_type = response.header("content-type") or ""
             if carries_image_urls(self.request.path, response.status, content_type):
                 outcome = await self._relay_inlined(response, backend)
             elif self._fits_one_message(response, content_type):
@@ -175,7 +173,7 @@ class StreamRelay:
                 response.close()
         return outcome
 
-    def _fits_one_message(self, response: aiohttp.ClientResponse, content_type: str) -> bool:
+    def _fits_one_message(self, response: BackendResponse, content_type: str) -> bool:
         """A small reply of known length; never an event stream, whose events cannot wait."""
         length = response.content_length
         return (
@@ -184,25 +182,24 @@ class StreamRelay:
             and not content_type.lower().startswith(_EVENT_STREAM)
         )
 
-    async def _relay_whole(self, response: aiohttp.ClientResponse) -> str:
+    async def _relay_whole(self, response: BackendResponse) -> str:
         """A small reply read whole and sent with its head and end in one message."""
         try:
-            # Not response.read(): that also waits until an upload still under way has ended.
-            body = await response.content.read()
-        except (aiohttp.ClientError, OSError) as exc:
+            body = await response.read_all()
+        except (BackendError, OSError) as exc:
             message = f"the model server dropped the response midway ({_describe(exc)})"
             return await self._fail("backend_disconnected", message)
         await self._send_whole(response, body)
         return "ok"
 
-    async def _relay_streamed(self, response: aiohttp.ClientResponse) -> str:
+    async def _relay_streamed(self, response: BackendResponse) -> str:
         """Each piece of the reply goes to the gateway as soon as the backend wrote it."""
         stream_id = self.request.stream_id
         await self._send(Response(stream_id, response.status, response_headers(response.headers)))
         while True:
             try:
-                chunk = await response.content.readany()
-            except (aiohttp.ClientError, OSError) as exc:
+                chunk = await response.read_chunk()
+            except (BackendError, OSError) as exc:
                 message = f"the model server dropped the response midway ({_describe(exc)})"
                 return await self._fail("backend_disconnected", message)
             if not chunk:
@@ -211,20 +208,18 @@ class StreamRelay:
         await self._send(End(stream_id))
         return "ok"
 
-    async def _relay_inlined(
-        self, response: aiohttp.ClientResponse, backend: BackendSettings
-    ) -> str:
+    async def _relay_inlined(self, response: BackendResponse, backend: BackendSettings) -> str:
         """An image reply, read whole so images the backend only links to go inline."""
         chunks: list[bytes] = []
         size = 0
         try:
-            while chunk := await response.content.readany():
+            while chunk := await response.read_chunk():
                 size += len(chunk)
                 if size > MAX_IMAGE_REPLY:
                     message = "the image reply is too large to relay"
                     return await self._fail("backend_too_large", message)
                 chunks.append(chunk)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (BackendError, OSError) as exc:
             message = f"the model server dropped the response midway ({_describe(exc)})"
             return await self._fail("backend_disconnected", message)
         body = b"".join(chunks)
@@ -232,7 +227,7 @@ class StreamRelay:
         await self._send_whole(response, body)
         return "ok"
 
-    async def _send_whole(self, response: aiohttp.ClientResponse, body: bytes) -> None:
+    async def _send_whole(self, response: BackendResponse, body: bytes) -> None:
         """Head, body and end of a reply read whole: one message when the window allows."""
         stream_id = self.request.stream_id
         head = Response(stream_id, response.status, response_headers(response.headers))
@@ -249,7 +244,7 @@ class StreamRelay:
         await self._send_many(frames)
         self._bytes_out += len(body)
 
-    async def _open(self, backend: BackendSettings) -> aiohttp.ClientResponse:
+    async def _open(self, backend: BackendSettings) -> BackendResponse:
         request = self.request
         path = request.path if request.path.startswith("/") else f"/{request.path}"
         url = f"{backend.url}{path}?{request.query}" if request.query else f"{backend.url}{path}"
@@ -260,16 +255,12 @@ class StreamRelay:
         if first is None:
             data = None
         elif self._body_ended:
-            # Bytes rather than a stream: aiohttp sends them with a Content-Length, in one write.
+            # Bytes rather than a stream: they go with a Content-Length, in one write.
             data = self._whole_body(first)
         else:
             data = self._stream_body(first)
         return await self._http.request(
-            request.method,
-            url,
-            headers=request_headers(request.headers, backend),
-            data=data,
-            allow_redirects=False,
+            request.method, url, request_headers(request.headers, backend), data
         )
 
     def _whole_body(self, first: bytes) -> bytes:
@@ -287,7 +278,7 @@ class StreamRelay:
         while chunk is not None:
             self._buffered -= len(chunk)
             yield chunk
-            # aiohttp has taken the chunk: the gateway may send that much more.
+            # The socket has taken the chunk: the gateway may send that much more.
             self._bytes_in += len(chunk)
             increment = self._receive_window.consumed(len(chunk))
             if increment:
@@ -315,10 +306,6 @@ class StreamRelay:
 
 def _describe(exc: BaseException) -> str:
     """What went wrong, without addresses or anything from the backend's URL."""
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.errno:
-        return os.strerror(exc.os_error.errno).lower()
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "incomplete body"
+    if isinstance(exc, BackendError):
+        return str(exc)  # written to name neither
     return type(exc).__name__

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from inference_club import __version__
+from inference_club.agent.backend_client import BackendClient
 from inference_club.agent.discovery import Catalog
 from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.relay import StreamLimits, StreamRelay
@@ -64,7 +65,7 @@ class TunnelSession:
         self,
         ws: aiohttp.ClientWebSocketResponse,
         settings: AgentSettings,
-        http: aiohttp.ClientSession,
+        http: BackendClient,
         catalog: Callable[[], Catalog],
     ) -> None:
         self._ws = ws

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import ClauseElement
 
 from inference_club.store.schema import UtcDateTime
 
@@ -33,7 +33,7 @@ class FastWriter:
         self._prepared: dict[int, tuple[str, tuple[tuple[str, Convert | None], ...]]] = {}
         self._dialect: Dialect = sqlite.dialect()
 
-    def write(self, batches: Sequence[tuple[Executable, Rows]]) -> None:
+    def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
         """Run each statement for each of its rows, all in one transaction.
 
         Raises sqlite3.Error (busy, constraint) with everything rolled back.
@@ -46,11 +46,11 @@ class FastWriter:
                     connection.executemany(sql, [_values(row, binds) for row in rows])
 
     def _prepare(
-        self, statement: Executable, sample: Mapping[str, Any]
+        self, statement: ClauseElement, sample: Mapping[str, Any]
     ) -> tuple[str, tuple[tuple[str, Convert | None], ...]]:
         prepared = self._prepared.get(id(statement))
         if prepared is None:
-            compiled = statement.compile(dialect=self._dialect, column_keys=list(sample))
+            compiled: Any = statement.compile(dialect=self._dialect, column_keys=list(sample))
             binds = tuple(
                 (name, _converter(compiled.binds[name].type, self._dialect))
                 for name in compiled.positiontup or ()
