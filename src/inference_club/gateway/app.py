@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Route
 
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
@@ -21,7 +20,7 @@ from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, Red
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
-from inference_club.gateway.tunnel import tunnel_endpoint
+from inference_club.gateway.tunnel import TUNNEL_PATH, tunnel_endpoint
 from inference_club.gateway.uploads import sweep_stale_uploads
 from inference_club.gateway.v1 import V1App
 from inference_club.gateway.web import web_middleware, web_routes
@@ -40,7 +39,6 @@ class GatewayApp:
         self.v1 = V1App(self.services)
         self.site = Starlette(
             routes=[
-                WebSocketRoute("/api/tunnel", self._tunnel),
                 Route("/healthz", self._health),
                 Route(ASSET_ROUTE, self._asset, methods=["GET", "HEAD"]),
                 *web_routes(self.services),
@@ -60,6 +58,9 @@ class GatewayApp:
         """ASGI entry point."""
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             await self.v1(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and scope["path"] == TUNNEL_PATH:
+            await tunnel_endpoint(scope, receive, send, self.services())
             return
         await self.site(scope, receive, send)
 
@@ -108,9 +109,6 @@ class GatewayApp:
             await rate_counter.close()
             await store.close()
             self._services = None
-
-    async def _tunnel(self, websocket: WebSocket) -> None:
-        await tunnel_endpoint(websocket, self.services())
 
     async def _asset(self, request: Request) -> Response:
         return await serve_asset(request, self.services().assets)

@@ -1,10 +1,13 @@
-"""The WebSocket endpoint agents dial out to: authenticate, handshake, then pump frames."""
+"""The WebSocket endpoint agents dial out to: authenticate, handshake, then pump frames.
+
+It speaks raw ASGI rather than through a framework's WebSocket object: every request crosses
+this socket twice, and each layer of wrappers on receive and send costs on every message.
+"""
 
 import asyncio
 import logging
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
-
+from inference_club.gateway.asgi import Message, Receive, Scope, Send, header
 from inference_club.gateway.auth import bearer_token
 from inference_club.gateway.connection import ProviderConnection
 from inference_club.gateway.services import Services
@@ -21,12 +24,55 @@ from inference_club.protocol import (
 logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
+TUNNEL_PATH = "/api/tunnel"
 
 
-async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
+class TunnelSocket:
+    """The agent's WebSocket as the ASGI server hands it over: bytes in, bytes out, close."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.closed = False
+
+    async def accept(self) -> bool:
+        """Complete the handshake; False when the client left before it."""
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            self.closed = True
+            return False
+        await self._send({"type": "websocket.accept"})
+        return True
+
+    async def receive(self) -> bytes | str | None:
+        """The next message's data (str for a text message); None once the socket closed."""
+        if self.closed:
+            return None
+        message: Message = await self._receive()
+        if message["type"] == "websocket.receive":
+            data: bytes | str | None = message.get("bytes")
+            return data if data is not None else message.get("text") or ""
+        self.closed = True
+        return None
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message."""
+        await self._send({"type": "websocket.send", "bytes": data})
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code``; a socket already closed stays quiet."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: Services) -> None:
     """Serve one agent's tunnel from handshake to close."""
-    await websocket.accept()
-    token = bearer_token(websocket.headers.get("authorization"))
+    websocket = TunnelSocket(receive, send)
+    if not await websocket.accept():
+        return
+    token = bearer_token(header(scope, b"authorization"))
     provider = await services.store.authenticate_provider(token) if token else None
     if provider is None:
         await websocket.close(CloseCode.AUTHENTICATION_FAILED, "invalid provider token")
@@ -36,7 +82,7 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
     except ProtocolError as exc:
         await websocket.close(exc.code, exc.reason)
         return
-    except (WebSocketDisconnect, TimeoutError):
+    except (ConnectionError, TimeoutError):
         return
     connection = ProviderConnection(
         provider_id=provider.id,
@@ -74,9 +120,15 @@ async def tunnel_endpoint(websocket: WebSocket, services: Services) -> None:
         logger.info("provider disconnected", extra={"provider": provider.name})
 
 
-async def _receive_hello(websocket: WebSocket) -> Hello:
+async def _receive_hello(websocket: TunnelSocket) -> Hello:
     async with asyncio.timeout(HELLO_TIMEOUT):
-        data = await websocket.receive_bytes()
+        data = await websocket.receive()
+    if data is None:
+        msg = "the agent left before its hello"
+        raise ConnectionError(msg)
+    if isinstance(data, str):
+        msg = "text messages are not frames"
+        raise ProtocolError(msg, CloseCode.MALFORMED_FRAME)
     frame = decode(data)
     if not isinstance(frame, Hello):
         msg = "the first frame must be hello"
@@ -90,16 +142,15 @@ async def _receive_hello(websocket: WebSocket) -> Hello:
     return frame
 
 
-async def _pump(websocket: WebSocket, connection: ProviderConnection) -> None:
+async def _pump(websocket: TunnelSocket, connection: ProviderConnection) -> None:
     while not connection.closed:
         try:
-            message = await websocket.receive()
-        except (WebSocketDisconnect, RuntimeError, OSError):
+            data = await websocket.receive()
+        except OSError:
             return
-        if message["type"] == "websocket.disconnect":
-            return
-        data = message.get("bytes")
         if data is None:
+            return
+        if isinstance(data, str):
             await connection.close(CloseCode.MALFORMED_FRAME, "text messages are not frames")
             return
         try:
