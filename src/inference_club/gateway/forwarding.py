@@ -78,9 +78,9 @@ async def open_upstream(
             raise ClientGone
         exchange.provider_id = connection.provider_id
         try:
-            head = await asyncio.wait_for(
-                _send_and_await_head(connection, stream, request, timeout), timeout
-            )
+            # A timeout scope rather than wait_for: no extra task per request.
+            async with asyncio.timeout(timeout):
+                head = await _send_and_await_head(connection, stream, request, timeout)
         except TimeoutError:
             await connection.cancel(stream)
             exchange.error_type = "upstream_timeout"

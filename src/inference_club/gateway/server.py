@@ -9,6 +9,7 @@ import uvicorn
 
 from inference_club.eventloop import event_loop_factory
 from inference_club.gateway.app import create_app
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.protocol import MAX_FRAME_SIZE
 
@@ -41,7 +42,7 @@ async def serve(settings: GatewaySettings) -> None:
     config = uvicorn.Config(
         create_app(settings),
         loop="auto",
-        http="auto",
+        http=CoalescingHttpToolsProtocol,
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME_SIZE + 16,
         # The tunnel runs its own heartbeats; uvicorn's pings would double them.

@@ -1,0 +1,116 @@
+"""uvicorn's HTTP protocol with every write of one loop turn sent to the socket at once.
+
+uvicorn writes a response's head as soon as the app sends ``http.response.start`` and its
+body in a second write, so a small JSON reply costs two sends, and on loopback or in a VM
+each send that wakes the client costs far more than the bytes. Writes made during one turn
+of the event loop are joined and handed to the real transport at the end of that turn: one
+send per reply, and one per burst of tunnel frames, with no added wait.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class CoalescingTransport(asyncio.Transport):
+    """A transport that joins the writes of one loop turn; everything else goes straight through."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``; it goes out with the rest of this turn's writes."""
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data if isinstance(data, bytes) else bytes(data))
+        self._pending_size += len(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Queue several pieces."""
+        for data in list_of_data:
+            self.write(data)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self._pending_size = 0
+        if not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        """Send what is queued, then close."""
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        """Drop what is queued and the connection."""
+        self._pending = []
+        self._pending_size = 0
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        """Send what is queued, then half-close."""
+        self._flush()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        """Whether the real transport can half-close."""
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        """Whether the real transport is closing."""
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The real transport's extra info (socket, peer name, TLS)."""
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        """Pause the real transport's reading."""
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Resume the real transport's reading."""
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        """Whether the real transport reads."""
+        return self._transport.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the real transport's flow-control limits."""
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """The real transport's flow-control limits."""
+        return self._transport.get_write_buffer_limits()
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued here and in the real transport."""
+        return self._pending_size + self._transport.get_write_buffer_size()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Hand the connection to another protocol (the WebSocket upgrade does)."""
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        """The protocol the real transport feeds."""
+        return self._transport.get_protocol()
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a coalescing transport (kept across a WebSocket upgrade)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Wrap the connection's transport, then let uvicorn set up as usual."""
+        super().connection_made(CoalescingTransport(transport, self.loop))

@@ -1,0 +1,104 @@
+"""The coalescing transport: the writes of one loop turn reach the socket as one write."""
+
+import asyncio
+from typing import Any
+
+from inference_club.gateway.coalescing import CoalescingTransport
+
+
+class RecordingTransport(asyncio.Transport):
+    """Records what reaches the socket layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+
+async def test_writes_of_one_turn_go_out_together_at_its_end() -> None:
+    """Head and body written back to back become one socket write, after the turn."""
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(bytearray(b"{}"))
+    assert inner.writes == []
+    assert transport.get_write_buffer_size() == 21
+    await asyncio.sleep(0)
+
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+    assert transport.get_write_buffer_size() == 0
+
+
+async def test_writes_of_later_turns_are_not_held_back() -> None:
+    """A write in a later turn goes out in its own turn: nothing waits for more data."""
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+
+    transport.write(b"data: 1\n\n")
+    await asyncio.sleep(0)
+    transport.write(b"data: 2\n\n")
+    await asyncio.sleep(0)
+
+    assert inner.writes == [b"data: 1\n\n", b"data: 2\n\n"]
+
+
+async def test_close_sends_what_is_queued_first_and_abort_drops_it() -> None:
+    """close() flushes before closing; abort() discards the queue."""
+    loop = asyncio.get_running_loop()
+    closing_inner = RecordingTransport()
+    closing = CoalescingTransport(closing_inner, loop)
+    aborting_inner = RecordingTransport()
+    aborting = CoalescingTransport(aborting_inner, loop)
+
+    closing.write(b"last words")
+    closing.close()
+    aborting.write(b"never sent")
+    aborting.abort()
+    await asyncio.sleep(0)
+
+    assert (closing_inner.writes, closing_inner.closed) == ([b"last words"], True)
+    assert (aborting_inner.writes, aborting_inner.aborted) == ([], True)
+
+
+async def test_nothing_is_written_to_a_transport_that_closed_meanwhile() -> None:
+    """Data queued before the peer went away is dropped rather than written to a dead socket."""
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+
+    transport.write(b"too late")
+    inner.closed = True
+    await asyncio.sleep(0)
+
+    assert inner.writes == []
+
+
+async def test_a_protocol_switch_reaches_the_real_transport() -> None:
+    """The WebSocket upgrade hands the real connection to the new protocol."""
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    protocol = asyncio.Protocol()
+
+    transport.set_protocol(protocol)
+
+    assert inner.protocol is protocol
