@@ -1,6 +1,8 @@
 """The shared heartbeat loop survives any one tunnel failing."""
 
-from inference_club.gateway.heartbeats import Heartbeats
+import asyncio
+
+from inference_club.gateway.heartbeats import SLICE, Heartbeats
 
 
 class FakeTunnel:
@@ -23,3 +25,23 @@ async def test_a_failing_tunnel_does_not_stop_the_others() -> None:
     await heartbeats.beat(0.0)
     await heartbeats.beat(1.0)
     assert (broken.beats, odd.beats, healthy.beats) == (2, 2, 2)
+
+
+async def test_a_round_is_spread_over_the_interval_and_reaches_every_tunnel() -> None:
+    """Many tunnels are pinged in slices across the interval, each once per round."""
+    tunnels = [FakeTunnel() for _ in range(SLICE * 4)]
+    heartbeats = Heartbeats(lambda: tunnels, interval=0.4)  # type: ignore[arg-type, return-value]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    heartbeats.start()
+    try:
+        await asyncio.sleep(0.15)
+        early = sum(tunnel.beats for tunnel in tunnels)
+        while any(tunnel.beats == 0 for tunnel in tunnels):
+            await asyncio.sleep(0.01)
+        elapsed = loop.time() - started
+    finally:
+        await heartbeats.stop()
+    assert 0 < early < len(tunnels)  # a part went out early on, not all at once
+    assert elapsed >= 0.35  # the last slice waited for the end of the interval
+    assert all(tunnel.beats == 1 for tunnel in tunnels)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 logger = logging.getLogger(__name__)
 
+_PART = 500
+
 MarkSeen = Callable[[Sequence[int], datetime], Awaitable[None]]
 
 
@@ -53,11 +55,19 @@ class PresenceWriter:
         if not self._pending:
             return
         batch, self._pending = sorted(self._pending), set()
-        try:
-            await self._mark_seen(batch, datetime.now(UTC))
-        except Exception:
-            self._pending.update(batch)
-            logger.warning("could not record provider presence", extra={"providers": len(batch)})
+        now = datetime.now(UTC)
+        # In parts, so the once-a-minute refresh of thousands of agents never holds the loop
+        # for one huge statement.
+        for start in range(0, len(batch), _PART):
+            part = batch[start : start + _PART]
+            try:
+                await self._mark_seen(part, now)
+            except Exception:
+                self._pending.update(batch[start:])
+                logger.warning(
+                    "could not record provider presence", extra={"providers": len(batch) - start}
+                )
+                return
 
     async def stop(self) -> None:
         """Stop after a last flush."""
