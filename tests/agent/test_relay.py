@@ -371,7 +371,7 @@ async def test_backend_answering_before_the_body_ends_is_relayed(tunnel):
 
 
 async def test_request_the_agent_cannot_send_is_an_error_frame(tunnel, caplog):
-    """A head aiohttp refuses to send (a newline in a header) fails the stream, not the agent."""
+    """A head the agent refuses to send (a newline in a header) fails the stream, not it."""
     peer, backend, _ = tunnel
     headers = (("content-type", "application/json"), ("x-injected", "a\r\nHost: evil"))
     relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT, headers=headers))

@@ -278,7 +278,7 @@ class StreamRelay:
         while chunk is not None:
             self._buffered -= len(chunk)
             yield chunk
-            # The socket has taken the chunk: the gateway may send that much more.
+            # The backend connection has taken the chunk: the gateway may send that much more.
             self._bytes_in += len(chunk)
             increment = self._receive_window.consumed(len(chunk))
             if increment:
