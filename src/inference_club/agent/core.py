@@ -174,28 +174,37 @@ class Agent:
         async with ws:
             session = TunnelSession(ws, settings, self._backend_http, lambda: self.catalog)
             try:
-                welcome = await session.handshake(self.catalog.cards)
-            except ProtocolError as exc:
-                await ws.close(code=exc.code, message=exc.reason.encode())
-                raise
-            loop = asyncio.get_running_loop()
-            connected_at = loop.time()
-            self._session = session
-            self.provider = welcome.provider
-            self.connections += 1
-            logger.info(
-                "connected",
-                extra={"provider": welcome.provider, "models": len(self.catalog.cards)},
-            )
-            try:
-                # The list may have changed while the handshake was in flight.
-                await session.announce(self.catalog.cards)
-                self.connected.set()
-                return await session.serve()
+                return await self._serve_session(ws, session)
             finally:
-                self._lifetime = loop.time() - connected_at
-                self._session = None
-                self.connected.clear()
+                await session.close()
+
+    async def _serve_session(
+        self, ws: aiohttp.ClientWebSocketResponse, session: TunnelSession
+    ) -> str:
+        """Handshake, announce and serve one connected tunnel; returns why it ended."""
+        try:
+            welcome = await session.handshake(self.catalog.cards)
+        except ProtocolError as exc:
+            await ws.close(code=exc.code, message=exc.reason.encode())
+            raise
+        loop = asyncio.get_running_loop()
+        connected_at = loop.time()
+        self._session = session
+        self.provider = welcome.provider
+        self.connections += 1
+        logger.info(
+            "connected",
+            extra={"provider": welcome.provider, "models": len(self.catalog.cards)},
+        )
+        try:
+            # The list may have changed while the handshake was in flight.
+            await session.announce(self.catalog.cards)
+            self.connected.set()
+            return await session.serve()
+        finally:
+            self._lifetime = loop.time() - connected_at
+            self._session = None
+            self.connected.clear()
 
 
 async def run_agent(settings: AgentSettings) -> None:

@@ -24,6 +24,7 @@ from inference_club.protocol import (
     Hello,
     ModelCard,
     Models,
+    Outbox,
     Ping,
     Pong,
     ProtocolError,
@@ -32,8 +33,6 @@ from inference_club.protocol import (
     Window,
     decode,
     decode_message,
-    encode,
-    encode_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,9 +71,9 @@ class TunnelSession:
         self._settings = settings
         self._http = http
         self._catalog = catalog
-        # One frame at a time: concurrent writers would share aiohttp's single drain waiter,
-        # and cancelling one of them would cancel it for all.
-        self._send_lock = asyncio.Lock()
+        # One writer task: aiohttp's drain waiter is not for concurrent writers, and frames
+        # of many streams sent in one loop turn leave as one message.
+        self._outbox = Outbox(ws.send_bytes)
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Streams that ended before their request body did: the rest of the body is granted
@@ -89,15 +88,15 @@ class TunnelSession:
 
     async def send(self, frame: Frame) -> None:
         """Put one frame on the tunnel; safe to call from many tasks."""
-        data = encode(frame)
-        async with self._send_lock:
-            await self._ws.send_bytes(data)
+        await self._outbox.send((frame,))
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        """Put several frames on the tunnel in one message, in order; safe like ``send``."""
-        data = encode_batch(frames)
-        async with self._send_lock:
-            await self._ws.send_bytes(data)
+        """Put several frames on the tunnel, in order; safe like ``send``."""
+        await self._outbox.send(frames)
+
+    async def close(self) -> None:
+        """Stop sending: frames not yet written are dropped."""
+        await self._outbox.close()
 
     async def handshake(self, cards: tuple[ModelCard, ...]) -> Welcome:
         """Say hello with the models, and wait for the gateway's welcome."""

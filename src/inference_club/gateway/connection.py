@@ -1,6 +1,5 @@
 """A connected provider: its tunnel, the models it announced and the streams open on it."""
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,14 +16,13 @@ from inference_club.protocol import (
     Frame,
     ModelCard,
     Models,
+    Outbox,
     Ping,
     Pong,
     ProtocolError,
     Response,
     Window,
     decode_message,
-    encode,
-    encode_batch,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,7 +64,8 @@ class ProviderConnection:
         self._close_socket = close_socket
         self._streams: dict[int, TunnelStream] = {}
         self._next_stream_id = 1
-        self._send_lock = asyncio.Lock()
+        # Frames of many streams sent in one loop turn leave as one message.
+        self._outbox = Outbox(send_bytes)
         # Called with the new model list whenever the agent announces one.
         self.on_models: Callable[[ProviderConnection], None] = lambda _conn: None
 
@@ -77,19 +76,17 @@ class ProviderConnection:
 
     async def send(self, frame: Frame) -> None:
         """Send one frame; a closed tunnel makes this a no-op rather than an error."""
-        if self.closed:
-            return
-        data = encode(frame)
-        async with self._send_lock:
-            await self._send_bytes(data)
+        await self.send_many((frame,))
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        """Send several frames in one WebSocket message."""
+        """Send frames in order, batched with others sent in the same loop turn."""
         if self.closed:
             return
-        data = encode_batch(frames)
-        async with self._send_lock:
-            await self._send_bytes(data)
+        try:
+            await self._outbox.send(frames)
+        except ConnectionError:
+            # The socket is gone: every stream on it learns so now, not at its next read.
+            self.fail_streams("the tunnel to the provider failed")
 
     def open_stream(self) -> TunnelStream:
         """Allocate a stream id for a new request."""
@@ -161,6 +158,7 @@ class ProviderConnection:
         self.closed = True
         self.close_reason = reason
         self.fail_streams(reason)
+        await self._outbox.close()
         try:
             await self._close_socket(code, reason)
         except Exception:

@@ -114,7 +114,8 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
     try:
         await _pump(websocket, connection)
     finally:
-        connection.fail_streams(connection.close_reason or "the provider disconnected")
+        # Idempotent: fails the streams and stops the outbox if the pump ended first.
+        await connection.close(CloseCode.GOING_AWAY, "the provider disconnected")
         services.registry.remove(connection)
         services.presence.seen(provider.id)
         logger.info("provider disconnected", extra={"provider": provider.name})

@@ -30,8 +30,10 @@ from inference_club.protocol.frames import (
     decode_message,
     encode,
     encode_batch,
+    pack_messages,
 )
 from inference_club.protocol.models import SERVICE_TYPES, ModelCard
+from inference_club.protocol.outbox import Outbox
 
 __all__ = [
     "CONTROL_STREAM",
@@ -51,6 +53,7 @@ __all__ = [
     "Hello",
     "ModelCard",
     "Models",
+    "Outbox",
     "Ping",
     "Pong",
     "ProtocolError",
@@ -65,4 +68,5 @@ __all__ = [
     "decode_message",
     "encode",
     "encode_batch",
+    "pack_messages",
 ]

@@ -212,6 +212,35 @@ def encode_batch(frames: Sequence[Frame]) -> bytes:
     return message
 
 
+def pack_messages(encoded: Sequence[bytes], limit: int = MAX_FRAME_SIZE) -> list[bytes]:
+    """Encoded frames, in order, as few messages as fit in ``limit`` bytes each.
+
+    A frame alone in its message is sent as itself; several go in one batch message.
+    """
+    messages: list[bytes] = []
+    group: list[bytes] = []
+    size = _HEADER.size
+    for data in encoded:
+        if group and size + _LENGTH.size + len(data) > limit:
+            messages.append(_batch_of(group))
+            group, size = [], _HEADER.size
+        group.append(data)
+        size += _LENGTH.size + len(data)
+    if group:
+        messages.append(_batch_of(group))
+    return messages
+
+
+def _batch_of(encoded: list[bytes]) -> bytes:
+    if len(encoded) == 1:
+        return encoded[0]
+    parts = [_HEADER.pack(FrameType.BATCH, CONTROL_STREAM)]
+    for data in encoded:
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
 def decode_message(data: bytes) -> list[Frame]:
     """Every frame of one WebSocket message, in order; malformed input raises ProtocolError."""
     if len(data) < _HEADER.size or data[0] != FrameType.BATCH:

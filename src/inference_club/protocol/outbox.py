@@ -1,0 +1,96 @@
+"""Frames sent during one turn of the event loop leave together, in as few messages as fit.
+
+Every WebSocket message costs framing on both sides and a system call. Under load, many
+streams have a frame ready in the same turn (a chunk from each of a hundred streams, replies
+finishing together); one writer task gathers whatever was queued while it was away and
+sends it as batch messages, each within the size limit. Senders still wait until their
+frames are written, so a congested tunnel slows them down as before.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from inference_club.protocol.frames import MAX_FRAME_SIZE, Frame, encode, pack_messages
+
+WriteMessage = Callable[[bytes], Awaitable[None]]
+
+
+class Outbox:
+    """Queues encoded frames and writes them in order through ``write``, batched per turn."""
+
+    def __init__(self, write: WriteMessage, *, max_message: int = MAX_FRAME_SIZE) -> None:
+        self._write = write
+        self._max_message = max_message
+        self._queued: list[bytes] = []
+        # Resolved when the frames queued so far are written; None while nothing is queued.
+        self._written: asyncio.Future[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._error: ConnectionError | None = None
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        """Queue ``frames`` after everything queued before, and wait until they are written.
+
+        Raises ConnectionError once a write failed or the outbox was closed.
+        """
+        if self._error is not None:
+            raise self._error
+        encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
+        self._queued.extend(encoded)
+        written = self._written
+        if written is None:
+            written = self._written = asyncio.get_running_loop().create_future()
+            # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
+            written.add_done_callback(_retrieve)
+            self._wakeup.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
+        await asyncio.shield(written)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            queued, self._queued = self._queued, []
+            written, self._written = self._written, None
+            try:
+                for message in pack_messages(queued, self._max_message):
+                    await self._write(message)
+            except asyncio.CancelledError:
+                self._fail(ConnectionError("the tunnel is closed"), written)
+                raise
+            except Exception as exc:
+                self._fail(exc, written)
+                return
+            if written is not None and not written.done():
+                written.set_result(None)
+
+    def _fail(self, exc: Exception, written: asyncio.Future[None] | None) -> None:
+        error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
+        self._error = self._error or error
+        for future in (written, self._written):
+            if future is not None and not future.done():
+                future.set_exception(error)
+        self._queued = []
+        self._written = None
+
+    async def close(self) -> None:
+        """Stop the writer; frames not yet written are dropped and their senders fail."""
+        if self._error is None:
+            self._error = ConnectionError("the tunnel is closed")
+        pending = self._written
+        if pending is not None and not pending.done():
+            pending.set_exception(self._error)
+        self._written = None
+        self._queued = []
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

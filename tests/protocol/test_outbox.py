@@ -1,0 +1,118 @@
+"""The outbox: frames of one loop turn leave together, in order, within the size limit."""
+
+import asyncio
+
+import pytest
+
+from inference_club.protocol import (
+    Body,
+    End,
+    Outbox,
+    Ping,
+    Window,
+    decode_message,
+    encode,
+    pack_messages,
+)
+
+
+class Socket:
+    """Records messages; can block or fail writes."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.error: Exception | None = None
+
+    async def write(self, message: bytes) -> None:
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.messages.append(message)
+
+
+async def test_frames_sent_in_one_turn_by_many_tasks_leave_as_one_message() -> None:
+    """Ten streams sending in the same turn cost one message, frames in send order."""
+    socket = Socket()
+    outbox = Outbox(socket.write)
+    frames = [Body(stream_id, b"chunk %d" % stream_id) for stream_id in range(1, 11)]
+
+    await asyncio.gather(*(outbox.send([frame]) for frame in frames))
+
+    assert len(socket.messages) == 1
+    assert decode_message(socket.messages[0]) == frames
+    await outbox.close()
+
+
+async def test_sends_in_later_turns_are_not_held_back() -> None:
+    """A frame sent alone goes out alone, as itself (no batch wrapper)."""
+    socket = Socket()
+    outbox = Outbox(socket.write)
+
+    await outbox.send([Ping(b"12345678")])
+    await outbox.send([Window(3, 100), End(3)])
+
+    assert socket.messages[0] == encode(Ping(b"12345678"))
+    assert decode_message(socket.messages[1]) == [Window(3, 100), End(3)]
+    await outbox.close()
+
+
+async def test_senders_wait_while_the_socket_is_congested() -> None:
+    """A send returns only once its frames are written: back-pressure reaches the sender."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write)
+
+    sending = asyncio.create_task(outbox.send([End(1)]))
+    await asyncio.sleep(0.05)
+    assert not sending.done()
+    socket.gate.set()
+    await asyncio.wait_for(sending, 1)
+
+    assert decode_message(socket.messages[0]) == [End(1)]
+    await outbox.close()
+
+
+async def test_a_failed_write_fails_its_senders_and_every_later_send() -> None:
+    """A write that raises ends the outbox: its senders and later ones get ConnectionError."""
+    socket = Socket()
+    socket.error = RuntimeError("socket closed")
+    outbox = Outbox(socket.write)
+
+    with pytest.raises(ConnectionError):
+        await outbox.send([End(1)])
+    with pytest.raises(ConnectionError):
+        await outbox.send([End(2)])
+    await outbox.close()
+
+
+async def test_close_fails_waiting_senders_and_stops_the_writer() -> None:
+    """Closing while a send waits on a congested socket fails that send; nothing is left running."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write)
+    sending = asyncio.create_task(outbox.send([End(1)]))
+    await asyncio.sleep(0.01)
+    queued = asyncio.create_task(outbox.send([End(2)]))
+    await asyncio.sleep(0.01)
+
+    await outbox.close()
+
+    with pytest.raises(ConnectionError):
+        await queued
+    with pytest.raises((ConnectionError, asyncio.CancelledError)):
+        await sending
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "tunnel-outbox"]
+
+
+def test_packing_keeps_every_message_within_the_limit_and_the_order() -> None:
+    """Frames too many for one message spill into the next; none is split or reordered."""
+    frames = [Body(1, bytes([n]) * 1000) for n in range(10)]
+    encoded = [encode(frame) for frame in frames]
+
+    messages = pack_messages(encoded, limit=3500)
+
+    assert len(messages) == 4
+    assert all(len(message) <= 3500 for message in messages)
+    assert [frame for message in messages for frame in decode_message(message)] == frames
