@@ -2,10 +2,14 @@
 
 AgentError(Exception)
 ├── ConfigError(AgentError, ValueError)        a setting, flag or config file entry is invalid
-└── TunnelRejected(AgentError, ConnectionError)
-                                               the gateway refused this agent (bad provider
-                                               token, unsupported protocol version); retrying
-                                               soon will not help
+├── TunnelRejected(AgentError, ConnectionError)
+│                                              the gateway refused this agent (bad provider
+│                                              token, unsupported protocol version); retrying
+│                                              soon will not help
+└── BackendError(AgentError)                   a model server could not be reached or answered
+    ├── CannotConnect                          badly (backend_connection.py); the relay turns
+    ├── ServerDisconnected                     each into an error frame for the gateway
+    └── InvalidResponse
 """
 
 
