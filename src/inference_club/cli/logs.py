@@ -1,19 +1,29 @@
 """Structured, quiet-by-default logging for every process: one ``key=value`` line per event."""
 
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+_NEEDS_QUOTES = re.compile(r'[ "=\n]')
 
 
 class KeyValueFormatter(logging.Formatter):
     """``ts=... level=... logger=... msg="..." key=value`` from a record and its ``extra``."""
 
+    # The agent formats a line per request: the date part is made once per second.
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         """One line per record; extra fields follow the message."""
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        stamp = self._stamp
         parts = [
             f"ts={stamp}.{int(record.msecs):03d}Z",
             f"level={record.levelname.lower()}",
@@ -31,8 +41,10 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def _quote(value: Any) -> str:
+    if type(value) is int:
+        return str(value)
     text = str(value)
-    if text and not any(char in text for char in ' "=\n'):
+    if text and _NEEDS_QUOTES.search(text) is None:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
