@@ -25,3 +25,5 @@ class RequestContext:
     extra_headers: RawHeaders = field(default_factory=list)
     # Watches for the client leaving once the body is read; stopped when the request ends.
     watcher: asyncio.Task[None] | None = None
+    # The timer that starts ``watcher`` (the watch begins a little after the body is read).
+    watch_timer: asyncio.TimerHandle | None = None
