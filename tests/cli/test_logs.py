@@ -1,8 +1,10 @@
 """The key=value log line: quoting, escaping and the timestamp."""
 
+import io
 import logging
+import time
 
-from inference_club.cli.logs import KeyValueFormatter
+from inference_club.cli.logs import BurstBufferedHandler, KeyValueFormatter
 
 
 def _record(created: float, **extra: object) -> logging.LogRecord:
@@ -32,3 +34,56 @@ def test_timestamps_follow_each_record_across_seconds() -> None:
     second = formatter.format(_record(1_700_000_001.5))
     assert first.startswith("ts=2023-11-14T22:13:20.250Z ")
     assert second.startswith("ts=2023-11-14T22:13:21.500Z ")
+
+
+def _handler(stream: io.StringIO, interval: float) -> BurstBufferedHandler:
+    handler = BurstBufferedHandler(stream, interval=interval)
+    handler.setFormatter(KeyValueFormatter())
+    return handler
+
+
+def test_a_line_after_a_quiet_spell_is_written_at_once() -> None:
+    """Rare lines never wait: the first line (and one after a pause) is written immediately."""
+    stream = io.StringIO()
+    handler = _handler(stream, interval=0.05)
+    try:
+        handler.handle(_record(time.time(), n=1))
+        assert "n=1" in stream.getvalue()
+        time.sleep(0.1)
+        handler.handle(_record(time.time(), n=2))
+        assert "n=2" in stream.getvalue()
+    finally:
+        handler.close()
+
+
+def test_a_burst_is_written_in_batches_within_the_interval() -> None:
+    """Lines right after a write wait for the flusher, but never past the interval."""
+    stream = io.StringIO()
+    handler = _handler(stream, interval=0.2)
+    try:
+        for n in range(50):
+            handler.handle(_record(time.time(), n=n))
+        assert stream.getvalue().count("\n") == 1  # the first, written at once
+        deadline = time.monotonic() + 2
+        while stream.getvalue().count("\n") < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue().count("\n") == 50
+    finally:
+        handler.close()
+
+
+def test_warnings_and_closing_write_everything_queued() -> None:
+    """A warning flushes what waited before it; closing flushes the rest."""
+    stream = io.StringIO()
+    handler = _handler(stream, interval=60)
+    handler.handle(_record(time.time(), n=1))
+    handler.handle(_record(time.time(), n=2))
+    assert "n=2" not in stream.getvalue()
+    warning = _record(time.time(), n=3)
+    warning.levelno, warning.levelname = logging.WARNING, "WARNING"
+    handler.handle(warning)
+    assert "n=2" in stream.getvalue()
+    assert "n=3" in stream.getvalue()
+    handler.handle(_record(time.time(), n=4))
+    handler.close()
+    assert "n=4" in stream.getvalue()

@@ -3,8 +3,9 @@
 import logging
 import re
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 _NEEDS_QUOTES = re.compile(r'[ "=\n]')
@@ -50,9 +51,70 @@ def _quote(value: Any) -> str:
     return f'"{escaped}"'
 
 
+class BurstBufferedHandler(logging.StreamHandler[TextIO]):
+    """Writes a line at once when lines are rare; in a burst, batches them for ``interval`` s.
+
+    The agent logs a line per request: a thousand requests a second would otherwise cost a
+    thousand writes. A line after a quiet spell, and any warning or error, is written at
+    once; lines that follow it within ``interval`` wait for the next flush (a daemon thread
+    flushes every ``interval``), so nothing waits longer than that.
+    """
+
+    def __init__(self, stream: TextIO, interval: float = 0.25) -> None:
+        super().__init__(stream)
+        self._interval = interval
+        self._lines: list[str] = []
+        self._last_write = 0.0
+        self._stopping = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_every_interval, daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record's line; write now unless a write happened just before."""
+        try:
+            line = self.format(record)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+            return
+        self._lines.append(line)  # Handler.handle holds self.lock around emit
+        if (
+            record.levelno >= logging.WARNING
+            or time.monotonic() - self._last_write >= self._interval
+        ):
+            self._write(record)
+
+    def _write(self, record: logging.LogRecord | None = None) -> None:
+        if not self._lines:
+            return
+        self._last_write = time.monotonic()
+        text = "\n".join(self._lines) + "\n"
+        self._lines = []
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # a closed stream must not break the process
+            if record is not None:
+                self.handleError(record)
+
+    def flush(self) -> None:
+        """Write whatever is queued."""
+        with self.lock:  # type: ignore[union-attr]  # created in Handler.__init__
+            self._write()
+
+    def _flush_every_interval(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.flush()
+
+    def close(self) -> None:
+        """Write what is queued and stop the flusher."""
+        self._stopping.set()
+        self.flush()
+        super().close()
+
+
 def configure_logging(level: str) -> None:
     """Send our logs to stderr at ``level``; third-party libraries speak only at warning."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BurstBufferedHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
