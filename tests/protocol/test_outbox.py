@@ -116,3 +116,23 @@ def test_packing_keeps_every_message_within_the_limit_and_the_order() -> None:
     assert len(messages) == 4
     assert all(len(message) <= 3500 for message in messages)
     assert [frame for message in messages for frame in decode_message(message)] == frames
+
+
+async def test_post_queues_without_waiting_even_on_a_congested_socket() -> None:
+    """post() returns at once while a write is stuck; the frame follows in order later."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write)
+    stuck = asyncio.create_task(outbox.send([End(1)]))
+    await asyncio.sleep(0.01)
+
+    outbox.post([Ping(b"87654321")])  # no await: returns at once
+    assert socket.messages == []
+    socket.gate.set()
+    await asyncio.wait_for(stuck, 1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+    frames = [frame for message in socket.messages for frame in decode_message(message)]
+    assert frames == [End(1), Ping(b"87654321")]
+    await outbox.close()

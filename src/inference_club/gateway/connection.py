@@ -149,7 +149,11 @@ class ProviderConnection:
         if now - self.last_received > 3 * interval:
             await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the agent")
             return
-        await self.send(Ping(int(now * 1000).to_bytes(8, "big")))
+        # Queued without waiting: a tunnel slow to drain must not stall the heartbeat round.
+        try:
+            self._outbox.post((Ping(int(now * 1000).to_bytes(8, "big")),))
+        except ConnectionError:
+            self.fail_streams("the tunnel to the provider failed")
 
     async def close(self, code: int, reason: str) -> None:
         """Close the tunnel and fail every open stream at once."""

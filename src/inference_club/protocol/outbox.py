@@ -34,6 +34,14 @@ class Outbox:
 
         Raises ConnectionError once a write failed or the outbox was closed.
         """
+        await asyncio.shield(self._queue(frames))
+
+    def post(self, frames: Sequence[Frame]) -> None:
+        """Queue ``frames`` like ``send`` without waiting for the write (heartbeats: a
+        congested tunnel must not hold up the pings of all the others)."""
+        self._queue(frames)
+
+    def _queue(self, frames: Sequence[Frame]) -> asyncio.Future[None]:
         if self._error is not None:
             raise self._error
         encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
@@ -46,7 +54,7 @@ class Outbox:
             self._wakeup.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
-        await asyncio.shield(written)
+        return written
 
     async def _run(self) -> None:
         while True:
