@@ -11,7 +11,21 @@ from inference_club.gateway.registry import Candidate
 
 
 def model_entries(ctx: RequestContext) -> dict[str, dict[str, Any]]:
-    """Model id → its /v1/models entry, merging providers that serve the same id."""
+    """Model id → its /v1/models entry, merging providers that serve the same id.
+
+    Remembered per caller view until the providers or the sharing change; callers must not
+    modify what they get.
+    """
+    return ctx.services.registry.memo(("entries", *_view(ctx)), lambda: _model_entries(ctx))
+
+
+def _view(ctx: RequestContext) -> tuple[Any, ...]:
+    """Everything besides the providers that decides what the caller sees."""
+    caller = ctx.caller
+    return (ctx.services.registry.sharing.revision, caller.user_id, caller.groups)
+
+
+def _model_entries(ctx: RequestContext) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     owners: dict[str, bool] = {}
     for candidate in ctx.services.registry.visible(ctx.caller):
@@ -50,11 +64,14 @@ def _entry(candidate: Candidate) -> dict[str, Any]:
 
 async def list_models(ctx: RequestContext) -> None:
     """The OpenAI model list, with inference-club's capability fields."""
-    entries = model_entries(ctx)
-    data = [entries[key] for key in sorted(entries)]
+    body = ctx.services.registry.memo(("list", *_view(ctx)), lambda: _list_body(ctx))
     ctx.exchange.status = 200
-    body = orjson.dumps({"object": "list", "data": data})
     await send_json(ctx.send, 200, body, ctx.extra_headers)
+
+
+def _list_body(ctx: RequestContext) -> bytes:
+    entries = model_entries(ctx)
+    return orjson.dumps({"object": "list", "data": [entries[key] for key in sorted(entries)]})
 
 
 async def retrieve_model(ctx: RequestContext, model: str) -> None:

@@ -5,14 +5,19 @@ This lives in one process's memory. With several gateway nodes, the part that mu
 """
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from inference_club.gateway.connection import ProviderConnection
 from inference_club.gateway.sharing import SharingView
 from inference_club.protocol import ModelCard
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Distinct callers' views kept at once; past it the memo starts over.
+_MAX_MEMO = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,8 @@ class ProviderRegistry:
         self._indexed: dict[int, tuple[str, ...]] = {}
         # Called when capacity may have appeared (a provider joined or changed its models).
         self.on_capacity: Callable[[], None] = lambda: None
+        # Results derived from the whole set of providers, dropped whenever that set changes.
+        self._memo: dict[Hashable, object] = {}
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -54,8 +61,23 @@ class ProviderRegistry:
         """Every live connection."""
         return iter(list(self._connections.values()))
 
+    def memo(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, remembered under ``key`` until a provider joins, leaves or re-announces.
+
+        For answers that walk every provider (the model list): with thousands of providers
+        they cost milliseconds each, while the set of providers changes far less often.
+        """
+        if key in self._memo:
+            return self._memo[key]  # type: ignore[return-value]
+        value = make()
+        if len(self._memo) >= _MAX_MEMO:
+            self._memo.clear()
+        self._memo[key] = value
+        return value
+
     def add(self, connection: ProviderConnection) -> ProviderConnection | None:
         """Register a new tunnel; returns the one it replaces for the same provider, if any."""
+        self._memo.clear()
         previous = self._connections.get(connection.provider_id)
         if previous is not None:
             self._unindex(previous)
@@ -70,11 +92,13 @@ class ProviderRegistry:
         if self._connections.get(connection.provider_id) is connection:
             del self._connections[connection.provider_id]
             self._unindex(connection)
+            self._memo.clear()
 
     def models_changed(self, connection: ProviderConnection) -> None:
         """Re-index a provider after it announced a new model list."""
         if self._connections.get(connection.provider_id) is not connection:
             return
+        self._memo.clear()
         self._unindex(connection)
         self._index(connection)
         self.on_capacity()
