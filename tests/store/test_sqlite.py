@@ -57,10 +57,8 @@ async def test_connections_use_wal_and_the_documented_pragmas(tmp_path: Path) ->
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_writer_waits_for_another_process_lock(tmp_path: Path) -> None:
-    """A write while another connection holds the write lock waits for it, then succeeds."""
-    url = default_database_url(tmp_path)
-    store = await Store.open(url)
+async def _lock_from_another_connection(url: str, seconds: float) -> asyncio.Task[None]:
+    """Hold SQLite's write lock from another connection for ``seconds``; returns once held."""
     locked = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -69,14 +67,22 @@ async def test_writer_waits_for_another_process_lock(tmp_path: Path) -> None:
         try:
             raw.execute("BEGIN IMMEDIATE")
             loop.call_soon_threadsafe(locked.set)
-            time.sleep(0.5)
+            time.sleep(seconds)
             raw.execute("COMMIT")
         finally:
             raw.close()
 
+    holder = asyncio.create_task(asyncio.to_thread(hold_lock))
+    await locked.wait()
+    return holder
+
+
+async def test_writer_waits_for_another_process_lock(tmp_path: Path) -> None:
+    """A write while another connection holds the write lock waits for it, then succeeds."""
+    url = default_database_url(tmp_path)
+    store = await Store.open(url)
     try:
-        holder = asyncio.create_task(asyncio.to_thread(hold_lock))
-        await locked.wait()
+        holder = await _lock_from_another_connection(url, 0.5)
         started = time.monotonic()
         await store.add_user("alice")
         waited = time.monotonic() - started
@@ -169,19 +175,6 @@ async def test_usage_batch_waits_for_another_process_lock(tmp_path: Path) -> Non
     """A usage batch that finds the file locked by another process is written once it is free."""
     url = default_database_url(tmp_path)
     store = await Store.open(url)
-    locked = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def hold_lock() -> None:
-        raw = sqlite3.connect(_database_file(url), isolation_level=None)
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-            loop.call_soon_threadsafe(locked.set)
-            time.sleep(0.3)
-            raw.execute("COMMIT")
-        finally:
-            raw.close()
-
     try:
         await store.add_user("alice")
         key, _ = await store.create_api_key("alice")
@@ -195,8 +188,7 @@ async def test_usage_batch_waits_for_another_process_lock(tmp_path: Path) -> Non
             started_at=now,
             ended_at=now,
         )
-        holder = asyncio.create_task(asyncio.to_thread(hold_lock))
-        await locked.wait()
+        holder = await _lock_from_another_connection(url, 0.3)
         await store.record_usage([record, record])
         await holder
         assert len(await store.list_usage(user_id=key.user_id)) == 2

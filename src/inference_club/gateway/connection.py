@@ -85,8 +85,11 @@ class ProviderConnection:
         try:
             await self._outbox.send(frames)
         except ConnectionError:
-            # The socket is gone: every stream on it learns so now, not at its next read.
-            self.fail_streams("the tunnel to the provider failed")
+            self._lost_socket()
+
+    def _lost_socket(self) -> None:
+        # The socket is gone: every stream on it learns so now, not at its next read.
+        self.fail_streams("the tunnel to the provider failed")
 
     def open_stream(self) -> TunnelStream:
         """Allocate a stream id for a new request."""
@@ -153,7 +156,7 @@ class ProviderConnection:
         try:
             self._outbox.post((Ping(int(now * 1000).to_bytes(8, "big")),))
         except ConnectionError:
-            self.fail_streams("the tunnel to the provider failed")
+            self._lost_socket()
 
     async def close(self, code: int, reason: str) -> None:
         """Close the tunnel and fail every open stream at once."""

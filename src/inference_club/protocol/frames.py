@@ -198,14 +198,7 @@ def encode(frame: Frame) -> bytes:
 
 def encode_batch(frames: Sequence[Frame]) -> bytes:
     """One message carrying ``frames`` in order (a single frame is sent as itself)."""
-    if len(frames) == 1:
-        return encode(frames[0])
-    parts = [_HEADER.pack(FrameType.BATCH, CONTROL_STREAM)]
-    for frame in frames:
-        data = encode(frame)
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    message = b"".join(parts)
+    message = _batch_of([encode(frame) for frame in frames])
     if len(message) > MAX_FRAME_SIZE:
         msg = f"batch of {len(message)} bytes exceeds {MAX_FRAME_SIZE}"
         raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)

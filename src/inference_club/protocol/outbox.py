@@ -79,19 +79,13 @@ class Outbox:
         self._error = self._error or error
         for future in (written, self._written):
             if future is not None and not future.done():
-                future.set_exception(error)
+                future.set_exception(self._error)
         self._queued = []
         self._written = None
 
     async def close(self) -> None:
         """Stop the writer; frames not yet written are dropped and their senders fail."""
-        if self._error is None:
-            self._error = ConnectionError("the tunnel is closed")
-        pending = self._written
-        if pending is not None and not pending.done():
-            pending.set_exception(self._error)
-        self._written = None
-        self._queued = []
+        self._fail(ConnectionError("the tunnel is closed"), None)
         writer, self._writer = self._writer, None
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
