@@ -196,6 +196,72 @@ async def test_usage_batch_waits_for_another_process_lock(tmp_path: Path) -> Non
         await store.close()
 
 
+def _usage(key_user: int, key_id: int, count: int) -> list[UsageRecord]:
+    now = datetime.now(UTC)
+    return [
+        UsageRecord(
+            user_id=key_user,
+            api_key_id=key_id,
+            model=f"m{index}",
+            endpoint="chat.completions",
+            status_code=200,
+            started_at=now,
+            ended_at=now,
+        )
+        for index in range(count)
+    ]
+
+
+async def test_event_loop_keeps_running_while_a_usage_batch_is_written(tmp_path: Path) -> None:
+    """SQLite's work on a batch runs off the event loop: other tasks keep running meanwhile."""
+    store = await Store.open(default_database_url(tmp_path))
+    try:
+        await store.add_user("alice")
+        key, _ = await store.create_api_key("alice")
+        batch = _usage(key.user_id, key.id, 30_000)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        write = asyncio.create_task(store.record_usage(batch))
+        await asyncio.sleep(0)  # the write converts its values, then hands the batch over
+        ticks = 0
+        ticking = asyncio.create_task(ticker())
+        await write
+        ticking.cancel()
+        assert ticks > 10, "the event loop was held while SQLite wrote the batch"
+        totals = await store.usage_totals(key.user_id, datetime.now(UTC) - timedelta(hours=1))
+        assert totals.requests == 30_000
+    finally:
+        await store.close()
+
+
+async def test_a_cancelled_usage_write_still_stores_its_batch(tmp_path: Path) -> None:
+    """Cancelling the caller mid-write loses nothing: the batch is committed all the same."""
+    url = default_database_url(tmp_path)
+    store = await Store.open(url)
+    try:
+        await store.add_user("alice")
+        key, _ = await store.create_api_key("alice")
+        write = asyncio.create_task(store.record_usage(_usage(key.user_id, key.id, 5_000)))
+        await asyncio.sleep(0)  # the write hands its batch to the writer thread
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+    finally:
+        await store.close()  # waits for the writer thread
+    reopened = await Store.open(url)
+    try:
+        totals = await reopened.usage_totals(key.user_id, datetime.now(UTC) - timedelta(hours=1))
+        assert totals.requests == 5_000
+    finally:
+        await reopened.close()
+
+
 @pytest.mark.parametrize(
     "moment",
     [

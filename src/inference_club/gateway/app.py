@@ -2,7 +2,7 @@
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,8 +33,11 @@ logger = logging.getLogger(__name__)
 class GatewayApp:
     """Routes /v1 straight to the API (the hot path) and everything else to the site."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(
+        self, settings: GatewaySettings, after_startup: Callable[[], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._after_startup = after_startup
         self._services: Services | None = None
         self.v1 = V1App(self.services)
         self.site = Starlette(
@@ -98,6 +101,8 @@ class GatewayApp:
         )
         self._services.presence.start()
         self._services.heartbeats.start()
+        if self._after_startup is not None:
+            self._after_startup()
         try:
             yield
         finally:
@@ -118,6 +123,8 @@ class GatewayApp:
         return JSONResponse({"status": "ok", "providers_online": len(services.registry)})
 
 
-def create_app(settings: GatewaySettings) -> GatewayApp:
-    """A gateway ASGI app for ``settings``."""
-    return GatewayApp(settings)
+def create_app(
+    settings: GatewaySettings, after_startup: Callable[[], None] | None = None
+) -> GatewayApp:
+    """A gateway ASGI app for ``settings``; ``after_startup`` runs once its services are up."""
+    return GatewayApp(settings, after_startup)

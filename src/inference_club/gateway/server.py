@@ -11,6 +11,7 @@ from inference_club.eventloop import event_loop_factory
 from inference_club.gateway.app import create_app
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.settings import GatewaySettings
+from inference_club.heap import freeze_startup_objects
 from inference_club.protocol import MAX_FRAME_SIZE
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ async def serve(settings: GatewaySettings) -> None:
         # The asset URLs need the real port when none was given.
         settings = replace(settings, port=port)
     config = uvicorn.Config(
-        create_app(settings),
+        # The process lives long: what startup made is kept out of full collections.
+        create_app(settings, after_startup=freeze_startup_objects),
         loop="auto",
         http=CoalescingHttpToolsProtocol,
         ws="websockets-sansio",

@@ -3,11 +3,15 @@
 SQLAlchemy spends tens of microseconds per row of an executemany (parameter processing,
 then a hop to aiosqlite's thread). Usage records arrive in batches of hundreds a second, so
 for them a plain ``sqlite3`` connection runs the statements SQLAlchemy compiled once, with the
-same value conversions, in one short transaction on the event loop.
+same value conversions, in one short transaction. The values are converted on the event loop;
+the transaction runs on the writer's own thread, because SQLite's work on a batch (and a WAL
+checkpoint when one falls due) takes milliseconds that would otherwise stall every request.
 """
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -32,18 +36,32 @@ class FastWriter:
         self._connection: sqlite3.Connection | None = None
         self._prepared: dict[int, tuple[str, tuple[tuple[str, Convert | None], ...]]] = {}
         self._dialect: Dialect = sqlite.dialect()
+        # One thread: the connection is only ever used by it, one transaction at a time.
+        self._thread: ThreadPoolExecutor | None = None
 
-    def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
+    async def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
         """Run each statement for each of its rows, all in one transaction.
 
         Raises sqlite3.Error (busy, constraint) with everything rolled back.
         """
+        statements = []
+        for statement, rows in batches:
+            if rows:
+                sql, binds = self._prepare(statement, rows[0])
+                statements.append((sql, [_values(row, binds) for row in rows]))
+        if not statements:
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-batch-writer")
+        done = asyncio.get_running_loop().run_in_executor(self._thread, self._run, statements)
+        # A caller cancelled mid-write still gets its rows stored: the thread finishes the batch.
+        await asyncio.shield(done)
+
+    def _run(self, statements: list[tuple[str, list[list[Any]]]]) -> None:
         connection = self._open()
         with connection:  # commits, or rolls back on any error
-            for statement, rows in batches:
-                if rows:
-                    sql, binds = self._prepare(statement, rows[0])
-                    connection.executemany(sql, [_values(row, binds) for row in rows])
+            for sql, values in statements:
+                connection.executemany(sql, values)
 
     def _prepare(
         self, statement: ClauseElement, sample: Mapping[str, Any]
@@ -69,7 +87,10 @@ class FastWriter:
         return self._connection
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection once the write in progress, if any, has finished."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None

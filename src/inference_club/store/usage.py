@@ -74,7 +74,7 @@ class UsageMixin(StoreBase):
         assert self._write_lock is not None  # SQLite always has one
         async with self._write_lock:
             try:
-                fast.write([(_INSERT, rows), (_TOUCH_KEY, touches)])
+                await fast.write([(_INSERT, rows), (_TOUCH_KEY, touches)])
             except sqlite3.IntegrityError:
                 raise NotFound(
                     "a usage record names a user, API key or provider that does not exist"
