@@ -136,3 +136,54 @@ async def test_post_queues_without_waiting_even_on_a_congested_socket() -> None:
     frames = [frame for message in socket.messages for frame in decode_message(message)]
     assert frames == [End(1), Ping(b"87654321")]
     await outbox.close()
+
+
+async def test_send_soon_returns_before_the_write_when_the_queue_is_short() -> None:
+    """Below the high-water mark a sender does not wait for the socket at all."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write, high_water=1000)
+
+    await asyncio.wait_for(outbox.send_soon([Body(1, b"x" * 100)]), 1)
+    await asyncio.wait_for(outbox.send_soon([End(1)]), 1)
+
+    assert socket.messages == []
+    socket.gate.set()
+    await outbox.send([Ping(b"00000000")])  # written after everything before it
+    frames = [frame for message in socket.messages for frame in decode_message(message)]
+    assert frames == [Body(1, b"x" * 100), End(1), Ping(b"00000000")]
+    await outbox.close()
+
+
+async def test_send_soon_waits_once_the_queue_passes_the_high_water_mark() -> None:
+    """A congested socket still pushes back: past the mark, a sender waits for the write."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write, high_water=1000)
+
+    await outbox.send_soon([Body(1, b"a" * 600)])
+    await asyncio.sleep(0.01)  # the writer takes it and is stuck on the socket
+    await asyncio.wait_for(outbox.send_soon([Body(1, b"b" * 600)]), 1)  # below the mark
+    blocked = asyncio.create_task(outbox.send_soon([Body(1, b"c" * 600)]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+
+    socket.gate.set()
+    await asyncio.wait_for(blocked, 1)
+    frames = [frame for message in socket.messages for frame in decode_message(message)]
+    assert frames == [Body(1, b"a" * 600), Body(1, b"b" * 600), Body(1, b"c" * 600)]
+    await outbox.close()
+
+
+async def test_send_soon_after_a_failed_write_raises() -> None:
+    """Frames queued without waiting still learn of a dead socket at their next send."""
+    socket = Socket()
+    socket.error = RuntimeError("socket closed")
+    outbox = Outbox(socket.write)
+
+    await outbox.send_soon([End(1)])  # queued; the write fails later
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(ConnectionError):
+        await outbox.send_soon([End(2)])
+    await outbox.close()

@@ -1,9 +1,9 @@
 """One live tunnel: the handshake with the gateway, the frame loop and the streams it carries."""
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -75,7 +75,6 @@ class TunnelSession:
         # of many streams sent in one loop turn leave as one message.
         self._outbox = Outbox(ws.send_bytes)
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None]]] = {}
-        self._background: set[asyncio.Task[None]] = set()
         # Streams that ended before their request body did: the rest of the body is granted
         # and dropped, so a gateway still sending it is never left waiting for credit.
         self._draining: set[int] = set()
@@ -87,12 +86,20 @@ class TunnelSession:
         self._limits: StreamLimits | None = None
 
     async def send(self, frame: Frame) -> None:
-        """Put one frame on the tunnel; safe to call from many tasks."""
-        await self._outbox.send((frame,))
+        """Put one frame on the tunnel; safe to call from many tasks.
+
+        Returns once the frame is queued, or once the queue is below its high-water mark.
+        """
+        await self._outbox.send_soon((frame,))
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
         """Put several frames on the tunnel, in order; safe like ``send``."""
-        await self._outbox.send(frames)
+        await self._outbox.send_soon(frames)
+
+    def _post(self, frame: Frame) -> None:
+        """Queue a reply the frame handler owes (pong, credit) without waiting or a task."""
+        with contextlib.suppress(ConnectionError):  # the tunnel closed: nothing is owed
+            self._outbox.post((frame,))
 
     async def close(self) -> None:
         """Stop sending: frames not yet written are dropped."""
@@ -206,7 +213,7 @@ class TunnelSession:
             case Cancel():
                 self._on_cancel(frame.stream_id)
             case Ping():
-                self._spawn(self.send(Pong(frame.payload)))
+                self._post(Pong(frame.payload))
             case Pong():
                 pass
             case _:
@@ -217,7 +224,7 @@ class TunnelSession:
         if entry := self._streams.get(frame.stream_id):
             entry[0].feed(frame.data)
         elif frame.stream_id in self._draining and frame.data:
-            self._spawn(self.send(Window(frame.stream_id, len(frame.data))))
+            self._post(Window(frame.stream_id, len(frame.data)))
 
     def _on_cancel(self, stream_id: int) -> None:
         self._draining.discard(stream_id)
@@ -251,22 +258,16 @@ class TunnelSession:
             if not relay.body_ended and not self._ws.closed:
                 self._draining.add(stream_id)
                 if leftover := relay.ungranted():
-                    self._spawn(self.send(Window(stream_id, leftover)))
+                    self._post(Window(stream_id, leftover))
         if not task.cancelled() and (exc := task.exception()) is not None:
             # A send on a tunnel that just closed; the stream was lost with it.
             logger.debug(
                 "stream ended with the tunnel", extra={"stream_id": stream_id, "error": exc}
             )
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(_ignore_result)
-
     async def _abort_all(self) -> None:
         """Cancel every backend request: a home GPU never keeps generating for nobody."""
-        tasks = [task for _, task in self._streams.values()] + list(self._background)
+        tasks = [task for _, task in self._streams.values()]
         self._streams.clear()
         self._draining.clear()
         for task in tasks:
@@ -284,8 +285,3 @@ def _closed_error(code: int | None, when: str) -> Exception:
         return TunnelRejected(_REJECTIONS[CloseCode(code)], code)
     suffix = f" {when}" if when else ""
     return _GatewayClosed(f"the gateway closed the connection{suffix} (code {code})")
-
-
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()

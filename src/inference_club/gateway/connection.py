@@ -79,11 +79,21 @@ class ProviderConnection:
         await self.send_many((frame,))
 
     async def send_many(self, frames: Sequence[Frame]) -> None:
-        """Send frames in order, batched with others sent in the same loop turn."""
+        """Send frames in order, batched with others sent in the same loop turn.
+
+        Returns once they are queued, or once the queue is below its high-water mark.
+        """
         if self.closed:
             return
         try:
-            await self._outbox.send(frames)
+            await self._outbox.send_soon(frames)
+        except ConnectionError:
+            self._lost_socket()
+
+    def _post(self, frame: Frame) -> None:
+        """Queue a frame without waiting (pings, pongs): a slow tunnel holds up nobody."""
+        try:
+            self._outbox.post((frame,))
         except ConnectionError:
             self._lost_socket()
 
@@ -138,7 +148,7 @@ class ProviderConnection:
                 self.models = {card.id: card for card in frame.models}
                 self.on_models(self)
             case Ping():
-                await self.send(Pong(frame.payload))
+                self._post(Pong(frame.payload))
             case Pong():
                 pass
             case _:
@@ -153,10 +163,7 @@ class ProviderConnection:
             await self.close(CloseCode.HEARTBEAT_TIMEOUT, "no heartbeat from the agent")
             return
         # Queued without waiting: a tunnel slow to drain must not stall the heartbeat round.
-        try:
-            self._outbox.post((Ping(int(now * 1000).to_bytes(8, "big")),))
-        except ConnectionError:
-            self._lost_socket()
+        self._post(Ping(int(now * 1000).to_bytes(8, "big")))
 
     async def close(self, code: int, reason: str) -> None:
         """Close the tunnel and fail every open stream at once."""

@@ -3,8 +3,12 @@
 Every WebSocket message costs framing on both sides and a system call. Under load, many
 streams have a frame ready in the same turn (a chunk from each of a hundred streams, replies
 finishing together); one writer task gathers whatever was queued while it was away and
-sends it as batch messages, each within the size limit. Senders still wait until their
-frames are written, so a congested tunnel slows them down as before.
+sends it as batch messages, each within the size limit.
+
+``send`` returns once its frames are written. The relays' data path uses ``send_soon``
+instead, which returns at once unless more than the high-water mark is waiting, like a
+stream writer's ``drain``: back-pressure still reaches a sender on a congested tunnel, but an
+uncongested one costs no wake-up per frame.
 """
 
 import asyncio
@@ -15,14 +19,25 @@ from inference_club.protocol.frames import MAX_FRAME_SIZE, Frame, encode, pack_m
 
 WriteMessage = Callable[[bytes], Awaitable[None]]
 
+# Bytes queued and not yet taken by the writer beyond which ``send_soon`` waits.
+HIGH_WATER = 1 << 20
+
 
 class Outbox:
     """Queues encoded frames and writes them in order through ``write``, batched per turn."""
 
-    def __init__(self, write: WriteMessage, *, max_message: int = MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self,
+        write: WriteMessage,
+        *,
+        max_message: int = MAX_FRAME_SIZE,
+        high_water: int = HIGH_WATER,
+    ) -> None:
         self._write = write
         self._max_message = max_message
+        self._high_water = high_water
         self._queued: list[bytes] = []
+        self._queued_bytes = 0
         # Resolved when the frames queued so far are written; None while nothing is queued.
         self._written: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
@@ -36,6 +51,16 @@ class Outbox:
         """
         await asyncio.shield(self._queue(frames))
 
+    async def send_soon(self, frames: Sequence[Frame]) -> None:
+        """Queue ``frames`` and return at once, unless more than the high-water mark waits to be
+        written: then wait until it is. A write that fails later fails every send after it.
+
+        Raises ConnectionError once a write failed or the outbox was closed.
+        """
+        written = self._queue(frames)
+        if self._queued_bytes > self._high_water:
+            await asyncio.shield(written)
+
     def post(self, frames: Sequence[Frame]) -> None:
         """Queue ``frames`` like ``send`` without waiting for the write (heartbeats: a
         congested tunnel must not hold up the pings of all the others)."""
@@ -46,6 +71,7 @@ class Outbox:
             raise self._error
         encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
         self._queued.extend(encoded)
+        self._queued_bytes += sum(map(len, encoded))
         written = self._written
         if written is None:
             written = self._written = asyncio.get_running_loop().create_future()
@@ -61,6 +87,7 @@ class Outbox:
             await self._wakeup.wait()
             self._wakeup.clear()
             queued, self._queued = self._queued, []
+            self._queued_bytes = 0
             written, self._written = self._written, None
             try:
                 for message in pack_messages(queued, self._max_message):
@@ -81,6 +108,7 @@ class Outbox:
             if future is not None and not future.done():
                 future.set_exception(self._error)
         self._queued = []
+        self._queued_bytes = 0
         self._written = None
 
     async def close(self) -> None:
