@@ -6,9 +6,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, select, update
+from sqlalchemy import Row, Table, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from inference_club.store.changes import NOTIFY_SQL, AnswersUntilChange, ChangeListener
 from inference_club.store.engine import single_reader, writer
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
@@ -45,6 +46,10 @@ class StoreBase:
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._fast_reader = FastReader(engine.url) if FastReader.usable(engine.url) else None
         self._fast_writer = FastWriter(engine.url) if FastReader.usable(engine.url) else None
+        # PostgreSQL: every other process's commits are heard about, so key checks can be
+        # answered from memory between them (SQLite's fast reader has its own way).
+        self._changes = ChangeListener(engine.url) if engine.dialect.name == "postgresql" else None
+        self._key_answers = AnswersUntilChange(self._changes) if self._changes else None
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its transaction is rolled back on exit."""
@@ -55,11 +60,17 @@ class StoreBase:
         return self._single_reader.connect()
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed on success and rolled back on error."""
+    async def _write(self, *, announce: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on success and rolled back on error.
+
+        On PostgreSQL its commit tells every listening process that data changed, unless
+        ``announce`` is False (usage and presence: no cached answer depends on them).
+        """
         if self._write_lock is None:
             async with self._writer.begin() as connection:
                 yield connection
+                if announce and self._changes is not None:
+                    await connection.execute(text(NOTIFY_SQL))
         else:
             async with self._write_lock, self._writer.begin() as connection:
                 yield connection

@@ -13,6 +13,7 @@ from inference_club.store._base import (
     user_id_by_name,
     utcnow,
 )
+from inference_club.store.changes import MISSING
 from inference_club.store.credentials import (
     API_KEY_PREFIX,
     DISPLAY_PREFIX_LENGTH,
@@ -144,6 +145,20 @@ class KeysMixin(StoreBase):
             )
         return replace(key, revoked_at=revoked_at)
 
+    async def _authenticate_row(self, key_hash: str) -> Any:
+        """The key's row through the async engine; on PostgreSQL kept until the next change."""
+        answers = self._key_answers
+        if answers is not None:
+            kept = answers.get(key_hash)
+            if kept is not MISSING:
+                return kept
+        read_at = answers.generation() if answers is not None else None
+        async with self._read_one() as connection:
+            row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
+        if answers is not None:
+            answers.put(key_hash, row, read_at)
+        return row
+
     async def authenticate_api_key(self, secret: str) -> KeyIdentity | None:
         """Who ``secret`` belongs to, or ``None`` for an unknown or revoked key."""
         if not secret.startswith(API_KEY_PREFIX):
@@ -157,10 +172,7 @@ class KeysMixin(StoreBase):
             except sqlite3.Error:
                 fast = None  # busy or not readable: the async path below waits properly
         if fast is None:
-            async with self._read_one() as connection:
-                row = (
-                    await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})
-                ).one_or_none()
+            row = await self._authenticate_row(key_hash)
         if row is None or not same_hash(row.key_hash, key_hash):
             return None
         return KeyIdentity(

@@ -107,7 +107,7 @@ class ProvidersMixin(StoreBase):
         require_aware(at, "the time a provider was seen")
         if not provider_ids:
             return
-        async with self._write() as connection:
+        async with self._write(announce=False) as connection:
             await connection.execute(
                 update(providers)
                 .where(providers.c.id.in_(list(provider_ids)))

@@ -45,6 +45,8 @@ class Store(
             self._fast_reader.close()
         if self._fast_writer is not None:
             self._fast_writer.close()
+        if self._changes is not None:
+            await self._changes.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:

@@ -55,7 +55,7 @@ class UsageMixin(StoreBase):
         if await self._write_fast(rows, touches):
             return
         try:
-            async with self._write() as connection:
+            async with self._write(announce=False) as connection:
                 await connection.execute(_INSERT, rows)
                 if touches:
                     await connection.execute(_TOUCH_KEY, touches)
