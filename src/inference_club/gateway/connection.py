@@ -68,6 +68,8 @@ class ProviderConnection:
         self._outbox = Outbox(send_bytes)
         # Called with the new model list whenever the agent announces one.
         self.on_models: Callable[[ProviderConnection], None] = lambda _conn: None
+        # Called once, the moment the tunnel is known closed or lost.
+        self.on_closed: Callable[[ProviderConnection], None] = lambda _conn: None
 
     @property
     def capacity(self) -> int:
@@ -169,7 +171,6 @@ class ProviderConnection:
         """Close the tunnel and fail every open stream at once."""
         if self.closed:
             return
-        self.closed = True
         self.close_reason = reason
         self.fail_streams(reason)
         await self._outbox.close()
@@ -180,6 +181,8 @@ class ProviderConnection:
 
     def fail_streams(self, reason: str) -> None:
         """Wake every open stream with a loss (the tunnel is gone)."""
-        self.closed = True
+        was_open, self.closed = not self.closed, True
         for stream in list(self._streams.values()):
             stream.lose(reason)
+        if was_open:
+            self.on_closed(self)

@@ -84,6 +84,8 @@ class ProviderRegistry:
         self._connections[connection.provider_id] = connection
         self._index(connection)
         connection.on_models = self.models_changed
+        # Gone from routing and the model list the moment it closes, not when its handler ends.
+        connection.on_closed = self.remove
         self.on_capacity()
         return previous
 
