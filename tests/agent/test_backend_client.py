@@ -579,15 +579,37 @@ async def test_head_and_no_content_replies_have_no_body(serve, client):
             await writer.drain()
 
     server = await serve(handler)
-    for method in ("HEAD", "DELETE", "DELETE"):
+    for method in ("HEAD", "DELETE", "HEAD", "DELETE"):
         response = await client.request(method, f"{server.url}/x")
         assert response.status in (200, 204)
         assert response.content_length == 0
         assert await asyncio.wait_for(response.read_all(), WAIT) == b""
         response.release()
 
-    # The parser would wait for the body a HEAD reply announces: that connection is not kept.
-    assert server.connections == 2
+    # A HEAD reply ends at its head, so its connection serves the next request too.
+    assert server.connections == 1
+
+
+async def test_a_reply_after_a_head_reply_on_the_same_connection_is_read_whole(serve, client):
+    """After HEAD, the next reply's body is read as its own, not as the HEAD reply's."""
+
+    async def handler(reader, writer):
+        while True:
+            request = await read_head(reader)
+            if request.line.startswith("HEAD"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            await writer.drain()
+
+    server = await serve(handler)
+    for method in ("HEAD", "GET", "HEAD", "GET"):
+        response = await client.request(method, f"{server.url}/x")
+        body = await asyncio.wait_for(response.read_all(), WAIT)
+        assert body == (b"" if method == "HEAD" else b"hello")
+        response.release()
+
+    assert server.connections == 1
 
 
 async def test_idle_connections_close_after_the_keepalive_timeout(serve):

@@ -226,9 +226,7 @@ class Connection(asyncio.Protocol):
         self._length = None
         self._chunked = False
         self._head_request = head_request
-        # httptools cannot be told that a HEAD response has no body, so its parser would wait
-        # for the length the head announced: the connection is not used again.
-        self._may_reuse = keep_alive and not head_request
+        self._may_reuse = keep_alive
         self._reusable = False
         waiter: asyncio.Future[BackendResponse] = loop.create_future()
         self._head = waiter
@@ -421,6 +419,11 @@ class Connection(asyncio.Protocol):
             response._finish()
         if status == 101:
             self._may_reuse = False
+        elif self._head_request:
+            # httptools cannot be told that a HEAD reply has no body, so this parser would
+            # wait for the length the head names: the next reply gets a fresh one.
+            self._reusable = self._may_reuse and self._parser.should_keep_alive()
+            self._parser = httptools.HttpResponseParser(self)
         head, self._head = self._head, None
         if head is not None and not head.done():
             head.set_result(response)
