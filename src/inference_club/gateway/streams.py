@@ -1,6 +1,7 @@
 """One request's stream on a provider's tunnel, as the gateway sees it."""
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ class TunnelStream:
         "_on_close",
         "_receive_window",
         "_send_frame",
+        "_waiter",
         "closed",
         "max_chunk",
         "send_window",
@@ -59,7 +61,10 @@ class TunnelStream:
         self._send_frame = send_frame
         self._on_close = on_close
         # The agent may not send more than the window allows, so this queue stays bounded.
-        self._events: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        # A deque and one waiter rather than asyncio.Queue: one reader, and every chunk of
+        # every stream passes here.
+        self._events: deque[StreamEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.send_window = SendWindow(initial_window)
         self._receive_window = ReceiveWindow(initial_window)
         self._initial_window = initial_window
@@ -73,12 +78,28 @@ class TunnelStream:
             self._buffered += len(event.data)
             if self._buffered > self._initial_window + self.max_chunk:
                 return False
-        self._events.put_nowait(event)
+        self._push(event)
         return True
 
+    def _push(self, event: StreamEvent) -> None:
+        self._events.append(event)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def next_event(self) -> StreamEvent:
-        """The next event of this stream, in order."""
-        return await self._events.get()
+        """The next event of this stream, in order (one reader at a time)."""
+        while not self._events:
+            if self._waiter is not None:
+                msg = "a stream's events have one reader at a time"
+                raise RuntimeError(msg)
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:  # cancelled while waiting
+                    self._waiter = None
+        return self._events.popleft()
 
     async def consumed(self, size: int) -> None:
         """The client took ``size`` bytes of the reply; grant them back when worth a frame."""
@@ -103,7 +124,7 @@ class TunnelStream:
         """End the stream from this side: wake the reader and fail any waiting sender."""
         if self.closed:
             return
-        self._events.put_nowait(StreamLost(reason, by_client))
+        self._push(StreamLost(reason, by_client))
         self.send_window.close()
 
     async def cancel(self, reason: str, *, by_client: bool = False) -> None:
