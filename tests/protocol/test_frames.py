@@ -213,3 +213,42 @@ def test_decode_refuses_a_batch_outside_decode_message() -> None:
     """decode() never silently returns part of a batch."""
     with pytest.raises(ProtocolError):
         decode(encode_batch([Cancel(1), Cancel(2)]))
+
+
+def _batch(*parts: bytes) -> bytes:
+    return (
+        bytes([FrameType.BATCH])
+        + struct.pack(">I", 0)
+        + b"".join(struct.pack(">I", len(part)) + part for part in parts)
+    )
+
+
+def test_bodies_in_a_batch_decode_like_bodies_alone() -> None:
+    """Body frames inside a batch, empty ones included, come out as decode() would give them."""
+    frames = [Body(1, b"first"), Body(2, b""), End(1), Body(7, b"x" * MAX_BODY_CHUNK)]
+    encoded = [encode(frame) for frame in frames]
+
+    assert decode_message(_batch(*encoded)) == [decode(data) for data in encoded] == frames
+
+
+@pytest.mark.parametrize(
+    ("part", "reason", "code"),
+    [
+        (
+            bytes([FrameType.BODY]) + struct.pack(">I", 1) + b"x" * (MAX_BODY_CHUNK + 1),
+            "exceeds",
+            CloseCode.MESSAGE_TOO_BIG,
+        ),
+        (bytes([FrameType.BODY]) + struct.pack(">I", 0) + b"data", "stream id", None),
+        (bytes([FrameType.BODY]) + b"\x00\x01", "shorter than", None),
+    ],
+)
+def test_malformed_bodies_in_a_batch_are_refused(
+    part: bytes, reason: str, code: CloseCode | None
+) -> None:
+    """An oversize body, a body on the control stream or a cut header fail the whole batch."""
+    with pytest.raises(ProtocolError) as raised:
+        decode_message(_batch(encode(End(1)), part))
+    assert reason in raised.value.reason
+    if code is not None:
+        assert raised.value.code == code
