@@ -70,3 +70,16 @@ async def test_body_past_the_window_is_refused() -> None:
     assert stream.deliver(Body(1, b"x" * 100))
     assert stream.deliver(Body(1, b"x" * 50))
     assert not stream.deliver(Body(1, b"x"))
+
+
+async def test_chunks_already_queued_are_joined_up_to_the_next_other_event() -> None:
+    """A reader catching up takes every body chunk waiting behind the one it has, not the End."""
+    stream, _ = await _stream()
+    for event in (Body(1, b"a"), Body(1, b"b"), Body(1, b"c"), End(1)):
+        stream.deliver(event)
+
+    first = await stream.next_event()
+    assert isinstance(first, Body)
+    assert stream.with_ready_bodies(first.data) == b"abc"
+    assert stream.with_ready_bodies(b"z") == b"z"
+    assert await stream.next_event() == End(1)

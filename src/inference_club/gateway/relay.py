@@ -111,11 +111,15 @@ async def relay_stream(
             event = await stream.next_event()
             match event:
                 case Body():
-                    data = tap.feed(event.data) if tap is not None else event.data
+                    # Chunks that arrived meanwhile (a busy loop) leave in the same write.
+                    data = stream.with_ready_bodies(event.data)
+                    received = len(data)
+                    if tap is not None:
+                        data = tap.feed(data)
                     if data:
                         exchange.mark_first_byte()
                         await send({"type": "http.response.body", "body": data, "more_body": True})
-                    await stream.consumed(len(event.data))
+                    await stream.consumed(received)
                 case End():
                     rest = tap.flush() if tap is not None else b""
                     await send({"type": "http.response.body", "body": rest, "more_body": False})

@@ -101,6 +101,17 @@ class TunnelStream:
                     self._waiter = None
         return self._events.popleft()
 
+    def with_ready_bodies(self, data: bytes) -> bytes:
+        """``data`` joined with the body chunks queued right behind it (no wait)."""
+        events = self._events
+        if not events or not isinstance(events[0], Body):
+            return data
+        parts = [data]
+        while events and isinstance(head := events[0], Body):
+            parts.append(head.data)
+            events.popleft()
+        return b"".join(parts)
+
     async def consumed(self, size: int) -> None:
         """The client took ``size`` bytes of the reply; grant them back when worth a frame."""
         self._buffered -= size
