@@ -144,6 +144,7 @@ async def idle(ctx: Context) -> list[Measurement]:
                 error=error,
             )
         )
+    await _fresh_gateway_behind(gateway)
     return results
 
 
@@ -170,7 +171,18 @@ async def routing(ctx: Context) -> list[Measurement]:
             finally:
                 await agents.close()
             await ctx.settle()
+    await _fresh_gateway_behind(gateway)
     return results
+
+
+async def _fresh_gateway_behind(gateway: Gateway) -> None:
+    """Restart the gateway after thousands of agents came and went.
+
+    CPython keeps the memory arenas those connections used (mostly free, but not returned to
+    the system), so without this the next scenarios' memory figures would carry them.
+    """
+    say("  restarting the gateway so the next scenarios start from a fresh heap")
+    await gateway.restart()
 
 
 async def _route_once(
