@@ -54,16 +54,19 @@ class ChangeListener:
         self._connecting = asyncio.create_task(self._connect(), name="change-listener")
 
     async def _connect(self) -> None:
+        connection: asyncpg.Connection | None = None
         try:
             connection = await asyncpg.connect(self._dsn)
             await connection.add_listener(CHANNEL, self._on_notice)
             connection.add_termination_listener(self._on_lost)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:  # any failure only means: no answers kept for now
             self._next_attempt = time.monotonic() + self._retry_after
             logger.warning(
                 "cannot listen for database changes; key checks go to the database",
                 extra={"error": type(exc).__name__},
             )
+            if connection is not None:
+                connection.terminate()
             return
         finally:
             self._connecting = None
