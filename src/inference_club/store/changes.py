@@ -17,14 +17,14 @@ import time
 import asyncpg
 from sqlalchemy.engine import URL
 
+from inference_club.store.kept import MISSING, KeptAnswers
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "inference_club_changes"
 NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', '')"
 # After a failed connect or a lost connection, the next attempt waits this long.
 RETRY_AFTER = 2.0
-# What AnswersUntilChange.get returns when it holds no answer (None is a valid answer).
-MISSING = object()
 
 
 class ChangeListener:
@@ -99,16 +99,11 @@ class ChangeListener:
 
 
 class AnswersUntilChange:
-    """Answers kept while the listener is live and no change was committed since they were read.
+    """Answers kept while the listener is live and no change was committed since they were read."""
 
-    Holds at most ``max_entries``; past it, it starts over (unknown keys must not grow it).
-    """
-
-    def __init__(self, listener: ChangeListener, max_entries: int = 4096) -> None:
+    def __init__(self, listener: ChangeListener) -> None:
         self._listener = listener
-        self._max_entries = max_entries
-        self._answers: dict[object, object] = {}
-        self._generation = -1
+        self._kept = KeptAnswers()
 
     def get(self, key: object) -> object:
         """The answer kept for ``key``, or ``MISSING``."""
@@ -116,10 +111,7 @@ class AnswersUntilChange:
         listener.ensure_listening()
         if not listener.live:
             return MISSING
-        if self._generation != listener.generation:
-            self._answers.clear()
-            self._generation = listener.generation
-        return self._answers.get(key, MISSING)
+        return self._kept.get(key, listener.generation)
 
     def generation(self) -> int | None:
         """Take before reading the database; None while answers cannot be kept."""
@@ -128,11 +120,5 @@ class AnswersUntilChange:
     def put(self, key: object, answer: object, read_at: int | None) -> None:
         """Keep ``answer``, read at generation ``read_at``, unless a change came meanwhile."""
         listener = self._listener
-        if read_at is None or not listener.live or listener.generation != read_at:
-            return
-        if self._generation != read_at:
-            self._answers.clear()
-            self._generation = read_at
-        if len(self._answers) >= self._max_entries:
-            self._answers.clear()
-        self._answers[key] = answer
+        if read_at is not None and listener.live and listener.generation == read_at:
+            self._kept.put(key, answer, read_at)

@@ -19,11 +19,10 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.engine import URL
 
+from inference_club.store.kept import MISSING, KeptAnswers
+
 # A read waits at most this long for a writer's checkpoint before the async path takes over.
 _BUSY_TIMEOUT_MS = 50
-# Cached rows kept at most; past it the cache starts over (unknown keys must not grow it).
-_MAX_CACHED_ROWS = 4096
-_MISSING = object()
 
 
 class FastReader:
@@ -33,8 +32,7 @@ class FastReader:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
         self._compiled: dict[int, tuple[str, Any]] = {}
-        self._cached: dict[tuple[int, tuple[Any, ...]], SimpleNamespace | None] = {}
-        self._cached_version: int | None = None
+        self._kept = KeptAnswers()
 
     @staticmethod
     def usable(url: URL) -> bool:
@@ -56,16 +54,11 @@ class FastReader:
         """Like ``one``, answered from memory while no write was committed since the last read."""
         connection = self._open()
         version: int = connection.execute("PRAGMA data_version").fetchone().data_version
-        if version != self._cached_version:
-            self._cached.clear()
-            self._cached_version = version
         key = (id(statement), tuple(params.items()))
-        row = self._cached.get(key, _MISSING)
-        if row is _MISSING:
+        row = self._kept.get(key, version)
+        if row is MISSING:
             row = self.one(statement, params)
-            if len(self._cached) >= _MAX_CACHED_ROWS:
-                self._cached.clear()
-            self._cached[key] = row
+            self._kept.put(key, row, version)
         return row  # type: ignore[return-value]
 
     def _compile(self, statement: Select[Any]) -> tuple[str, Any]:
@@ -90,8 +83,7 @@ class FastReader:
 
     def close(self) -> None:
         """Close the connection."""
-        self._cached.clear()
-        self._cached_version = None
+        self._kept.clear()
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -13,7 +13,6 @@ from inference_club.store._base import (
     user_id_by_name,
     utcnow,
 )
-from inference_club.store.changes import MISSING
 from inference_club.store.credentials import (
     API_KEY_PREFIX,
     DISPLAY_PREFIX_LENGTH,
@@ -24,6 +23,7 @@ from inference_club.store.credentials import (
     same_hash,
 )
 from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound
+from inference_club.store.kept import MISSING
 from inference_club.store.records import ApiKey, KeyIdentity
 from inference_club.store.schema import api_keys, revisions, users
 
