@@ -261,11 +261,7 @@ def decode_message(data: bytes) -> list[Frame]:
         if length >= _HEADER.size and data[offset] == FrameType.BODY:
             # Every relayed chunk takes this path: one copy, no enum lookup.
             (stream_id,) = _STREAM_ID.unpack_from(data, offset + 1)
-            if length - _HEADER.size > MAX_BODY_CHUNK:
-                msg = f"body chunk of {length - _HEADER.size} bytes exceeds {MAX_BODY_CHUNK}"
-                raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
-            _require_stream(FrameType.BODY, stream_id)
-            frames.append(Body(stream_id, data[offset + _HEADER.size : end]))
+            frames.append(_body(stream_id, data[offset + _HEADER.size : end]))
         else:
             part = bytes(view[offset:end])
             if part[:1] == bytes([FrameType.BATCH]):
@@ -357,12 +353,16 @@ def decode(data: bytes) -> Frame:
         raise ProtocolError(msg)
     payload = data[_HEADER.size :]
     if frame_type is FrameType.BODY:
-        if len(payload) > MAX_BODY_CHUNK:
-            msg = f"body chunk of {len(payload)} bytes exceeds {MAX_BODY_CHUNK}"
-            raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
-        _require_stream(frame_type, stream_id)
-        return Body(stream_id, payload)
+        return _body(stream_id, payload)
     return _decode_control(frame_type, stream_id, payload)
+
+
+def _body(stream_id: int, payload: bytes) -> Body:
+    if len(payload) > MAX_BODY_CHUNK:
+        msg = f"body chunk of {len(payload)} bytes exceeds {MAX_BODY_CHUNK}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    _require_stream(FrameType.BODY, stream_id)
+    return Body(stream_id, payload)
 
 
 def _decode_control(frame_type: FrameType, stream_id: int, payload: bytes) -> Frame:
