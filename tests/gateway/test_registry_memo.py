@@ -1,6 +1,7 @@
 """What the registry remembers about all providers is forgotten whenever they change."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from inference_club.gateway.connection import ProviderConnection
 from inference_club.gateway.registry import Caller, ProviderRegistry
@@ -11,14 +12,19 @@ async def _nothing(*_args: object) -> None:
     return None
 
 
-def _connection(provider_id: int, *models: str) -> ProviderConnection:
+def _connection(
+    provider_id: int,
+    *models: str,
+    send_bytes: Callable[[bytes], Awaitable[None]] = _nothing,
+    close_socket: Callable[[int, str], Awaitable[None]] = _nothing,
+) -> ProviderConnection:
     return ProviderConnection(
         provider_id=provider_id,
         provider_name=f"home-{provider_id}",
         owner_id=1,
         models=tuple(ModelCard(model) for model in models),
-        send_bytes=_nothing,
-        close_socket=_nothing,
+        send_bytes=send_bytes,
+        close_socket=close_socket,
     )
 
 
@@ -60,14 +66,7 @@ async def test_a_closing_tunnel_leaves_the_model_list_before_its_socket_is_close
         socket_closing.set()
         await finish_close.wait()
 
-    closing = ProviderConnection(
-        provider_id=1,
-        provider_name="home-1",
-        owner_id=1,
-        models=(ModelCard("llama"),),
-        send_bytes=_nothing,
-        close_socket=slow_close,
-    )
+    closing = _connection(1, "llama", close_socket=slow_close)
     registry.add(closing)
     registry.add(_connection(2, "whisper"))
 
@@ -90,14 +89,7 @@ async def test_a_lost_socket_drops_the_provider_from_routing_at_once() -> None:
     async def broken(_data: bytes) -> None:
         raise ConnectionResetError("gone")
 
-    lost = ProviderConnection(
-        provider_id=7,
-        provider_name="home-7",
-        owner_id=1,
-        models=(ModelCard("llama"),),
-        send_bytes=broken,
-        close_socket=_nothing,
-    )
+    lost = _connection(7, "llama", send_bytes=broken)
     registry.add(lost)
     await lost.send(End(1))
     for _ in range(5):

@@ -14,8 +14,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgre
 NOTICE_WAIT = 5.0
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg", "postgresql")
+async def _sql(url: str, statement: str, *args: object) -> None:
+    """Run one statement on a connection of its own, as another process would."""
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(statement, *args)
+    finally:
+        await connection.close()
 
 
 async def _listening(store: Store) -> None:
@@ -29,11 +34,7 @@ async def _listening(store: Store) -> None:
 
 async def _revoke_without_notice(url: str, key_id: int) -> None:
     """Revoke behind the store's back: a writer that announces nothing."""
-    connection = await asyncpg.connect(_dsn(url))
-    try:
-        await connection.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", key_id)
-    finally:
-        await connection.close()
+    await _sql(url, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", key_id)
 
 
 async def _until_rejected(store: Store, secret: str) -> float:
@@ -57,11 +58,7 @@ async def test_a_kept_answer_lasts_until_a_change_is_announced(database_url: str
         await _revoke_without_notice(database_url, key.id)
         assert await store.authenticate_api_key(secret) is not None  # still the kept answer
 
-        notifier = await asyncpg.connect(_dsn(database_url))
-        try:
-            await notifier.execute(f"SELECT pg_notify('{CHANNEL}', '')")
-        finally:
-            await notifier.close()
+        await _sql(database_url, f"SELECT pg_notify('{CHANNEL}', '')")
         await _until_rejected(store, secret)
     finally:
         await store.close()
@@ -96,14 +93,11 @@ async def test_without_the_listener_every_check_asks_the_database(database_url: 
         await _listening(store)
         assert await store.authenticate_api_key(secret) is not None
 
-        admin = await asyncpg.connect(_dsn(database_url))
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-            )
-        finally:
-            await admin.close()
+        await _sql(
+            database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
         deadline = time.monotonic() + NOTICE_WAIT
         while store._changes is not None and store._changes.live:  # noqa: SLF001
             assert time.monotonic() < deadline, "the lost connection went unnoticed"
