@@ -110,6 +110,7 @@ class GatewayApp:
                 await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
             await self._services.heartbeats.stop()
             await self._services.presence.stop()
+            await self._services.quotas.stop()
             await usage.stop()
             await rate_counter.close()
             await store.close()

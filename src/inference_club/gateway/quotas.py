@@ -3,16 +3,25 @@
 Each node keeps today's totals of the members it serves, loaded from the store and then
 counted as records are made; it reloads them every ``refresh`` seconds, so the work of other
 nodes is counted too within that delay.
+
+Only a member's first request of the day waits for the store, and however many requests
+arrive together, one query is made. Later reloads run in the background while requests go
+on against the totals counted so far: the query sums a whole day of records, and a member
+sending hundreds of requests a second must not queue them all behind it.
 """
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as clock
 from typing import Protocol
 
 from inference_club.gateway.errors import RateLimited
 from inference_club.store import KeyIdentity, UsageRecord, UsageTotal
+
+logger = logging.getLogger(__name__)
 
 
 class QuotaExceeded(RateLimited):
@@ -35,6 +44,18 @@ class _Today:
     tokens: int
     audio_seconds: float
     images: int
+    reload: "asyncio.Task[None] | None" = field(default=None, repr=False)
+
+    def merge(self, total: UsageTotal, loaded: float) -> None:
+        """Take the store's sums, never below what this node counted meanwhile.
+
+        Records this node made in the last moments may not be written yet, so the store's
+        sums can lag its own count; another node's work makes them larger.
+        """
+        self.tokens = max(self.tokens, total.tokens)
+        self.audio_seconds = max(self.audio_seconds, total.audio_seconds)
+        self.images = max(self.images, total.images)
+        self.loaded = loaded
 
 
 class QuotaLedger:
@@ -44,6 +65,8 @@ class QuotaLedger:
         self._source = source
         self._refresh = refresh
         self._today: dict[int, _Today] = {}
+        # A member's first load of the day, shared by the requests that arrive meanwhile.
+        self._loading: dict[tuple[int, date], asyncio.Future[_Today]] = {}
 
     async def check(self, identity: KeyIdentity) -> None:
         """Refuse with 429 quota_exceeded when a daily quota of the member is used up."""
@@ -75,21 +98,57 @@ class QuotaLedger:
         today.audio_seconds += record.audio_seconds or 0.0
         today.images += record.image_count or 0
 
+    async def stop(self) -> None:
+        """Cancel the reloads in progress (before the store closes)."""
+        reloads = [today.reload for today in self._today.values() if today.reload is not None]
+        for reload in reloads:
+            reload.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
+
     async def _totals(self, user_id: int) -> _Today:
         now = datetime.now(UTC)
         today = self._today.get(user_id)
-        if (
-            today is None
-            or today.day != now.date()
-            or time.monotonic() - today.loaded > self._refresh
-        ):
-            midnight = datetime.combine(now.date(), clock(), tzinfo=UTC)
-            total = await self._source.usage_totals(user_id, midnight)
-            today = _Today(
-                now.date(), time.monotonic(), total.tokens, total.audio_seconds, total.images
+        if today is None or today.day != now.date():
+            return await self._first_load(user_id, now)
+        if today.reload is None and time.monotonic() - today.loaded > self._refresh:
+            today.reload = asyncio.create_task(
+                self._reload(user_id, today), name=f"quota-reload-{user_id}"
             )
-            self._today[user_id] = today
         return today
+
+    async def _first_load(self, user_id: int, now: datetime) -> _Today:
+        key = (user_id, now.date())
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(user_id, now))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
+        # Shielded: one waiting request that is cancelled must not cancel the others' load.
+        return await asyncio.shield(loading)
+
+    async def _load(self, user_id: int, now: datetime) -> _Today:
+        loaded = time.monotonic()
+        total = await self._source.usage_totals(user_id, _midnight(now.date()))
+        today = _Today(now.date(), loaded, total.tokens, total.audio_seconds, total.images)
+        self._today[user_id] = today
+        return today
+
+    async def _reload(self, user_id: int, today: _Today) -> None:
+        loaded = time.monotonic()
+        try:
+            total = await self._source.usage_totals(user_id, _midnight(today.day))
+        except Exception:
+            # The totals counted so far stay in use; the next refresh tries again.
+            logger.warning("could not reload daily usage", extra={"user_id": user_id})
+            today.loaded = loaded
+        else:
+            today.merge(total, loaded)
+        finally:
+            today.reload = None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, clock(), tzinfo=UTC)
 
 
 def _seconds_to_midnight() -> int:
