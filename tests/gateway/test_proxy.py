@@ -1,10 +1,13 @@
 """Chat and completions through gateway, tunnel and agent against a fake backend."""
 
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.support.fake_backend import FakeBackend
@@ -207,3 +210,70 @@ def test_agent_killed_mid_stream_ends_with_an_error_event(
             if index == 1:
                 agent.kill()
     assert time.monotonic() - started < 5
+
+
+def test_a_slow_reader_gets_every_chunk_in_order_and_holds_the_backend_back(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
+    """A client that stops reading mid-stream pauses the relay all the way to the backend,
+    without the gateway holding the backlog; read again, every chunk arrives once, in order."""
+    key, backend, _agent = member
+    chunks = 20000  # about 24 MB of events: more than the kernel's socket buffers hold
+    command = f"flood:{chunks}"
+    body = orjson.dumps(
+        {"model": "fake-llm", "messages": [{"role": "user", "content": command}], "stream": True}
+    )
+    host, port = gateway.url.removeprefix("http://").split(":")
+    rss_before = _rss(gateway.process.popen.pid)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # A small receive buffer so that the gateway's side backs up soon.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+            b"Authorization: Bearer " + key.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        received = bytearray(sock.recv(4096))
+        time.sleep(2.0)
+        assert backend.written[command] < chunks  # held back while nobody read
+        assert _rss(gateway.process.popen.pid) - rss_before < 8 * 1024 * 1024
+        sock.settimeout(20)
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            data = sock.recv(65536)
+            assert data, "the gateway closed the connection mid-stream"
+            received += data
+    head, _, chunked = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    events = _dechunk(chunked).split(b"\n\n")
+    tokens = [
+        orjson.loads(event[6:])["choices"][0]["delta"]["content"].split(" ")[0]
+        for event in events
+        if event.startswith(b"data: {") and b'"tok' in event
+    ]
+    assert tokens == [f"tok{index}" for index in range(chunks)]
+    assert events[-2] == b"data: [DONE]"
+
+
+def _rss(pid: int) -> int:
+    """A process's resident memory in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    msg = f"no VmRSS for process {pid}"
+    raise AssertionError(msg)
+
+
+def _dechunk(data: bytes) -> bytes:
+    """The payload of an HTTP/1.1 chunked body."""
+    out = bytearray()
+    position = 0
+    while True:
+        line_end = data.index(b"\r\n", position)
+        size = int(data[position:line_end], 16)
+        if size == 0:
+            return bytes(out)
+        start = line_end + 2
+        out += data[start : start + size]
+        position = start + size + 2

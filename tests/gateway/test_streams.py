@@ -5,16 +5,37 @@ import asyncio
 import pytest
 
 from inference_club.gateway.streams import StreamLost, TunnelStream
-from inference_club.protocol import Body, End, Frame, Response
+from inference_club.protocol import Body, End, Frame, Response, Window
 
 
-async def _stream(window: int = 100) -> tuple[TunnelStream, list[Frame]]:
+async def _stream(window: int = 100, *, post: bool = False) -> tuple[TunnelStream, list[Frame]]:
     sent: list[Frame] = []
 
     async def send(frame: Frame) -> None:
         sent.append(frame)
 
-    return TunnelStream(1, send, lambda _id: None, initial_window=window, max_chunk=50), sent
+    stream = TunnelStream(
+        1,
+        send,
+        lambda _id: None,
+        initial_window=window,
+        max_chunk=50,
+        post_frame=sent.append if post else None,
+    )
+    return stream, sent
+
+
+class Sink:
+    """Takes body chunks while ``open``."""
+
+    def __init__(self) -> None:
+        self.taken: list[bytes] = []
+        self.open = True
+
+    def __call__(self, data: bytes) -> bool:
+        if self.open:
+            self.taken.append(data)
+        return self.open
 
 
 async def test_events_come_out_in_the_order_they_arrived() -> None:
@@ -83,3 +104,54 @@ async def test_chunks_already_queued_are_joined_up_to_the_next_other_event() -> 
     assert stream.with_ready_bodies(first.data) == b"abc"
     assert stream.with_ready_bodies(b"z") == b"z"
     assert await stream.next_event() == End(1)
+
+
+async def test_a_body_sink_takes_chunks_as_they_arrive_and_grants_their_credit() -> None:
+    """Chunks go to the sink without waking a reader; credit goes back in halves of the window."""
+    stream, sent = await _stream(window=100, post=True)
+    sink = Sink()
+    stream.sink_bodies(sink)
+    for data in (b"a" * 30, b"b" * 30, b"c" * 30):
+        assert stream.deliver(Body(1, data))
+    assert sink.taken == [b"a" * 30, b"b" * 30, b"c" * 30]
+    assert sent == [Window(1, 60)]
+    # Taken chunks do not count against the window: far more than it can pass.
+    for _ in range(10):
+        assert stream.deliver(Body(1, b"d" * 50))
+    stream.deliver(End(1))
+    assert await asyncio.wait_for(stream.next_event(), 1) == End(1)
+
+
+async def test_chunks_queue_behind_one_the_sink_refused_until_the_reader_drains_them() -> None:
+    """Order holds: once a chunk is queued, the next ones queue too even if the sink could take
+    them; after the reader emptied the queue, the sink takes chunks again."""
+    stream, _ = await _stream(window=100, post=True)
+    sink = Sink()
+    stream.sink_bodies(sink)
+    stream.deliver(Body(1, b"1"))
+    sink.open = False
+    stream.deliver(Body(1, b"2"))
+    sink.open = True
+    stream.deliver(Body(1, b"3"))
+    assert sink.taken == [b"1"]
+    first = await stream.next_event()
+    assert isinstance(first, Body)
+    assert stream.with_ready_bodies(first.data) == b"23"
+    stream.deliver(Body(1, b"4"))
+    assert sink.taken == [b"1", b"4"]
+
+
+async def test_without_a_sink_or_a_poster_chunks_are_queued() -> None:
+    """Removing the sink queues chunks again; a stream that cannot post credit never sinks."""
+    stream, _ = await _stream(window=100, post=True)
+    sink = Sink()
+    stream.sink_bodies(sink)
+    stream.sink_bodies(None)
+    stream.deliver(Body(1, b"x"))
+    assert sink.taken == []
+    assert await stream.next_event() == Body(1, b"x")
+    unposted, _ = await _stream(window=100)
+    unposted.sink_bodies(sink)
+    unposted.deliver(Body(1, b"y"))
+    assert sink.taken == []
+    assert await unposted.next_event() == Body(1, b"y")

@@ -2,8 +2,8 @@
 
 Behaviour is chosen by the last message (or the prompt) of each request:
 ``fail`` answers 500, ``hang`` never answers, ``drop`` streams two chunks then cuts the
-connection, ``slow`` streams 20 chunks 100 ms apart, ``sleep:S`` answers after S seconds;
-anything else is echoed.
+connection, ``slow`` streams 20 chunks 100 ms apart, ``flood:N`` streams N chunks of about
+1 KB as fast as it may, ``sleep:S`` answers after S seconds; anything else is echoed.
 """
 
 import asyncio
@@ -24,6 +24,10 @@ class FakeBackend:
     name: str = "fake"
     requests: list[dict[str, Any]] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)
+    # How many chunks each stream has written so far, and when it wrote its last byte
+    # (time.monotonic()), by command.
+    written: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -117,14 +121,18 @@ class FakeBackend:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         count, interval = (20, 0.1) if command == "slow" else (5, 0.0)
+        padding = ""
+        if command.startswith("flood:"):
+            count, padding = int(command.removeprefix("flood:")), "x" * 1000
         try:
             for index in range(count):
                 if command == "drop" and index == 2:
                     assert request.transport is not None
                     request.transport.abort()
                     return response
-                chunk = _chunk(body, f"tok{index} ")
+                chunk = _chunk(body, f"tok{index} {padding}")
                 await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                self.written[command] = index + 1
                 if interval:
                     await asyncio.sleep(interval)
             final = _chunk(body, "", finish="stop")
@@ -137,6 +145,7 @@ class FakeBackend:
             self.disconnects.append(command)
             raise
         await response.write_eof()
+        self.finished[command] = time.monotonic()
         return response
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from inference_club.gateway.direct_body import DIRECT_BODY, DirectBody
+
 
 class CoalescingTransport(asyncio.Transport):
     """A transport that joins the writes of one loop turn; everything else goes straight through."""
@@ -109,8 +111,20 @@ class CoalescingTransport(asyncio.Transport):
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a coalescing transport (kept across a WebSocket upgrade)."""
+    """uvicorn's httptools protocol on a coalescing transport (kept across a WebSocket upgrade),
+    giving each request a ``DirectBody`` for its streamed reply."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport, then let uvicorn set up as usual."""
         super().connection_made(CoalescingTransport(transport, self.loop))
+
+    def on_headers_complete(self) -> None:
+        """Let uvicorn start the request, then hand the app a direct writer for its body.
+
+        The request's task has been created but has not run yet, so the app sees the writer.
+        """
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not for an upgrade
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope.setdefault("extensions", {})[DIRECT_BODY] = DirectBody(cycle)

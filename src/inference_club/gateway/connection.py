@@ -115,6 +115,7 @@ class ProviderConnection:
             self._forget,
             initial_window=self.initial_window,
             max_chunk=MAX_BODY_CHUNK,
+            post_frame=self._post,
         )
         self._streams[stream_id] = stream
         self.in_flight += 1

@@ -6,11 +6,12 @@ from typing import Any
 import orjson
 
 from inference_club.gateway.asgi import RawHeaders, Send
+from inference_club.gateway.direct_body import DirectBody
 from inference_club.gateway.errors import UpstreamError
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.forwarding import Upstream, response_headers, upstream_error_message
 from inference_club.gateway.sse import UsageTap, error_event
-from inference_club.gateway.streams import StreamLost
+from inference_club.gateway.streams import BodySink, StreamLost
 from inference_club.protocol import Body, End, Error, Response
 
 # Bodies a backend sends as one JSON document are small; anything past this is not a chat reply.
@@ -92,8 +93,14 @@ async def relay_stream(
     exchange: Exchange,
     extra_headers: RawHeaders,
     tap: UsageTap | None,
+    *,
+    direct: DirectBody | None = None,
 ) -> None:
-    """Pass the body through as it arrives; a failure after the head ends it with an error event."""
+    """Pass the body through as it arrives; a failure after the head ends it with an error event.
+
+    With ``direct``, chunks are written to the client as the tunnel delivers them, without
+    waking this task; it still writes what queued meanwhile, the end and any error.
+    """
     head = upstream.head
     stream = upstream.stream
     if head.status >= 400:
@@ -106,6 +113,7 @@ async def relay_stream(
     headers.append((b"x-accel-buffering", b"no"))
     headers.extend(extra_headers)
     await send({"type": "http.response.start", "status": head.status, "headers": headers})
+    stream.sink_bodies(_direct_sink(direct, exchange, tap))
     try:
         while True:
             event = await stream.next_event()
@@ -141,8 +149,28 @@ async def relay_stream(
                     await _end_with_error(send, "The provider sent two response heads.")
                     return
     finally:
+        stream.sink_bodies(None)
         if tap is not None and tap.usage is not None:
             exchange.usage = tap.usage
+
+
+def _direct_sink(
+    direct: DirectBody | None, exchange: Exchange, tap: UsageTap | None
+) -> BodySink | None:
+    if direct is None:
+        return None
+
+    def sink(data: bytes) -> bool:
+        if not direct.writable():
+            return False
+        if tap is not None:
+            data = tap.feed(data)
+        if data:
+            exchange.mark_first_byte()
+            direct.write(data)
+        return True
+
+    return sink
 
 
 async def _end_with_error(send: Send, message: str) -> None:

@@ -29,16 +29,21 @@ class StreamLost:
 
 StreamEvent = Response | Body | End | Error | StreamLost
 FrameSender = Callable[[Frame], Awaitable[None]]
+FramePoster = Callable[[Frame], None]
+# Takes a body chunk as it arrives; False when it cannot now, and the chunk is queued instead.
+BodySink = Callable[[bytes], bool]
 
 
 class TunnelStream:
     """Events arriving for one request, plus the credits to send its body and grant the reply's."""
 
     __slots__ = (
+        "_body_sink",
         "_buffered",
         "_events",
         "_initial_window",
         "_on_close",
+        "_post_frame",
         "_receive_window",
         "_send_frame",
         "_waiter",
@@ -56,9 +61,12 @@ class TunnelStream:
         *,
         initial_window: int,
         max_chunk: int = MAX_BODY_CHUNK,
+        post_frame: FramePoster | None = None,
     ) -> None:
         self.stream_id = stream_id
         self._send_frame = send_frame
+        self._post_frame = post_frame
+        self._body_sink: BodySink | None = None
         self._on_close = on_close
         # The agent may not send more than the window allows, so this queue stays bounded.
         # A deque and one waiter rather than asyncio.Queue: one reader, and every chunk of
@@ -73,8 +81,16 @@ class TunnelStream:
         self.closed = False
 
     def deliver(self, event: StreamEvent) -> bool:
-        """Queue an event from the tunnel; False if the peer overran this stream's window."""
+        """Queue an event from the tunnel; False if the peer overran this stream's window.
+
+        A body chunk goes to the body sink instead when one is set, nothing is queued ahead of
+        it and the sink takes it; its credit is then granted back at once.
+        """
         if isinstance(event, Body):
+            sink = self._body_sink
+            if sink is not None and not self._events and sink(event.data):
+                self._granted(len(event.data))
+                return True
             self._buffered += len(event.data)
             if self._buffered > self._initial_window + self.max_chunk:
                 return False
@@ -111,6 +127,18 @@ class TunnelStream:
             parts.append(head.data)
             events.popleft()
         return b"".join(parts)
+
+    def sink_bodies(self, sink: BodySink | None) -> None:
+        """Hand body chunks to ``sink`` as they arrive (None: queue them again).
+
+        Needs a ``post_frame`` to grant credit without waiting; without one, chunks are queued.
+        """
+        self._body_sink = sink if self._post_frame is not None else None
+
+    def _granted(self, size: int) -> None:
+        increment = self._receive_window.consumed(size)
+        if increment and not self.closed and self._post_frame is not None:
+            self._post_frame(Window(self.stream_id, increment))
 
     async def consumed(self, size: int) -> None:
         """The client took ``size`` bytes of the reply; grant them back when worth a frame."""

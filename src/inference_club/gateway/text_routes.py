@@ -6,6 +6,7 @@ import orjson
 
 from inference_club.gateway.asgi import parse_json_object, read_body
 from inference_club.gateway.context import RequestContext
+from inference_club.gateway.direct_body import direct_body
 from inference_club.gateway.disconnect import start_disconnect_watch
 from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest
@@ -55,7 +56,14 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
     upstream = await forward(ctx, candidates, outgoing)
     if streaming:
         tap = UsageTap(strip_usage=strip_usage)
-        await relay_stream(ctx.send, upstream, ctx.exchange, ctx.extra_headers, tap)
+        await relay_stream(
+            ctx.send,
+            upstream,
+            ctx.exchange,
+            ctx.extra_headers,
+            tap,
+            direct=direct_body(ctx.scope),
+        )
     else:
         await relay_buffered(
             ctx.send, upstream, ctx.exchange, ctx.extra_headers, read_usage=usage_of_json
