@@ -106,11 +106,19 @@ async def test_chunks_already_queued_are_joined_up_to_the_next_other_event() -> 
     assert await stream.next_event() == End(1)
 
 
-async def test_a_body_sink_takes_chunks_as_they_arrive_and_grants_their_credit() -> None:
-    """Chunks go to the sink without waking a reader; credit goes back in halves of the window."""
+async def _parked(stream: TunnelStream) -> asyncio.Task[object]:
+    """A reader waiting for the stream's next event."""
+    reader: asyncio.Task[object] = asyncio.create_task(stream.next_event())
+    await asyncio.sleep(0)
+    return reader
+
+
+async def test_a_body_sink_takes_chunks_while_the_reader_waits_and_grants_their_credit() -> None:
+    """Chunks go to the sink without waking the reader; credit goes back in halves of the window."""
     stream, sent = await _stream(window=100, post=True)
     sink = Sink()
     stream.sink_bodies(sink)
+    reader = await _parked(stream)
     for data in (b"a" * 30, b"b" * 30, b"c" * 30):
         assert stream.deliver(Body(1, data))
     assert sink.taken == [b"a" * 30, b"b" * 30, b"c" * 30]
@@ -118,27 +126,34 @@ async def test_a_body_sink_takes_chunks_as_they_arrive_and_grants_their_credit()
     # Taken chunks do not count against the window: far more than it can pass.
     for _ in range(10):
         assert stream.deliver(Body(1, b"d" * 50))
+    assert not reader.done()
     stream.deliver(End(1))
-    assert await asyncio.wait_for(stream.next_event(), 1) == End(1)
+    assert await asyncio.wait_for(reader, 1) == End(1)
 
 
-async def test_chunks_queue_behind_one_the_sink_refused_until_the_reader_drains_them() -> None:
-    """Order holds: once a chunk is queued, the next ones queue too even if the sink could take
-    them; after the reader emptied the queue, the sink takes chunks again."""
+async def test_chunks_queue_while_the_reader_holds_one_or_the_sink_refuses() -> None:
+    """Order holds: a chunk the sink refused, and every chunk that follows until the reader has
+    drained them and waits again, is queued for the reader."""
     stream, _ = await _stream(window=100, post=True)
     sink = Sink()
     stream.sink_bodies(sink)
+    reader = await _parked(stream)
     stream.deliver(Body(1, b"1"))
     sink.open = False
     stream.deliver(Body(1, b"2"))
     sink.open = True
     stream.deliver(Body(1, b"3"))
     assert sink.taken == [b"1"]
-    first = await stream.next_event()
+    first = await asyncio.wait_for(reader, 1)
     assert isinstance(first, Body)
-    assert stream.with_ready_bodies(first.data) == b"23"
+    # The reader holds "2" (say, a write waiting for the client): "4" must not overtake it.
     stream.deliver(Body(1, b"4"))
-    assert sink.taken == [b"1", b"4"]
+    assert sink.taken == [b"1"]
+    assert stream.with_ready_bodies(first.data) == b"234"
+    reader = await _parked(stream)
+    stream.deliver(Body(1, b"5"))
+    assert sink.taken == [b"1", b"5"]
+    reader.cancel()
 
 
 async def test_without_a_sink_or_a_poster_chunks_are_queued() -> None:
@@ -147,11 +162,13 @@ async def test_without_a_sink_or_a_poster_chunks_are_queued() -> None:
     sink = Sink()
     stream.sink_bodies(sink)
     stream.sink_bodies(None)
+    reader = await _parked(stream)
     stream.deliver(Body(1, b"x"))
     assert sink.taken == []
-    assert await stream.next_event() == Body(1, b"x")
+    assert await asyncio.wait_for(reader, 1) == Body(1, b"x")
     unposted, _ = await _stream(window=100)
     unposted.sink_bodies(sink)
+    reader = await _parked(unposted)
     unposted.deliver(Body(1, b"y"))
     assert sink.taken == []
-    assert await unposted.next_event() == Body(1, b"y")
+    assert await asyncio.wait_for(reader, 1) == Body(1, b"y")

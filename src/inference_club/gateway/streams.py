@@ -83,12 +83,13 @@ class TunnelStream:
     def deliver(self, event: StreamEvent) -> bool:
         """Queue an event from the tunnel; False if the peer overran this stream's window.
 
-        A body chunk goes to the body sink instead when one is set, nothing is queued ahead of
-        it and the sink takes it; its credit is then granted back at once.
+        A body chunk goes to the body sink instead when one is set, the reader waits for its
+        next event (so it holds no chunk of its own, and none is queued) and the sink takes it;
+        its credit is then granted back at once.
         """
         if isinstance(event, Body):
             sink = self._body_sink
-            if sink is not None and not self._events and sink(event.data):
+            if sink is not None and self._waiter is not None and sink(event.data):
                 self._granted(len(event.data))
                 return True
             self._buffered += len(event.data)
