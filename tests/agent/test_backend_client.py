@@ -706,3 +706,44 @@ async def test_https_backends_are_verified(serve, client, certificate, monkeypat
     finally:
         other.close()
     assert server.seen[0].headers["host"] == f"127.0.0.1:{server.port}"
+
+
+async def test_a_body_sink_takes_pieces_only_while_a_reader_waits_with_nothing_kept(serve, client):
+    """Pieces go to the sink while read_chunk waits; one the sink refuses, and every piece after
+    it until a reader has taken them and waits again, is kept for read_chunk, in order."""
+    steps = [asyncio.Event() for _ in range(4)]
+
+    async def handler(reader, writer):
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        for index, piece in enumerate((b"1\r\nb\r\n", b"1\r\nc\r\n", b"1\r\nd\r\n0\r\n\r\n")):
+            await steps[index].wait()
+            writer.write(piece)
+        await hold_open(reader)
+
+    server = await serve(handler)
+    response = await client.request("GET", f"{server.url}/stream")
+    taken: list[bytes] = []
+    accept = [True]
+
+    def sink(data: bytes) -> bool:
+        if accept[0]:
+            taken.append(data)
+        return accept[0]
+
+    response.sink_body(sink)
+    # "a" arrived before anyone waited: kept.
+    assert await asyncio.wait_for(response.read_chunk(), WAIT) == b"a"
+    reader = asyncio.create_task(response.read_chunk())
+    await asyncio.sleep(0)
+    steps[0].set()
+    await wait_until(lambda: taken == [b"b"])
+    accept[0] = False
+    steps[1].set()
+    assert await asyncio.wait_for(reader, WAIT) == b"c"  # refused: kept and read
+    accept[0] = True
+    steps[2].set()
+    await asyncio.sleep(0.1)
+    assert taken == [b"b"]  # nobody waited for "d": kept, never overtaking
+    assert await asyncio.wait_for(response.read_chunk(), WAIT) == b"d"
+    assert await asyncio.wait_for(response.read_chunk(), WAIT) == b""

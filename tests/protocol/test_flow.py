@@ -37,3 +37,15 @@ def test_receiver_grants_in_halves() -> None:
     assert window.consumed(25) == 55
     assert window.consumed(10) == 0
     assert window.consumed(40) == 50
+
+
+def test_try_spend_takes_credit_only_when_there_is_enough_and_the_window_is_open() -> None:
+    window = SendWindow(10)
+    assert window.try_spend(6)
+    assert not window.try_spend(5)
+    assert window.credit == 4
+    assert window.try_spend(4)
+    window.grant(3)
+    window.close()
+    assert not window.try_spend(1)
+    assert window.credit == 3

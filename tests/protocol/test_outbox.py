@@ -187,3 +187,26 @@ async def test_send_soon_after_a_failed_write_raises() -> None:
     with pytest.raises(ConnectionError):
         await outbox.send_soon([End(2)])
     await outbox.close()
+
+
+async def test_try_post_queues_below_the_mark_and_refuses_past_it_or_after_a_failure() -> None:
+    """try_post never waits: it queues in order while the queue is short, refuses (queuing
+    nothing) once past the high-water mark, and refuses on a failed outbox."""
+    socket = Socket()
+    socket.gate.clear()
+    outbox = Outbox(socket.write, high_water=1000)
+    assert outbox.try_post([Body(1, b"a" * 600)])
+    await asyncio.sleep(0.01)  # the writer takes it and is stuck on the socket
+    assert outbox.try_post([Body(1, b"b" * 600)])
+    assert outbox.try_post([Body(1, b"c" * 600)])  # the queue was at 600: still below
+    assert not outbox.try_post([Body(1, b"d" * 10)])  # now past the mark
+    socket.gate.set()
+    await outbox.send([End(1)])
+    frames = [frame for message in socket.messages for frame in decode_message(message)]
+    assert frames == [Body(1, b"a" * 600), Body(1, b"b" * 600), Body(1, b"c" * 600), End(1)]
+    socket.error = RuntimeError("socket closed")
+    await outbox.send_soon([End(2)])
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not outbox.try_post([End(3)])
+    await outbox.close()

@@ -60,6 +60,7 @@ class BackendResponse:
     """
 
     __slots__ = (
+        "_body_sink",
         "_complete",
         "_connection",
         "_done",
@@ -89,6 +90,7 @@ class BackendResponse:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
+        self._body_sink: Callable[[bytes], bool] | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of the header ``name`` (lower-case), or None."""
@@ -141,7 +143,25 @@ class BackendResponse:
             self._done = True
             self._connection.close()
 
+    def sink_body(self, sink: Callable[[bytes], bool] | None) -> None:
+        """Hand body bytes to ``sink`` as they arrive (None: keep them for ``read_chunk``).
+
+        Only while a reader waits in ``read_chunk`` with nothing kept, so bytes never overtake
+        ones read earlier; when ``sink`` returns False the bytes are kept as usual.
+        """
+        self._body_sink = sink
+
     def _feed(self, data: bytes) -> None:
+        sink = self._body_sink
+        waiter = self._waiter
+        if (
+            sink is not None
+            and waiter is not None
+            and not waiter.done()
+            and not self._parts
+            and sink(data)
+        ):
+            return
         self._parts.append(data)
         self._size += len(data)
         if self._size > _HIGH_WATER:

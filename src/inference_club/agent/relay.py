@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 SendFrame = Callable[[Frame], Awaitable[None]]
 SendFrames = Callable[[Sequence[Frame]], Awaitable[None]]
+# Queues a frame unless the tunnel is backed up; never waits.
+TrySendFrame = Callable[[Frame], bool]
 
 _EVENT_STREAM = "text/event-stream"
 
@@ -54,6 +56,7 @@ class StreamRelay:
         send_many: SendFrames,
         limits: StreamLimits,
         log_level: int = logging.INFO,
+        try_send: TrySendFrame | None = None,
     ) -> None:
         self.request = request
         self.send_window = SendWindow(limits.initial_window)
@@ -61,6 +64,7 @@ class StreamRelay:
         self._http = http
         self._send = send
         self._send_many = send_many
+        self._try_send = try_send
         self._limits = limits
         self._log_level = log_level
         self._body: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -193,20 +197,43 @@ class StreamRelay:
         return "ok"
 
     async def _relay_streamed(self, response: BackendResponse) -> str:
-        """Each piece of the reply goes to the gateway as soon as the backend wrote it."""
+        """Each piece of the reply goes to the gateway as soon as the backend wrote it.
+
+        While the window has credit and the tunnel is not backed up, a piece is queued on the
+        tunnel as the backend connection receives it, without waking this task.
+        """
         stream_id = self.request.stream_id
         await self._send(Response(stream_id, response.status, response_headers(response.headers)))
-        while True:
-            try:
-                chunk = await response.read_chunk()
-            except (BackendError, OSError) as exc:
-                message = f"the model server dropped the response midway ({_describe(exc)})"
-                return await self._fail("backend_disconnected", message)
-            if not chunk:
-                break
-            await self._send_body(chunk)
+        if self._try_send is not None:
+            response.sink_body(self._sink_body)
+        try:
+            while True:
+                try:
+                    chunk = await response.read_chunk()
+                except (BackendError, OSError) as exc:
+                    message = f"the model server dropped the response midway ({_describe(exc)})"
+                    return await self._fail("backend_disconnected", message)
+                if not chunk:
+                    break
+                await self._send_body(chunk)
+        finally:
+            response.sink_body(None)
         await self._send(End(stream_id))
         return "ok"
+
+    def _sink_body(self, chunk: bytes) -> bool:
+        """Queue ``chunk`` on the tunnel now if it fits the window in one frame."""
+        size = len(chunk)
+        if size > min(self._limits.max_body_chunk, self._limits.initial_window):
+            return False
+        if not self.send_window.try_spend(size):
+            return False
+        assert self._try_send is not None  # only installed with one
+        if not self._try_send(Body(self.request.stream_id, chunk)):
+            self.send_window.grant(size)  # not sent: the credit is still ours
+            return False
+        self._bytes_out += size
+        return True
 
     async def _relay_inlined(self, response: BackendResponse, backend: BackendSettings) -> str:
         """An image reply, read whole so images the backend only links to go inline."""

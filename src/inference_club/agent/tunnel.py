@@ -96,6 +96,10 @@ class TunnelSession:
         """Put several frames on the tunnel, in order; safe like ``send``."""
         await self._outbox.send_soon(frames)
 
+    def try_send(self, frame: Frame) -> bool:
+        """Queue one frame unless the tunnel is backed up or gone; never waits."""
+        return self._outbox.try_post((frame,))
+
     def _post(self, frame: Frame) -> None:
         """Queue a reply the frame handler owes (pong, credit) without waiting or a task."""
         with contextlib.suppress(ConnectionError):  # the tunnel closed: nothing is owed
@@ -244,6 +248,7 @@ class TunnelSession:
             send_many=self.send_many,
             limits=self._limits,
             log_level=self._log_level,
+            try_send=self.try_send,
         )
         stream_id = request.stream_id
         task = asyncio.create_task(relay.run(), name=f"stream-{stream_id}")

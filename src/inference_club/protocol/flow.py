@@ -42,6 +42,13 @@ class SendWindow:
             raise WindowClosed
         self._credit -= size
 
+    def try_spend(self, size: int) -> bool:
+        """Spend ``size`` bytes now if the window has them (and is open); never waits."""
+        if self._closed or self._credit < size:
+            return False
+        self._credit -= size
+        return True
+
     def grant(self, increment: int) -> None:
         """The peer consumed ``increment`` more bytes."""
         self._credit += increment

@@ -66,6 +66,15 @@ class Outbox:
         congested tunnel must not hold up the pings of all the others)."""
         self._queue(frames)
 
+    def try_post(self, frames: Sequence[Frame]) -> bool:
+        """Queue ``frames`` if nothing holds them back: False once the high-water mark is passed
+        or the outbox failed, and then nothing is queued (the caller sends them the way that
+        waits, or learns of the failure)."""
+        if self._error is not None or self._queued_bytes > self._high_water:
+            return False
+        self._queue(frames)
+        return True
+
     def _queue(self, frames: Sequence[Frame]) -> asyncio.Future[None]:
         if self._error is not None:
             raise self._error
