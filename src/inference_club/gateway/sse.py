@@ -5,6 +5,9 @@ from typing import Any
 import orjson
 
 _EVENT_END = b"\n\n"
+_USAGE_KEY = b'"usage"'
+# What OpenAI-style servers put in every chunk but the last when usage is asked for.
+_NULL_USAGE = (b'"usage":null', b'"usage": null')
 
 
 class UsageTap:
@@ -23,7 +26,7 @@ class UsageTap:
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to forward now: every complete event in ``data`` and what was held before."""
-        if not self._pending and data.endswith(_EVENT_END) and b'"usage"' not in data:
+        if not self._pending and data.endswith(_EVENT_END) and not _may_carry_usage(data):
             # The common case: whole events with nothing to look at. Forward as is.
             return data
         buffer = self._pending + data if self._pending else data
@@ -32,20 +35,20 @@ class UsageTap:
             self._pending = buffer
             return b""
         complete, self._pending = buffer[: cut + 2], buffer[cut + 2 :]
-        if b'"usage"' not in complete:
+        if not _may_carry_usage(complete):
             return complete
         return b"".join(self._filter(event) for event in complete.split(_EVENT_END) if event)
 
     def flush(self) -> bytes:
         """Whatever is left when the stream ends (an event without its blank line)."""
         rest, self._pending = self._pending, b""
-        if rest and b'"usage"' in rest:
+        if rest and _may_carry_usage(rest):
             return self._filter(rest)
         return rest
 
     def _filter(self, event: bytes) -> bytes:  # noqa: PLR0911 - one exit per event shape
         whole = event + _EVENT_END
-        if b'"usage"' not in event:
+        if not _may_carry_usage(event):
             return whole
         for line in event.split(b"\n"):
             if not line.startswith(b"data:"):
@@ -66,6 +69,12 @@ class UsageTap:
             chunk.pop("usage")
             return b"data: " + orjson.dumps(chunk) + _EVENT_END
         return whole
+
+
+def _may_carry_usage(data: bytes) -> bool:
+    """Whether ``data`` has a ``usage`` key that is not null (only those need parsing)."""
+    keys = data.count(_USAGE_KEY)
+    return keys > 0 and keys != sum(data.count(null) for null in _NULL_USAGE)
 
 
 def error_event(message: str, error_type: str = "upstream_error") -> bytes:
