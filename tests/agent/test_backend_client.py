@@ -129,6 +129,19 @@ def answering(reply: bytes, server: list[RawServer]) -> Handler:
     return handler
 
 
+def head_or(head_reply: bytes, other_reply: bytes) -> Handler:
+    """A keep-alive handler answering HEAD requests with ``head_reply``, others with
+    ``other_reply``."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await read_head(reader)
+            writer.write(head_reply if request.line.startswith("HEAD") else other_reply)
+            await writer.drain()
+
+    return handler
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -569,16 +582,11 @@ async def test_userinfo_becomes_basic_auth_and_never_shows_in_errors(
 async def test_head_and_no_content_replies_have_no_body(serve, client):
     """A reply to HEAD (whatever length it names) and a 204 end at their head."""
 
-    async def handler(reader, writer):
-        while True:
-            request = await read_head(reader)
-            if request.line.startswith("HEAD"):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-            else:
-                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-            await writer.drain()
-
-    server = await serve(handler)
+    server = await serve(
+        head_or(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"
+        )
+    )
     for method in ("HEAD", "DELETE", "HEAD", "DELETE"):
         response = await client.request(method, f"{server.url}/x")
         assert response.status in (200, 204)
@@ -593,16 +601,8 @@ async def test_head_and_no_content_replies_have_no_body(serve, client):
 async def test_a_reply_after_a_head_reply_on_the_same_connection_is_read_whole(serve, client):
     """After HEAD, the next reply's body is read as its own, not as the HEAD reply's."""
 
-    async def handler(reader, writer):
-        while True:
-            request = await read_head(reader)
-            if request.line.startswith("HEAD"):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
-            else:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-            await writer.drain()
-
-    server = await serve(handler)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    server = await serve(head_or(head, head + b"hello"))
     for method in ("HEAD", "GET", "HEAD", "GET"):
         response = await client.request(method, f"{server.url}/x")
         body = await asyncio.wait_for(response.read_all(), WAIT)

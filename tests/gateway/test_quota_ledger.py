@@ -67,6 +67,20 @@ def _record(identity: KeyIdentity, tokens: int) -> UsageRecord:
     )
 
 
+async def _reloading(store: Store) -> tuple[KeyIdentity, GatedTotals, QuotaLedger]:
+    """A member with 100 daily tokens whose totals were loaded, went stale, and whose reload
+    has begun and is held at the gate."""
+    identity = await _member(store, daily_tokens=100)
+    source = GatedTotals(store)
+    ledger = QuotaLedger(source, refresh=0.01)
+    await ledger.check(identity)
+    assert source.calls == 1
+    await asyncio.sleep(0.02)
+    source.gate.clear()
+    await ledger.check(identity)
+    return identity, source, ledger
+
+
 async def test_requests_arriving_together_share_one_first_load(store: Store) -> None:
     identity = await _member(store, daily_tokens=1000)
     source = GatedTotals(store)
@@ -81,13 +95,7 @@ async def test_requests_arriving_together_share_one_first_load(store: Store) -> 
 
 
 async def test_a_refresh_runs_once_in_the_background_while_requests_go_on(store: Store) -> None:
-    identity = await _member(store, daily_tokens=100)
-    source = GatedTotals(store)
-    ledger = QuotaLedger(source, refresh=0.01)
-    await ledger.check(identity)
-    assert source.calls == 1
-    await asyncio.sleep(0.02)
-    source.gate.clear()
+    identity, source, ledger = await _reloading(store)
     # Stale totals: every check answers at once, and only one reload is under way.
     for _ in range(20):
         await asyncio.wait_for(ledger.check(identity), 0.5)
@@ -101,13 +109,7 @@ async def test_a_refresh_runs_once_in_the_background_while_requests_go_on(store:
 
 
 async def test_a_reload_never_forgets_what_this_node_counted_meanwhile(store: Store) -> None:
-    identity = await _member(store, daily_tokens=100)
-    source = GatedTotals(store)
-    ledger = QuotaLedger(source, refresh=0.01)
-    await ledger.check(identity)
-    await asyncio.sleep(0.02)
-    source.gate.clear()
-    await ledger.check(identity)  # starts the reload, which will find nothing stored
+    identity, source, ledger = await _reloading(store)  # the reload will find nothing stored
     # Counted here but not written to the store yet, as the usage writer batches records.
     ledger.add(_record(identity, 120))
     source.gate.set()
@@ -144,13 +146,7 @@ async def test_a_failed_reload_keeps_the_totals_and_is_tried_again(
 
 
 async def test_stop_cancels_a_reload_in_progress(store: Store) -> None:
-    identity = await _member(store, daily_tokens=100)
-    source = GatedTotals(store)
-    ledger = QuotaLedger(source, refresh=0.01)
-    await ledger.check(identity)
-    await asyncio.sleep(0.02)
-    source.gate.clear()
-    await ledger.check(identity)
+    _identity, _source, ledger = await _reloading(store)
     reloads = [task for task in asyncio.all_tasks() if task.get_name().startswith("quota-")]
     assert len(reloads) == 1
     await asyncio.wait_for(ledger.stop(), 1)

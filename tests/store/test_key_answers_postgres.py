@@ -2,11 +2,12 @@
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from inference_club.store import Store
+from inference_club.store import ApiKey, Store
 from inference_club.store.changes import CHANNEL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgres"])]
@@ -46,22 +47,30 @@ async def _until_rejected(store: Store, secret: str) -> float:
     return time.monotonic() - started
 
 
-async def test_a_kept_answer_lasts_until_a_change_is_announced(database_url: str) -> None:
-    """Between notices the check is answered from memory; a notice makes it ask again."""
+@pytest.fixture
+async def listening(database_url: str) -> AsyncIterator[tuple[Store, ApiKey, str]]:
+    """A store whose change listener is connected, with alice's key already checked once."""
     store = await Store.open(database_url)
     try:
         await store.add_user("alice")
         key, secret = await store.create_api_key("alice")
         await _listening(store)
         assert await store.authenticate_api_key(secret) is not None  # read and kept
-
-        await _revoke_without_notice(database_url, key.id)
-        assert await store.authenticate_api_key(secret) is not None  # still the kept answer
-
-        await _sql(database_url, f"SELECT pg_notify('{CHANNEL}', '')")
-        await _until_rejected(store, secret)
+        yield store, key, secret
     finally:
         await store.close()
+
+
+async def test_a_kept_answer_lasts_until_a_change_is_announced(
+    database_url: str, listening: tuple[Store, ApiKey, str]
+) -> None:
+    """Between notices the check is answered from memory; a notice makes it ask again."""
+    store, key, secret = listening
+    await _revoke_without_notice(database_url, key.id)
+    assert await store.authenticate_api_key(secret) is not None  # still the kept answer
+
+    await _sql(database_url, f"SELECT pg_notify('{CHANNEL}', '')")
+    await _until_rejected(store, secret)
 
 
 async def test_a_key_revoked_by_another_process_stops_working_within_a_moment(
@@ -84,26 +93,20 @@ async def test_a_key_revoked_by_another_process_stops_working_within_a_moment(
         await gateway_store.close()
 
 
-async def test_without_the_listener_every_check_asks_the_database(database_url: str) -> None:
+async def test_without_the_listener_every_check_asks_the_database(
+    database_url: str, listening: tuple[Store, ApiKey, str]
+) -> None:
     """A lost listening connection means nothing is kept: a silent revoke is seen at once."""
-    store = await Store.open(database_url)
-    try:
-        await store.add_user("alice")
-        key, secret = await store.create_api_key("alice")
-        await _listening(store)
-        assert await store.authenticate_api_key(secret) is not None
+    store, key, secret = listening
+    await _sql(
+        database_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    deadline = time.monotonic() + NOTICE_WAIT
+    while store._changes is not None and store._changes.live:  # noqa: SLF001
+        assert time.monotonic() < deadline, "the lost connection went unnoticed"
+        await asyncio.sleep(0.01)
 
-        await _sql(
-            database_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-        )
-        deadline = time.monotonic() + NOTICE_WAIT
-        while store._changes is not None and store._changes.live:  # noqa: SLF001
-            assert time.monotonic() < deadline, "the lost connection went unnoticed"
-            await asyncio.sleep(0.01)
-
-        await _revoke_without_notice(database_url, key.id)
-        assert await store.authenticate_api_key(secret) is None
-    finally:
-        await store.close()
+    await _revoke_without_notice(database_url, key.id)
+    assert await store.authenticate_api_key(secret) is None

@@ -66,6 +66,8 @@ class StreamRelay:
         self._send_many = send_many
         self._try_send = try_send
         self._limits = limits
+        # The largest body frame this stream sends: a chunk, and never more than the window.
+        self._largest_piece = min(limits.max_body_chunk, limits.initial_window)
         self._log_level = log_level
         self._body: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._buffered = 0
@@ -224,7 +226,7 @@ class StreamRelay:
     def _sink_body(self, chunk: bytes) -> bool:
         """Queue ``chunk`` on the tunnel now if it fits the window in one frame."""
         size = len(chunk)
-        if size > min(self._limits.max_body_chunk, self._limits.initial_window):
+        if size > self._largest_piece:
             return False
         if not self.send_window.try_spend(size):
             return False
@@ -315,7 +317,7 @@ class StreamRelay:
 
     async def _send_body(self, chunk: bytes) -> None:
         """Send what the backend produced right away, in pieces the window allows."""
-        largest = min(self._limits.max_body_chunk, self._limits.initial_window)
+        largest = self._largest_piece
         offset = 0
         while offset < len(chunk):
             size = min(len(chunk) - offset, largest)
