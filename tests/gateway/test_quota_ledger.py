@@ -4,7 +4,7 @@ for a refresh of totals it already has."""
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,13 @@ class GatedTotals:
         self.gate.set()
         self.fail = False
 
-    async def usage_totals(self, user_id: int, since: datetime) -> UsageTotal:
+    async def daily_totals(self, user_id: int, day: date) -> UsageTotal:
         self.calls += 1
         await self.gate.wait()
         if self.fail:
             msg = "the database is gone"
             raise OSError(msg)
-        return await self.store.usage_totals(user_id, since)
+        return await self.store.daily_totals(user_id, day)
 
 
 @pytest.fixture

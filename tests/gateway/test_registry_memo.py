@@ -45,7 +45,7 @@ async def test_memo_is_dropped_when_a_provider_joins_leaves_or_reannounces() -> 
     second = _connection(2, "whisper")
     registry.add(second)
     assert registry.memo("k", models) == ["llama", "whisper"]
-    await second.handle_message(_models_message("whisper", "piper"))
+    second.handle_message(_models_message("whisper", "piper"))
     assert registry.memo("k", models) == ["llama", "piper", "whisper"]
     registry.remove(first)
     assert registry.memo("k", models) == ["piper", "whisper"]

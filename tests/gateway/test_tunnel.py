@@ -94,10 +94,11 @@ async def test_wrong_protocol_version_is_refused(gateway: Gateway) -> None:
             CloseCode.MALFORMED_FRAME,
             "may not send hello",
         ),
+        ("a text message", CloseCode.MALFORMED_FRAME, "text messages are not frames"),
     ],
 )
 async def test_malformed_frame_closes_only_that_tunnel(
-    gateway: Gateway, message: bytes, expected_code: int, expected_reason: str
+    gateway: Gateway, message: bytes | str, expected_code: int, expected_reason: str
 ) -> None:
     """A bad frame closes the tunnel with a clear reason; the gateway keeps serving."""
     key = gateway.add_user("alice")

@@ -210,3 +210,81 @@ async def test_try_post_queues_below_the_mark_and_refuses_past_it_or_after_a_fai
         await asyncio.sleep(0)
     assert not outbox.try_post([End(3)])
     await outbox.close()
+
+
+class DirectSocket:
+    """A socket the outbox may write to without waiting, while it says it is ready."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.is_ready = True
+        self.error: Exception | None = None
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+    def write_now(self, message: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.messages.append(message)
+
+
+async def test_a_ready_direct_socket_takes_each_turns_frames_in_one_write() -> None:
+    """Frames of one turn go to the direct socket as one message at the end of the turn;
+    the waiting writer is never used."""
+    socket, direct = Socket(), DirectSocket()
+    outbox = Outbox(socket.write, direct=direct)
+    frames = [Body(stream_id, b"chunk %d" % stream_id) for stream_id in range(1, 6)]
+
+    await asyncio.gather(*(outbox.send([frame]) for frame in frames))
+    await outbox.send_soon([End(1)])
+    assert direct.messages[1:] == []  # queued, not yet written: the turn has not ended
+    await asyncio.sleep(0)
+
+    assert [decode_message(message) for message in direct.messages] == [frames, [End(1)]]
+    assert socket.messages == []
+    await outbox.close()
+
+
+async def test_frames_wait_for_the_writer_while_the_direct_socket_pushes_back() -> None:
+    """A socket that is not ready sends the frames through the writer; frames queued while
+    the writer holds a batch follow it, even once the socket is ready again."""
+    socket, direct = Socket(), DirectSocket()
+    direct.is_ready = False
+    socket.gate.clear()
+    outbox = Outbox(socket.write, direct=direct)
+
+    first = asyncio.create_task(outbox.send([Body(1, b"first")]))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the writer takes the batch and waits on the socket
+    direct.is_ready = True
+    second = asyncio.create_task(outbox.send([Body(1, b"second")]))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert direct.messages == []
+    socket.gate.set()
+    await asyncio.gather(first, second)
+
+    assert [decode_message(message) for message in socket.messages] == [
+        [Body(1, b"first")],
+        [Body(1, b"second")],
+    ]
+    assert direct.messages == []
+    # With the writer idle again, the next turn goes direct.
+    await outbox.send([End(1)])
+    assert [decode_message(message) for message in direct.messages] == [[End(1)]]
+    await outbox.close()
+
+
+async def test_a_failed_direct_write_fails_its_senders_and_later_sends() -> None:
+    """An error from the direct socket reaches the senders of that turn and every later one."""
+    socket, direct = Socket(), DirectSocket()
+    direct.error = OSError("connection reset")
+    outbox = Outbox(socket.write, direct=direct)
+
+    with pytest.raises(ConnectionError, match="connection reset"):
+        await outbox.send([Body(1, b"lost")])
+    with pytest.raises(ConnectionError):
+        await outbox.send_soon([End(1)])
+    assert socket.messages == []
+    await outbox.close()

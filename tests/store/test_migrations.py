@@ -4,18 +4,20 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from inference_club.store import Store, StoreError
-from inference_club.store.migrate import HEAD_REVISION, MIGRATIONS_DIR
-from inference_club.store.schema import metadata
+from inference_club.store.migrate import HEAD_REVISION, MIGRATIONS_DIR, alembic_config
+from inference_club.store.schema import metadata, usage_records, users
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
@@ -163,3 +165,55 @@ async def test_database_from_a_newer_version_is_refused(
 
     with pytest.raises(StoreError, match="9999"):
         await Store.open(url)
+
+
+async def test_daily_usage_is_filled_from_the_records_already_written(
+    fresh_database_url: DatabaseFactory,
+) -> None:
+    """Migrating a database that holds usage records sums them per member and UTC day."""
+    url = await fresh_database_url()
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+            user_id = (
+                await connection.execute(
+                    insert(users).values(name="alice", is_admin=False, created_at=datetime.now(UTC))
+                )
+            ).inserted_primary_key[0]
+            noon = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+            await connection.execute(
+                insert(usage_records),
+                [
+                    _usage_row(user_id, noon, prompt_tokens=10, completion_tokens=2),
+                    _usage_row(user_id, noon + timedelta(hours=11, minutes=59), status_code=500),
+                    _usage_row(user_id, noon + timedelta(hours=12), image_count=3),
+                ],
+            )
+    finally:
+        await engine.dispose()
+
+    store = await Store.open(url)
+    try:
+        first = await store.daily_totals(user_id, noon.date())
+        second = await store.daily_totals(user_id, (noon + timedelta(days=1)).date())
+    finally:
+        await store.close()
+
+    assert (first.requests, first.errors, first.tokens, first.images) == (2, 1, 12, 0)
+    assert (second.requests, second.errors, second.tokens, second.images) == (1, 0, 0, 3)
+
+
+def _usage_row(user_id: int, started_at: datetime, **values: object) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "model": "m",
+        "endpoint": "chat.completions",
+        "status_code": 200,
+        "started_at": started_at,
+        "ended_at": started_at,
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "image_count": None,
+        **values,
+    }

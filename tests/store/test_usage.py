@@ -149,3 +149,62 @@ async def test_list_usage_refuses_bad_paging(store: Store, limit: int, offset: i
     """Limits outside 1-10000 and negative offsets raise InvalidValue."""
     with pytest.raises(InvalidValue):
         await store.list_usage(limit=limit, offset=offset)
+
+
+async def test_daily_totals_add_up_each_member_and_utc_day(store: Store) -> None:
+    """Every batch adds to its member's UTC day; days and members never mix."""
+    alice = await store.add_user("alice")
+    bob = await store.add_user("bob")
+    # T0 is noon UTC: 13 hours later is the next UTC day.
+    await store.record_usage(
+        [
+            _record(alice, 0, prompt_tokens=10, completion_tokens=5, image_count=2),
+            _record(alice, 60, status_code=502, audio_seconds=1.5),
+            _record(alice, 13 * 3600, prompt_tokens=1000),
+            _record(bob, 30, prompt_tokens=7),
+        ]
+    )
+    await store.record_usage([_record(alice, 120, completion_tokens=100, audio_seconds=2.0)])
+
+    first = await store.daily_totals(alice.id, T0.date())
+    second = await store.daily_totals(alice.id, (T0 + timedelta(days=1)).date())
+    others = await store.daily_totals(bob.id, T0.date())
+    empty = await store.daily_totals(alice.id, (T0 - timedelta(days=1)).date())
+
+    assert (first.requests, first.errors) == (3, 1)
+    assert (first.prompt_tokens, first.completion_tokens, first.tokens) == (10, 105, 115)
+    assert (first.audio_seconds, first.images) == (3.5, 2)
+    assert (second.requests, second.tokens, second.images) == (1, 1000, 0)
+    assert (others.requests, others.tokens) == (1, 7)
+    assert (empty.requests, empty.tokens, empty.audio_seconds, empty.images) == (0, 0, 0.0, 0)
+
+
+async def test_daily_totals_match_the_records_since_midnight(store: Store) -> None:
+    """The kept day equals a sum over the day's records, batch after batch."""
+    alice = await store.add_user("alice")
+    for batch in range(5):
+        await store.record_usage(
+            [
+                _record(alice, batch * 60 + n, prompt_tokens=n, completion_tokens=batch)
+                for n in range(40)
+            ]
+        )
+
+    kept = await store.daily_totals(alice.id, T0.date())
+    summed = await store.usage_totals(alice.id, T0.replace(hour=0))
+
+    assert kept == summed
+    assert kept.requests == 200
+
+
+async def test_failed_batch_adds_nothing_to_the_day(store: Store) -> None:
+    """A batch refused for a missing user leaves the other members' days as they were."""
+    alice = await store.add_user("alice")
+    await store.record_usage([_record(alice, 0, prompt_tokens=3)])
+    ghost = _record(alice, 2, user_id=alice.id + 999)
+
+    with pytest.raises(NotFound):
+        await store.record_usage([_record(alice, 1, prompt_tokens=50), ghost])
+
+    day = await store.daily_totals(alice.id, T0.date())
+    assert (day.requests, day.tokens) == (1, 3)

@@ -126,7 +126,9 @@ class StreamRelay:
             self.send_window.close()
             # Checked first: building the record's fields costs more than the check.
             if logger.isEnabledFor(self._log_level):
-                self._log(outcome, time.monotonic() - started)
+                # Written after the frames this task queued have gone out, so the line is
+                # never on the reply's way to the gateway.
+                asyncio.get_running_loop().call_soon(self._log, outcome, time.monotonic() - started)
 
     def _log(self, outcome: str, seconds: float) -> None:
         request = self.request

@@ -4,7 +4,8 @@ uvicorn writes a response's head as soon as the app sends ``http.response.start`
 body in a second write, so a small JSON reply costs two sends, and on loopback or in a VM
 each send that wakes the client costs far more than the bytes. Writes made during one turn
 of the event loop are joined and handed to the real transport at the end of that turn: one
-send per reply, and one per burst of tunnel frames, with no added wait.
+send per reply, and one per burst of tunnel frames, with no added wait. A reply that is
+complete leaves at once, so work the app does after answering never delays it.
 """
 
 import asyncio
@@ -39,6 +40,10 @@ class CoalescingTransport(asyncio.Transport):
         """Queue several pieces."""
         for data in list_of_data:
             self.write(data)
+
+    def flush(self) -> None:
+        """Send what is queued now instead of at the end of the turn."""
+        self._flush()
 
     def _flush(self) -> None:
         pending = self._pending
@@ -128,3 +133,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.scope is self.scope:  # not for an upgrade
             scope: dict[str, Any] = self.scope  # type: ignore[assignment]
             scope.setdefault("extensions", {})[DIRECT_BODY] = DirectBody(cycle)
+
+    def on_response_complete(self) -> None:
+        """The reply is whole: it leaves now, before the app's bookkeeping that follows it
+        (metering, closing the stream) runs in the same turn."""
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.flush()
+        super().on_response_complete()

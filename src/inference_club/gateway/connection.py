@@ -11,6 +11,7 @@ from inference_club.protocol import (
     MAX_STREAM_ID,
     Body,
     CloseCode,
+    DirectWriter,
     End,
     Error,
     Frame,
@@ -45,6 +46,7 @@ class ProviderConnection:
         close_socket: CloseSocket,
         initial_window: int = DEFAULT_INITIAL_WINDOW,
         guest_concurrency: int | None = None,
+        direct: DirectWriter | None = None,
     ) -> None:
         self.provider_id = provider_id
         self.provider_name = provider_name
@@ -65,7 +67,7 @@ class ProviderConnection:
         self._streams: dict[int, TunnelStream] = {}
         self._next_stream_id = 1
         # Frames of many streams sent in one loop turn leave as one message.
-        self._outbox = Outbox(send_bytes)
+        self._outbox = Outbox(send_bytes, direct=direct)
         # Called with the new model list whenever the agent announces one.
         self.on_models: Callable[[ProviderConnection], None] = lambda _conn: None
         # Called once, the moment the tunnel is known closed or lost.
@@ -129,13 +131,14 @@ class ProviderConnection:
         """Abort a stream at the agent (and so at the local model server)."""
         await stream.cancel("cancelled by the gateway")
 
-    async def handle_message(self, data: bytes) -> None:
-        """Dispatch one message from the agent; protocol violations raise ProtocolError."""
+    def handle_message(self, data: bytes) -> None:
+        """Dispatch one message from the agent without waiting; protocol violations raise
+        ProtocolError."""
         self.last_received = time.monotonic()
         for frame in decode_message(data):
-            await self._dispatch(frame)
+            self._dispatch(frame)
 
-    async def _dispatch(self, frame: Frame) -> None:
+    def _dispatch(self, frame: Frame) -> None:
         match frame:
             case Response() | Body() | End() | Error():
                 stream = self._streams.get(frame.stream_id)

@@ -2,12 +2,12 @@
 
 Each node keeps today's totals of the members it serves, loaded from the store and then
 counted as records are made; it reloads them every ``refresh`` seconds, so the work of other
-nodes is counted too within that delay.
+nodes is counted too within that delay. The store keeps each member's day as one row, added
+to with every batch of records, so a load reads one row however busy the day was.
 
 Only a member's first request of the day waits for the store, and however many requests
 arrive together, one query is made. Later reloads run in the background while requests go
-on against the totals counted so far: the query sums a whole day of records, and a member
-sending hundreds of requests a second must not queue them all behind it.
+on against the totals counted so far.
 """
 
 import asyncio
@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from datetime import time as clock
 from typing import Protocol
 
 from inference_club.gateway.errors import RateLimited
@@ -33,8 +32,8 @@ class QuotaExceeded(RateLimited):
 class TotalsSource(Protocol):
     """Where today's totals come from (the store)."""
 
-    async def usage_totals(self, user_id: int, since: datetime) -> UsageTotal:
-        """One user's sums since ``since``."""
+    async def daily_totals(self, user_id: int, day: date) -> UsageTotal:
+        """One user's sums on the UTC ``day``."""
 
 
 @dataclass(slots=True)
@@ -128,7 +127,7 @@ class QuotaLedger:
 
     async def _load(self, user_id: int, now: datetime) -> _Today:
         loaded = time.monotonic()
-        total = await self._source.usage_totals(user_id, _midnight(now.date()))
+        total = await self._source.daily_totals(user_id, now.date())
         today = _Today(now.date(), loaded, total.tokens, total.audio_seconds, total.images)
         self._today[user_id] = today
         return today
@@ -136,7 +135,7 @@ class QuotaLedger:
     async def _reload(self, user_id: int, today: _Today) -> None:
         loaded = time.monotonic()
         try:
-            total = await self._source.usage_totals(user_id, _midnight(today.day))
+            total = await self._source.daily_totals(user_id, today.day)
         except Exception:
             # The totals counted so far stay in use; the next refresh tries again.
             logger.warning("could not reload daily usage", extra={"user_id": user_id})
@@ -145,10 +144,6 @@ class QuotaLedger:
             today.merge(total, loaded)
         finally:
             today.reload = None
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, clock(), tzinfo=UTC)
 
 
 def _seconds_to_midnight() -> int:

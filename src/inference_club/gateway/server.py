@@ -10,6 +10,7 @@ import uvicorn
 from inference_club.eventloop import event_loop_factory
 from inference_club.gateway.app import create_app
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
+from inference_club.gateway.direct_messages import DirectMessagesProtocol
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.heap import freeze_startup_objects
 from inference_club.protocol import MAX_FRAME_SIZE
@@ -45,7 +46,7 @@ async def serve(settings: GatewaySettings) -> None:
         create_app(settings, after_startup=freeze_startup_objects),
         loop="auto",
         http=CoalescingHttpToolsProtocol,
-        ws="websockets-sansio",
+        ws=DirectMessagesProtocol,
         ws_max_size=MAX_FRAME_SIZE + 16,
         # The tunnel runs its own heartbeats; uvicorn's pings would double them.
         ws_ping_interval=None,

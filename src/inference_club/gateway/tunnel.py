@@ -2,14 +2,18 @@
 
 It speaks raw ASGI rather than through a framework's WebSocket object: every request crosses
 this socket twice, and each layer of wrappers on receive and send costs on every message.
+Once the tunnel is up, the agent's messages are handled as the server reads them (see
+``direct_messages``); the ASGI pump still carries whatever the server queues (the close).
 """
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 
 from inference_club.gateway.asgi import Message, Receive, Scope, Send, header
 from inference_club.gateway.auth import bearer_token
 from inference_club.gateway.connection import ProviderConnection
+from inference_club.gateway.direct_messages import DirectMessages, MessageSink, direct_messages
 from inference_club.gateway.services import Services
 from inference_club.protocol import (
     PROTOCOL_VERSION,
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 TUNNEL_PATH = "/api/tunnel"
+# Closes started from a message handler, which cannot wait for them; kept until they finish.
+_closing: set[asyncio.Task[None]] = set()
 
 
 class TunnelSocket:
@@ -92,6 +98,7 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         guest_concurrency=hello.guest_concurrency,
         send_bytes=websocket.send_bytes,
         close_socket=websocket.close,
+        direct=direct_messages(scope),
     )
     await websocket.send_bytes(
         encode(
@@ -111,9 +118,14 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         "provider connected",
         extra={"provider": provider.name, "models": len(connection.models)},
     )
+    direct = direct_messages(scope)
+    if direct is not None:
+        direct.install(_message_sink(connection, direct))
     try:
         await _pump(websocket, connection)
     finally:
+        if direct is not None:
+            direct.install(None)
         # Idempotent: fails the streams and stops the outbox if the pump ended first.
         await connection.close(CloseCode.GOING_AWAY, "the provider disconnected")
         services.registry.remove(connection)
@@ -155,11 +167,39 @@ async def _pump(websocket: TunnelSocket, connection: ProviderConnection) -> None
             await connection.close(CloseCode.MALFORMED_FRAME, "text messages are not frames")
             return
         try:
-            await connection.handle_message(data)
+            connection.handle_message(data)
         except ProtocolError as exc:
-            logger.warning(
-                "closing tunnel on protocol error",
-                extra={"provider": connection.provider_name, "reason": exc.reason},
-            )
-            await connection.close(exc.code, exc.reason)
+            await _close_on_protocol_error(connection, exc)
             return
+
+
+def _message_sink(connection: ProviderConnection, direct: DirectMessages) -> MessageSink:
+    """Handles each message in the call that read it; an error closes the tunnel."""
+
+    def sink(data: bytes) -> None:
+        try:
+            connection.handle_message(data)
+        except ProtocolError as exc:
+            direct.install(None)
+            _close_soon(_close_on_protocol_error(connection, exc))
+        except Exception:
+            # What would end the ASGI task ends the tunnel: the agent reconnects.
+            logger.exception("tunnel message failed", extra={"provider": connection.provider_name})
+            direct.install(None)
+            _close_soon(connection.close(CloseCode.INTERNAL_ERROR, "the gateway failed"))
+
+    return sink
+
+
+async def _close_on_protocol_error(connection: ProviderConnection, exc: ProtocolError) -> None:
+    logger.warning(
+        "closing tunnel on protocol error",
+        extra={"provider": connection.provider_name, "reason": exc.reason},
+    )
+    await connection.close(exc.code, exc.reason)
+
+
+def _close_soon(closing: Coroutine[None, None, None]) -> None:
+    task = asyncio.get_running_loop().create_task(closing)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)

@@ -33,7 +33,7 @@ from inference_club.protocol.frames import (
     pack_messages,
 )
 from inference_club.protocol.models import SERVICE_TYPES, ModelCard
-from inference_club.protocol.outbox import Outbox
+from inference_club.protocol.outbox import DirectWriter, Outbox
 
 __all__ = [
     "CONTROL_STREAM",
@@ -46,6 +46,7 @@ __all__ = [
     "Body",
     "Cancel",
     "CloseCode",
+    "DirectWriter",
     "End",
     "Error",
     "Frame",

@@ -9,11 +9,16 @@ sends it as batch messages, each within the size limit.
 instead, which returns at once unless more than the high-water mark is waiting, like a
 stream writer's ``drain``: back-pressure still reaches a sender on a congested tunnel, but an
 uncongested one costs no wake-up per frame.
+
+Given a ``DirectWriter`` (a socket it can write to without waiting), a turn's frames are
+written by a callback at the end of the turn instead of by the writer task, whenever the
+socket is ready and the task has nothing in hand; otherwise the task writes them, in order.
 """
 
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from inference_club.protocol.frames import MAX_FRAME_SIZE, Frame, encode, pack_messages
 
@@ -21,6 +26,16 @@ WriteMessage = Callable[[bytes], Awaitable[None]]
 
 # Bytes queued and not yet taken by the writer beyond which ``send_soon`` waits.
 HIGH_WATER = 1 << 20
+
+
+class DirectWriter(Protocol):
+    """A socket the outbox can write to in the call that gathers the frames."""
+
+    def ready(self) -> bool:
+        """Whether a message may be written now (open, not pushing back)."""
+
+    def write_now(self, message: bytes) -> None:
+        """Write one message."""
 
 
 class Outbox:
@@ -32,8 +47,12 @@ class Outbox:
         *,
         max_message: int = MAX_FRAME_SIZE,
         high_water: int = HIGH_WATER,
+        direct: DirectWriter | None = None,
     ) -> None:
         self._write = write
+        self._direct = direct
+        # The writer task holds a batch it is writing: the direct path must not overtake it.
+        self._writing = False
         self._max_message = max_message
         self._high_water = high_water
         self._queued: list[bytes] = []
@@ -83,13 +102,39 @@ class Outbox:
         self._queued_bytes += sum(map(len, encoded))
         written = self._written
         if written is None:
-            written = self._written = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            written = self._written = loop.create_future()
             # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
             written.add_done_callback(_retrieve)
+            if self._direct is not None and not self._writing:
+                loop.call_soon(self._write_direct)
+                return written
             self._wakeup.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
         return written
+
+    def _write_direct(self) -> None:
+        """At the end of the turn: the frames gathered in it, written in this call."""
+        direct = self._direct
+        if not self._queued or direct is None:
+            return  # failed, or handed to the writer task meanwhile
+        if self._writing or not direct.ready():
+            self._wakeup.set()
+            if self._writer is None:
+                self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
+            return
+        queued, self._queued = self._queued, []
+        self._queued_bytes = 0
+        written, self._written = self._written, None
+        try:
+            for message in pack_messages(queued, self._max_message):
+                direct.write_now(message)
+        except Exception as exc:
+            self._fail(exc, written)
+            return
+        if written is not None and not written.done():
+            written.set_result(None)
 
     async def _run(self) -> None:
         while True:
@@ -98,6 +143,7 @@ class Outbox:
             queued, self._queued = self._queued, []
             self._queued_bytes = 0
             written, self._written = self._written, None
+            self._writing = True
             try:
                 for message in pack_messages(queued, self._max_message):
                     await self._write(message)
@@ -107,6 +153,8 @@ class Outbox:
             except Exception as exc:
                 self._fail(exc, written)
                 return
+            finally:
+                self._writing = False
             if written is not None and not written.done():
                 written.set_result(None)
 

@@ -18,7 +18,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # lets an up-to-date database open without importing Alembic, which costs ~0.2 s per CLI call.
 # A schema change is a new file there, NNNN_what.py with down_revision set, and a bump here;
 # tests/store/test_migrations.py then checks it produces exactly schema.py on both databases.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # An arbitrary constant naming our advisory lock among any others on the PostgreSQL server.
 _POSTGRES_LOCK_KEY = 0x1C_C1_0B_5C_4E_3A
 

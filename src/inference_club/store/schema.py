@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -133,6 +134,21 @@ usage_records = Table(
     Column("error_type", String(64), nullable=True),
     Index(None, "user_id", "started_at"),
     Index(None, "provider_id", "started_at"),
+)
+
+# Each member's usage per UTC day, added to in the transaction that writes the records, so a
+# daily quota is one row to read however many requests the day held.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("audio_seconds", Float, nullable=False),
+    Column("images", BigInteger, nullable=False),
 )
 
 groups = Table(

@@ -1,17 +1,26 @@
 """Usage records: one per request, written in batches, read back for dashboards and quotas."""
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.records import UsageRecord, UsageTotal
-from inference_club.store.schema import UtcDateTime, api_keys, providers, usage_records, users
+from inference_club.store.schema import (
+    UtcDateTime,
+    api_keys,
+    providers,
+    usage_daily,
+    usage_records,
+    users,
+)
 
 _COLUMNS = tuple(field.name for field in fields(UsageRecord) if field.name != "id")
 _MAX_LIST_LIMIT = 10_000
@@ -33,6 +42,20 @@ _TOUCH_KEY = (
     )
 )
 
+_DAY_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "audio_seconds", "images")
+
+
+def _add_to_day(dialect_insert: Any) -> Any:
+    """An upsert that adds a batch's sums to a member's day (the same SQL on both databases)."""
+    statement = dialect_insert(usage_daily)
+    return statement.on_conflict_do_update(
+        index_elements=[usage_daily.c.user_id, usage_daily.c.day],
+        set_={name: usage_daily.c[name] + statement.excluded[name] for name in _DAY_SUMS},
+    )
+
+
+_ADD_TO_DAY = {"sqlite": _add_to_day(sqlite.insert), "postgresql": _add_to_day(postgresql.insert)}
+
 
 class UsageMixin(StoreBase):
     """Writing and reading usage records."""
@@ -52,20 +75,25 @@ class UsageMixin(StoreBase):
                     record.ended_at if seen is None else max(seen, record.ended_at)
                 )
         touches = [{"key_id": key, "used_at": at} for key, at in last_used.items()]
-        if await self._write_fast(rows, touches):
+        days = _day_sums(records)
+        if await self._write_fast(rows, touches, days):
             return
         try:
             async with self._write(announce=False) as connection:
                 await connection.execute(_INSERT, rows)
                 if touches:
                     await connection.execute(_TOUCH_KEY, touches)
+                await connection.execute(_ADD_TO_DAY[self._engine.dialect.name], days)
         except IntegrityError:
             raise NotFound(
                 "a usage record names a user, API key or provider that does not exist"
             ) from None
 
     async def _write_fast(
-        self, rows: list[dict[str, object]], touches: list[dict[str, object]]
+        self,
+        rows: list[dict[str, object]],
+        touches: list[dict[str, object]],
+        days: list[dict[str, object]],
     ) -> bool:
         """The batch through stdlib sqlite3 when the database is a local file; False if not."""
         fast = self._fast_writer
@@ -74,7 +102,9 @@ class UsageMixin(StoreBase):
         assert self._write_lock is not None  # SQLite always has one
         async with self._write_lock:
             try:
-                await fast.write([(_INSERT, rows), (_TOUCH_KEY, touches)])
+                await fast.write(
+                    [(_INSERT, rows), (_TOUCH_KEY, touches), (_ADD_TO_DAY["sqlite"], days)]
+                )
             except sqlite3.IntegrityError:
                 raise NotFound(
                     "a usage record names a user, API key or provider that does not exist"
@@ -121,6 +151,16 @@ class UsageMixin(StoreBase):
         async with self._read_one() as connection:
             row = (await connection.execute(statement)).one()
         return _total("", "", row._mapping)
+
+    async def daily_totals(self, user_id: int, day: date) -> UsageTotal:
+        """What one user consumed on one UTC day, over every model: one row, kept as records
+        are written (for daily quotas)."""
+        statement = select(*(usage_daily.c[name] for name in _DAY_SUMS)).where(
+            usage_daily.c.user_id == user_id, usage_daily.c.day == day
+        )
+        async with self._read_one() as connection:
+            row = (await connection.execute(statement)).mappings().one_or_none()
+        return _total("", "", row or dict.fromkeys(_DAY_SUMS, 0))
 
     async def usage_by_user(
         self, *, since: datetime, user_name: str | None = None
@@ -177,7 +217,7 @@ _SUMS = (
 )
 
 
-def _total(who: str, model: str, row: RowMapping) -> UsageTotal:
+def _total(who: str, model: str, row: RowMapping | Mapping[str, Any]) -> UsageTotal:
     return UsageTotal(
         who=who,
         model=model,
@@ -189,6 +229,27 @@ def _total(who: str, model: str, row: RowMapping) -> UsageTotal:
         images=int(row["images"] or 0),
         for_others=int(row.get("for_others") or 0),
     )
+
+
+def _day_sums(records: Sequence[UsageRecord]) -> list[dict[str, object]]:
+    """A batch's sums per member and UTC day, in key order (concurrent writers lock the rows
+    in the same order, so they never deadlock)."""
+    sums: dict[tuple[int, date], list[Any]] = {}
+    for record in records:
+        key = (record.user_id, record.started_at.astimezone(UTC).date())
+        day = sums.get(key)
+        if day is None:
+            day = sums[key] = [0, 0, 0, 0, 0.0, 0]
+        day[0] += 1
+        day[1] += record.status_code >= 400
+        day[2] += record.prompt_tokens or 0
+        day[3] += record.completion_tokens or 0
+        day[4] += record.audio_seconds or 0.0
+        day[5] += record.image_count or 0
+    return [
+        {"user_id": user_id, "day": day, **dict(zip(_DAY_SUMS, values, strict=True))}
+        for (user_id, day), values in sorted(sums.items())
+    ]
 
 
 def _record_from_mapping(row: RowMapping) -> UsageRecord:

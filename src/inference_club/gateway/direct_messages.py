@@ -1,0 +1,93 @@
+"""A tunnel's binary messages in and out of the gateway without an ASGI message each.
+
+Through ASGI, every message from an agent is queued, wakes the tunnel's task, and pauses and
+resumes reading the socket on the way (uvicorn's back-pressure for a slow app). The tunnel's
+frames are handled without waiting (a stream's chunk goes to its reader or its client's
+socket), so once the tunnel is set up it installs a sink here and each message is handled in
+the call that read it. Text messages, the close and anything that arrives while earlier
+messages still wait in the queue go through ASGI as before, in order.
+
+The other way, the tunnel's outbox writes a turn's frames here in the call that gathers them,
+while the socket takes writes; when it pushes back, the outbox waits through ASGI.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+# The key of the protocol's ``DirectMessages`` in ``scope["extensions"]``.
+DIRECT_MESSAGES = "inference_club.direct_messages"
+
+MessageSink = Callable[[bytes], None]
+
+
+class DirectMessages:
+    """One WebSocket connection's binary messages: read into a sink, written at once."""
+
+    __slots__ = ("_protocol", "sink")
+
+    def __init__(self, protocol: "DirectMessagesProtocol") -> None:
+        self._protocol = protocol
+        self.sink: MessageSink | None = None
+
+    def install(self, sink: MessageSink | None) -> None:
+        """Hand each binary message to ``sink`` from now on (None: back to ASGI)."""
+        self.sink = sink
+
+    def ready(self) -> bool:
+        """Whether a message may be written now: the connection is open, accepted and not
+        paused for back-pressure."""
+        protocol = self._protocol
+        return (
+            protocol.handshake_complete
+            and not protocol.close_sent
+            and not protocol.disconnected
+            and protocol.initial_response is None
+            and protocol.writable.is_set()
+        )
+
+    def write_now(self, message: bytes) -> None:
+        """Write one binary message (after ``ready()`` said so), as ASGI's send would."""
+        protocol = self._protocol
+        protocol.conn.send_binary(message)
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+
+
+class DirectMessagesProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol that offers the app a ``DirectMessages`` in its scope."""
+
+    direct: DirectMessages | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        """Let uvicorn build the scope, then add the direct hand-over to it."""
+        super().handle_connect(event)
+        scope: dict[str, Any] | None = getattr(self, "scope", None)
+        if scope is not None:  # None when the handshake was refused
+            self.direct = DirectMessages(self)
+            scope.setdefault("extensions", {})[DIRECT_MESSAGES] = self.direct
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole message: to the sink when one is installed and nothing waits before it."""
+        direct = self.direct
+        sink = direct.sink if direct is not None else None
+        if (
+            sink is None
+            or self.curr_msg_data_type != "bytes"
+            or self.close_sent
+            or not self.queue.empty()
+        ):
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        self.frames = []
+        sink(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+def direct_messages(scope: Mapping[str, Any]) -> DirectMessages | None:
+    """The connection's direct hand-over, when the server provides one."""
+    extensions = scope.get("extensions")
+    if not extensions:
+        return None
+    direct: DirectMessages | None = extensions.get(DIRECT_MESSAGES)
+    return direct

@@ -1,0 +1,114 @@
+"""A tunnel's messages reach the installed sink as they are read, never ahead of queued ones."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
+
+from inference_club.gateway.direct_messages import DirectMessagesProtocol, direct_messages
+
+
+class OrderApp:
+    """Installs a sink at once, then records what it and the ASGI queue are handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+        self.direct_arrived = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        direct = direct_messages(scope)
+        assert direct is not None
+
+        def sink(data: bytes) -> None:
+            self.seen.append(("direct", bytes(data)))
+            self.direct_arrived.set()
+
+        direct.install(sink)
+        await send({"type": "websocket.send", "bytes": b"installed"})
+        for _ in range(2):
+            message = await receive()
+            data = message.get("bytes") or message.get("text", "").encode()
+            self.seen.append(("queued", data))
+        await send({"type": "websocket.send", "bytes": b"drained"})
+        await asyncio.wait_for(self.direct_arrived.wait(), 5)
+        await send({"type": "websocket.close", "code": 1000})
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[OrderApp, int]]:
+    app = OrderApp()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, ws=DirectMessagesProtocol, lifespan="off", log_level="warning")
+    config.load()
+    running = uvicorn.Server(config)
+    running.lifespan = config.lifespan_class(config)
+    await running.startup(sockets=[sock])
+    yield app, sock.getsockname()[1]
+    await running.shutdown(sockets=[sock])
+
+
+class RawClient:
+    """A WebSocket client that decides which messages share one write to the socket."""
+
+    def __init__(self, port: int) -> None:
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/"))
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.protocol.send_request(self.protocol.connect())
+        self.flush()
+
+    def flush(self) -> None:
+        assert self.writer is not None
+        # Everything queued leaves in one write, so the server reads it in one go.
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+
+    async def next_binary(self) -> bytes | None:
+        """The next binary message, or None once the server closed."""
+        assert self.reader is not None
+        while True:
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.BINARY:
+                    return bytes(event.data)
+                if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                    return None
+            data = await asyncio.wait_for(self.reader.read(65536), 5)
+            if not data:
+                return None
+            self.protocol.receive_data(data)
+
+
+async def test_a_message_read_behind_a_queued_one_keeps_its_place(
+    server: tuple[OrderApp, int],
+) -> None:
+    """With a sink installed, a binary message read in the same call as a text message
+    (which only ASGI carries) queues behind it; once the queue is empty, binary messages
+    go to the sink."""
+    app, port = server
+    client = RawClient(port)
+    await client.open()
+    assert await client.next_binary() == b"installed"
+
+    client.protocol.send_text(b"t1")
+    client.protocol.send_binary(b"m1")
+    client.flush()
+    assert await client.next_binary() == b"drained"
+    client.protocol.send_binary(b"m2")
+    client.flush()
+    assert await client.next_binary() is None
+
+    assert app.seen == [("queued", b"t1"), ("queued", b"m1"), ("direct", b"m2")]
