@@ -6,6 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from inference_club.gateway.web.throttle import FAILURES_PER_ADDRESS
 from tests.web.conftest import PASSWORD, Club, sign_in
 
 
@@ -78,6 +79,27 @@ def test_repeated_failures_for_a_name_are_throttled(members: Club) -> None:
     assert "Too many failed sign-ins" in blocked.text
     # Another name from the same address is not locked out by them.
     assert other.status_code == 303
+
+
+def test_failures_count_against_the_address_a_local_proxy_forwards(members: Club) -> None:
+    """Behind a reverse proxy on the same machine, sign-in failures are counted per client
+    address from X-Forwarded-For, so one client's guessing does not lock out the others."""
+    guesser = {"X-Forwarded-For": "203.0.113.7"}
+    neighbour = {"X-Forwarded-For": "203.0.113.8"}
+    with httpx.Client(base_url=members.url) as client:
+        token = _csrf(client)
+
+        def attempt(name: str, headers: dict[str, str]) -> int:
+            data = {"username": name, "password": "guess", "csrf_token": token}
+            return client.post("/login", data=data, headers=headers).status_code
+
+        statuses = [attempt(f"nobody{n}", guesser) for n in range(FAILURES_PER_ADDRESS)]
+        blocked = attempt("nobody-more", guesser)
+        other = attempt("nobody-else", neighbour)
+
+    assert statuses == [401] * FAILURES_PER_ADDRESS
+    assert blocked == 429
+    assert other == 401
 
 
 def test_forms_without_the_csrf_token_are_refused(

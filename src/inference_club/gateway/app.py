@@ -5,9 +5,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from inference_club.gateway.admission import Admission
 from inference_club.gateway.asgi import Receive, Scope, Send
@@ -31,10 +33,18 @@ logger = logging.getLogger(__name__)
 
 
 class GatewayApp:
-    """Routes /v1 straight to the API (the hot path) and everything else to the site."""
+    """Routes /v1 straight to the API (the hot path) and everything else to the site.
+
+    Only the site reads the client's address (sign-in throttling), so only the site takes it
+    from a trusted reverse proxy's ``X-Forwarded-For`` (``forwarded_allow_ips``, as uvicorn's
+    option of that name); /v1 requests and the tunnel skip that work.
+    """
 
     def __init__(
-        self, settings: GatewaySettings, after_startup: Callable[[], None] | None = None
+        self,
+        settings: GatewaySettings,
+        after_startup: Callable[[], None] | None = None,
+        forwarded_allow_ips: str = "127.0.0.1",
     ) -> None:
         self.settings = settings
         self._after_startup = after_startup
@@ -46,7 +56,10 @@ class GatewayApp:
                 Route(ASSET_ROUTE, self._asset, methods=["GET", "HEAD"]),
                 *web_routes(self.services),
             ],
-            middleware=web_middleware(self.services),
+            middleware=[
+                Middleware(ProxyHeadersMiddleware, trusted_hosts=forwarded_allow_ips),
+                *web_middleware(self.services),
+            ],
             lifespan=self._lifespan,
         )
 
@@ -125,7 +138,9 @@ class GatewayApp:
 
 
 def create_app(
-    settings: GatewaySettings, after_startup: Callable[[], None] | None = None
+    settings: GatewaySettings,
+    after_startup: Callable[[], None] | None = None,
+    forwarded_allow_ips: str = "127.0.0.1",
 ) -> GatewayApp:
     """A gateway ASGI app for ``settings``; ``after_startup`` runs once its services are up."""
-    return GatewayApp(settings, after_startup)
+    return GatewayApp(settings, after_startup, forwarded_allow_ips)

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import socket
 from dataclasses import replace
 
@@ -43,7 +44,13 @@ async def serve(settings: GatewaySettings) -> None:
         settings = replace(settings, port=port)
     config = uvicorn.Config(
         # The process lives long: what startup made is kept out of full collections.
-        create_app(settings, after_startup=freeze_startup_objects),
+        create_app(
+            settings,
+            after_startup=freeze_startup_objects,
+            # uvicorn's own default; the app applies it where the client's address is read.
+            forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        ),
+        proxy_headers=False,
         loop="auto",
         http=CoalescingHttpToolsProtocol,
         ws=DirectMessagesProtocol,
