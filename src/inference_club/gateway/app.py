@@ -23,6 +23,7 @@ from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
 from inference_club.gateway.tunnel import TUNNEL_PATH, tunnel_endpoint
+from inference_club.gateway.tunnel_heap import TunnelHeap
 from inference_club.gateway.uploads import sweep_stale_uploads
 from inference_club.gateway.v1 import V1App
 from inference_club.gateway.web import web_middleware, web_routes
@@ -111,6 +112,7 @@ class GatewayApp:
                 lambda: [c.provider_id for c in registry.connections()],
             ),
             heartbeats=Heartbeats(registry.connections, settings.heartbeat_interval),
+            tunnel_heap=TunnelHeap(),
         )
         self._services.presence.start()
         self._services.heartbeats.start()
@@ -121,6 +123,7 @@ class GatewayApp:
         finally:
             for connection in self._services.registry.connections():
                 await connection.close(CloseCode.GOING_AWAY, "the gateway is shutting down")
+            self._services.tunnel_heap.close()
             await self._services.heartbeats.stop()
             await self._services.presence.stop()
             await self._services.quotas.stop()

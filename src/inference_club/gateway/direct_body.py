@@ -8,6 +8,7 @@ chunked body in progress that the client keeps up with, and says so, so that eve
 (the head, the last chunk, a client that reads slowly) still goes through ASGI.
 """
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,19 +19,24 @@ DIRECT_BODY = "inference_club.direct_body"
 
 
 class DirectBody:
-    """Chunks of one response's body, written straight to its connection."""
+    """Chunks of one response's body, written straight to its connection.
+
+    It lives in the request's scope, which the cycle holds: it refers back to the cycle
+    weakly, so a finished request is freed at once rather than left for the collector.
+    """
 
     __slots__ = ("_cycle",)
 
     def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
+        self._cycle = weakref.ref(cycle)
 
     def writable(self) -> bool:
         """Whether a chunk may be written now: the head went out, the body is chunked and not
         finished, the client is there and its connection is not paused for back-pressure."""
-        cycle = self._cycle
+        cycle = self._cycle()
         return (
-            cycle.response_started
+            cycle is not None
+            and cycle.response_started
             and cycle.chunked_encoding is True
             and not cycle.response_complete
             and not cycle.disconnected
@@ -39,7 +45,9 @@ class DirectBody:
 
     def write(self, data: bytes) -> None:
         """Write one chunk of the body (call only when ``writable()``)."""
-        self._cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        cycle = self._cycle()
+        assert cycle is not None, "write only when writable()"
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
 
 
 def direct_body(scope: Mapping[str, Any]) -> DirectBody | None:

@@ -11,6 +11,7 @@ from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import RateCounter
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.settings import GatewaySettings
+from inference_club.gateway.tunnel_heap import TunnelHeap
 from inference_club.store import Store
 
 
@@ -28,3 +29,4 @@ class Services:
     quotas: QuotaLedger
     presence: PresenceWriter
     heartbeats: Heartbeats
+    tunnel_heap: TunnelHeap

@@ -114,6 +114,7 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
     if previous is not None:
         await previous.close(CloseCode.REPLACED, "replaced by a newer connection")
     services.presence.seen(provider.id)
+    services.tunnel_heap.joined()
     logger.info(
         "provider connected",
         extra={"provider": provider.name, "models": len(connection.models)},
@@ -130,6 +131,7 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         await connection.close(CloseCode.GOING_AWAY, "the provider disconnected")
         services.registry.remove(connection)
         services.presence.seen(provider.id)
+        services.tunnel_heap.left()
         logger.info("provider disconnected", extra={"provider": provider.name})
 
 

@@ -1,0 +1,80 @@
+"""Keeping thousands of connected tunnels out of the garbage collector's full passes.
+
+Each connected agent keeps a few hundred objects alive for as long as it stays (its socket,
+protocol, tasks and streams). CPython's full collection walks every tracked object and runs
+whenever the heap grew by about a quarter, so with ten thousand tunnels one pass took more
+than half a second: a stall for every request in flight. Here, whenever the tunnels grew by
+a tenth, what is alive is frozen (after a young collection, so fresh garbage is not kept),
+and the automatic full passes walk only what came after.
+
+Frozen objects are still freed when nothing refers to them. What leaving tunnels left in
+reference cycles waits until a quarter of the tunnels have left; then, once departures have
+settled for a few seconds (agents leave in bursts when a network drops), one full collection
+over everything reclaims it and the survivors are frozen again.
+"""
+
+import asyncio
+import gc
+
+# Fewer tunnels than this never freeze or unfreeze anything: their heap is small.
+MINIMUM = 100
+# Freeze again once this share more tunnels joined since the last freeze.
+GROWTH = 0.1
+# Collect everything once this share of the tunnels left since the last full collection...
+TURNOVER = 0.25
+# ... and this many seconds passed without another tunnel leaving.
+SETTLE = 5.0
+
+
+class TunnelHeap:
+    """Counts tunnels joining and leaving, and freezes or collects the heap as they do."""
+
+    def __init__(
+        self,
+        *,
+        minimum: int = MINIMUM,
+        growth: float = GROWTH,
+        turnover: float = TURNOVER,
+        settle: float = SETTLE,
+    ) -> None:
+        self._minimum = minimum
+        self._growth = growth
+        self._turnover = turnover
+        self._settle = settle
+        self.live = 0
+        self._joined = 0
+        self._left = 0
+        self._collection: asyncio.TimerHandle | None = None
+
+    def joined(self) -> None:
+        """A tunnel is connected; freezes the heap when enough joined since the last time."""
+        self.live += 1
+        self._joined += 1
+        if self._joined >= max(self._minimum, self._growth * self.live):
+            gc.collect(1)
+            gc.freeze()
+            self._joined = 0
+
+    def left(self) -> None:
+        """A tunnel closed; once enough left, everything is collected when departures settle."""
+        self.live -= 1
+        self._left += 1
+        if self._collection is not None:
+            self._collection.cancel()  # still leaving: wait for the burst to end
+        elif self._left < max(self._minimum, self._turnover * (self.live + self._left)):
+            return
+        self._collection = asyncio.get_running_loop().call_later(self._settle, self._collect)
+
+    def close(self) -> None:
+        """Drop a collection still waiting (the gateway is stopping)."""
+        if self._collection is not None:
+            self._collection.cancel()
+            self._collection = None
+
+    def _collect(self) -> None:
+        self._collection = None
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._left = 0
+        self._joined = 0
