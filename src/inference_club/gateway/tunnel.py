@@ -90,6 +90,7 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         return
     except (ConnectionError, TimeoutError):
         return
+    direct = direct_messages(scope)
     connection = ProviderConnection(
         provider_id=provider.id,
         provider_name=provider.name,
@@ -98,7 +99,7 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         guest_concurrency=hello.guest_concurrency,
         send_bytes=websocket.send_bytes,
         close_socket=websocket.close,
-        direct=direct_messages(scope),
+        direct=direct,
     )
     await websocket.send_bytes(
         encode(
@@ -119,7 +120,6 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         "provider connected",
         extra={"provider": provider.name, "models": len(connection.models)},
     )
-    direct = direct_messages(scope)
     if direct is not None:
         direct.install(_message_sink(connection, direct))
     try:
