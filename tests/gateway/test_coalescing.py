@@ -1,9 +1,13 @@
 """The coalescing transport: the writes of one loop turn reach the socket as one write."""
 
 import asyncio
+import socket
+import time
 from typing import Any
 
-from inference_club.gateway.coalescing import CoalescingTransport
+import uvicorn
+
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):
@@ -102,3 +106,45 @@ async def test_a_protocol_switch_reaches_the_real_transport() -> None:
     transport.set_protocol(protocol)
 
     assert inner.protocol is protocol
+
+
+async def test_a_complete_reply_leaves_before_the_work_the_app_does_after_it() -> None:
+    """The app's last body message puts the reply on the socket at once, even when the app
+    then keeps the event loop busy (metering) before the turn ends."""
+    busy_after_reply = 0.5
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"done"})
+        time.sleep(busy_after_reply)  # noqa: ASYNC251 - the loop is kept busy on purpose
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning"
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[listener])
+    port = listener.getsockname()[1]
+
+    def fetch() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent = time.monotonic()
+            reply = b""
+            while not reply.endswith(b"done"):
+                reply += client.recv(4096)
+            return reply, time.monotonic() - sent
+
+    try:
+        reply, elapsed = await asyncio.to_thread(fetch)
+    finally:
+        await server.shutdown(sockets=[listener])
+
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert elapsed < busy_after_reply / 2
