@@ -1,9 +1,10 @@
 """Migrations: a new database reaches the schema in schema.py, also with concurrent openers."""
 
 import asyncio
+import contextlib
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from inference_club.store import Store, StoreError
 from inference_club.store.migrate import HEAD_REVISION, MIGRATIONS_DIR, alembic_config
@@ -33,6 +34,15 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+@contextlib.asynccontextmanager
+async def _engine(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 def _head_revision() -> str:
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
@@ -45,18 +55,14 @@ def test_known_head_revision_is_the_newest_migration() -> None:
 
 
 async def _inspect(url: str) -> tuple[str | None, list[object], set[str]]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
+    async with _engine(url) as engine, engine.connect() as connection:
 
-            def read(sync: Connection) -> tuple[str | None, list[object], set[str]]:
-                context = MigrationContext.configure(sync)
-                diff = compare_metadata(context, metadata)
-                return context.get_current_revision(), diff, set(inspect(sync).get_table_names())
+        def read(sync: Connection) -> tuple[str | None, list[object], set[str]]:
+            context = MigrationContext.configure(sync)
+            diff = compare_metadata(context, metadata)
+            return context.get_current_revision(), diff, set(inspect(sync).get_table_names())
 
-            return await connection.run_sync(read)
-    finally:
-        await engine.dispose()
+        return await connection.run_sync(read)
 
 
 async def test_open_migrates_a_new_database_to_the_declared_schema(
@@ -135,8 +141,7 @@ async def test_failed_migration_leaves_no_partial_schema(
 ) -> None:
     """DDL runs in the migration's transaction: if it fails, no table is left behind."""
     url = await fresh_database_url()
-    engine = create_async_engine(url)
-    try:
+    async with _engine(url) as engine:
         async with engine.begin() as connection:
             # A table that the migration will also try to create, halfway through.
             await connection.execute(text("CREATE TABLE providers (id INTEGER PRIMARY KEY)"))
@@ -145,8 +150,6 @@ async def test_failed_migration_leaves_no_partial_schema(
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         assert tables == {"providers"}
-    finally:
-        await engine.dispose()
 
 
 async def test_database_from_a_newer_version_is_refused(
@@ -156,12 +159,8 @@ async def test_database_from_a_newer_version_is_refused(
     url = await fresh_database_url()
     store = await Store.open(url)
     await store.close()
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    finally:
-        await engine.dispose()
+    async with _engine(url) as engine, engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
 
     with pytest.raises(StoreError, match="9999"):
         await Store.open(url)
@@ -172,26 +171,22 @@ async def test_daily_usage_is_filled_from_the_records_already_written(
 ) -> None:
     """Migrating a database that holds usage records sums them per member and UTC day."""
     url = await fresh_database_url()
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
-            user_id = (
-                await connection.execute(
-                    insert(users).values(name="alice", is_admin=False, created_at=datetime.now(UTC))
-                )
-            ).inserted_primary_key[0]
-            noon = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+    async with _engine(url) as engine, engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+        user_id = (
             await connection.execute(
-                insert(usage_records),
-                [
-                    _usage_row(user_id, noon, prompt_tokens=10, completion_tokens=2),
-                    _usage_row(user_id, noon + timedelta(hours=11, minutes=59), status_code=500),
-                    _usage_row(user_id, noon + timedelta(hours=12), image_count=3),
-                ],
+                insert(users).values(name="alice", is_admin=False, created_at=datetime.now(UTC))
             )
-    finally:
-        await engine.dispose()
+        ).inserted_primary_key[0]
+        noon = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+        await connection.execute(
+            insert(usage_records),
+            [
+                _usage_row(user_id, noon, prompt_tokens=10, completion_tokens=2),
+                _usage_row(user_id, noon + timedelta(hours=11, minutes=59), status_code=500),
+                _usage_row(user_id, noon + timedelta(hours=12), image_count=3),
+            ],
+        )
 
     store = await Store.open(url)
     try:

@@ -1,6 +1,6 @@
 """Small ASGI helpers for the /v1 hot path: bounded body reads and typed responses."""
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -22,6 +22,12 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def extension(scope: Mapping[str, Any], key: str) -> Any:
+    """What the server put in ``scope["extensions"]`` under ``key``, or None."""
+    extensions = scope.get("extensions")
+    return extensions.get(key) if extensions else None
 
 
 def too_large(limit: int) -> TooLarge:

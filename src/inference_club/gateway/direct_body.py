@@ -14,6 +14,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from inference_club.gateway.asgi import extension
+
 # The key of the writer in ``scope["extensions"]``.
 DIRECT_BODY = "inference_club.direct_body"
 
@@ -52,8 +54,5 @@ class DirectBody:
 
 def direct_body(scope: Mapping[str, Any]) -> DirectBody | None:
     """The request's direct writer, when the server provides one."""
-    extensions = scope.get("extensions")
-    if not extensions:
-        return None
-    writer: DirectBody | None = extensions.get(DIRECT_BODY)
+    writer: DirectBody | None = extension(scope, DIRECT_BODY)
     return writer

@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from inference_club.gateway.asgi import extension
+
 # The key of the protocol's ``DirectMessages`` in ``scope["extensions"]``.
 DIRECT_MESSAGES = "inference_club.direct_messages"
 
@@ -86,8 +88,5 @@ class DirectMessagesProtocol(WebSocketsSansIOProtocol):
 
 def direct_messages(scope: Mapping[str, Any]) -> DirectMessages | None:
     """The connection's direct hand-over, when the server provides one."""
-    extensions = scope.get("extensions")
-    if not extensions:
-        return None
-    direct: DirectMessages | None = extensions.get(DIRECT_MESSAGES)
+    direct: DirectMessages | None = extension(scope, DIRECT_MESSAGES)
     return direct

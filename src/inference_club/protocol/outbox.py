@@ -108,11 +108,21 @@ class Outbox:
             written.add_done_callback(_retrieve)
             if self._direct is not None and not self._writing:
                 loop.call_soon(self._write_direct)
-                return written
-            self._wakeup.set()
+            else:
+                self._wake_writer()
+        return written
+
+    def _wake_writer(self) -> None:
+        self._wakeup.set()
         if self._writer is None:
             self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
-        return written
+
+    def _take_batch(self) -> tuple[list[bytes], asyncio.Future[None] | None]:
+        """Everything queued, packed into messages, and the future its senders wait on."""
+        queued, self._queued = self._queued, []
+        self._queued_bytes = 0
+        written, self._written = self._written, None
+        return pack_messages(queued, self._max_message), written
 
     def _write_direct(self) -> None:
         """At the end of the turn: the frames gathered in it, written in this call."""
@@ -120,32 +130,25 @@ class Outbox:
         if not self._queued or direct is None:
             return  # failed, or handed to the writer task meanwhile
         if self._writing or not direct.ready():
-            self._wakeup.set()
-            if self._writer is None:
-                self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
+            self._wake_writer()
             return
-        queued, self._queued = self._queued, []
-        self._queued_bytes = 0
-        written, self._written = self._written, None
+        messages, written = self._take_batch()
         try:
-            for message in pack_messages(queued, self._max_message):
+            for message in messages:
                 direct.write_now(message)
         except Exception as exc:
             self._fail(exc, written)
             return
-        if written is not None and not written.done():
-            written.set_result(None)
+        _resolve(written)
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            queued, self._queued = self._queued, []
-            self._queued_bytes = 0
-            written, self._written = self._written, None
+            messages, written = self._take_batch()
             self._writing = True
             try:
-                for message in pack_messages(queued, self._max_message):
+                for message in messages:
                     await self._write(message)
             except asyncio.CancelledError:
                 self._fail(ConnectionError("the tunnel is closed"), written)
@@ -155,8 +158,7 @@ class Outbox:
                 return
             finally:
                 self._writing = False
-            if written is not None and not written.done():
-                written.set_result(None)
+            _resolve(written)
 
     def _fail(self, exc: Exception, written: asyncio.Future[None] | None) -> None:
         error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
@@ -176,6 +178,11 @@ class Outbox:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+
+
+def _resolve(written: asyncio.Future[None] | None) -> None:
+    if written is not None and not written.done():
+        written.set_result(None)
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
