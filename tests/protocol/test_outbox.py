@@ -229,19 +229,24 @@ class DirectSocket:
         self.messages.append(message)
 
 
-async def test_a_ready_direct_socket_takes_each_turns_frames_in_one_write() -> None:
-    """Frames of one turn go to the direct socket as one message at the end of the turn;
-    the waiting writer is never used."""
+async def test_a_ready_direct_socket_takes_a_turns_first_frames_at_once_and_the_rest_together() -> None:
+    """The first frames of a turn are written in the call that queued them; the frames queued
+    after them in that turn leave as one message when it ends. The writer is never used."""
     socket, direct = Socket(), DirectSocket()
     outbox = Outbox(socket.write, direct=direct)
     frames = [Body(stream_id, b"chunk %d" % stream_id) for stream_id in range(1, 6)]
 
-    await asyncio.gather(*(outbox.send([frame]) for frame in frames))
+    outbox.post([Ping(b"first")])
+    assert [decode_message(message) for message in direct.messages] == [[Ping(b"first")]]
+    for frame in frames:
+        outbox.post([frame])
     await outbox.send_soon([End(1)])
-    assert direct.messages[1:] == []  # queued, not yet written: the turn has not ended
+    assert len(direct.messages) == 1  # gathered, not yet written: the turn has not ended
     await asyncio.sleep(0)
+    assert [decode_message(message) for message in direct.messages[1:]] == [[*frames, End(1)]]
 
-    assert [decode_message(message) for message in direct.messages] == [frames, [End(1)]]
+    await outbox.send([End(2)])  # a new turn: written in the call, so nothing to wait for
+    assert [decode_message(message) for message in direct.messages[2:]] == [[End(2)]]
     assert socket.messages == []
     await outbox.close()
 

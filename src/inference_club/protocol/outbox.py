@@ -10,9 +10,12 @@ instead, which returns at once unless more than the high-water mark is waiting, 
 stream writer's ``drain``: back-pressure still reaches a sender on a congested tunnel, but an
 uncongested one costs no wake-up per frame.
 
-Given a ``DirectWriter`` (a socket it can write to without waiting), a turn's frames are
-written by a callback at the end of the turn instead of by the writer task, whenever the
-socket is ready and the task has nothing in hand; otherwise the task writes them, in order.
+Given a ``DirectWriter`` (a socket it can write to without waiting), the writer task is
+left out whenever the socket is ready and the task has nothing in hand: the first frames
+queued in a turn are written in the call that queued them, and frames queued later in that
+turn gather and leave in one write when the turn ends. A lone reply leaves without waiting
+for the loop to come round, while a busy turn still costs two writes, not one per sender.
+Otherwise the task writes them, in order.
 """
 
 import asyncio
@@ -60,6 +63,8 @@ class Outbox:
         # Resolved when the frames queued so far are written; None while nothing is queued.
         self._written: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
+        # Set once this turn wrote to the direct socket; cleared when the turn ends.
+        self._wrote_in_turn = False
         self._writer: asyncio.Task[None] | None = None
         self._error: ConnectionError | None = None
 
@@ -106,10 +111,14 @@ class Outbox:
             written = self._written = loop.create_future()
             # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
             written.add_done_callback(_retrieve)
-            if self._direct is not None and not self._writing:
-                loop.call_soon(self._write_direct)
-            else:
+            if self._direct is None or self._writing:
                 self._wake_writer()
+            elif self._wrote_in_turn:
+                loop.call_soon(self._write_direct)  # with the rest of this turn, at its end
+            else:
+                self._wrote_in_turn = True
+                loop.call_soon(self._end_turn)
+                self._write_direct()
         return written
 
     def _wake_writer(self) -> None:
@@ -124,8 +133,11 @@ class Outbox:
         written, self._written = self._written, None
         return pack_messages(queued, self._max_message), written
 
+    def _end_turn(self) -> None:
+        self._wrote_in_turn = False
+
     def _write_direct(self) -> None:
-        """At the end of the turn: the frames gathered in it, written in this call."""
+        """The frames queued so far, written in this call."""
         direct = self._direct
         if not self._queued or direct is None:
             return  # failed, or handed to the writer task meanwhile
