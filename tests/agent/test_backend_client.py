@@ -747,3 +747,70 @@ async def test_a_body_sink_takes_pieces_only_while_a_reader_waits_with_nothing_k
     assert taken == [b"b"]  # nobody waited for "d": kept, never overtaking
     assert await asyncio.wait_for(response.read_chunk(), WAIT) == b"d"
     assert await asyncio.wait_for(response.read_chunk(), WAIT) == b""
+
+
+async def test_send_now_writes_on_an_idle_connection_in_the_call(answering_server, client):
+    """With a pooled connection idle, the request is on its way before anything is awaited;
+    without one, nothing is sent and the caller is told so."""
+    url = f"{answering_server.url}/x"
+    assert client.send_now("POST", url, [], b"none idle") is None
+    assert answering_server.connections == 0
+    first = await client.request("POST", url, [], b"one")
+    await first.read_all()
+    first.release()
+
+    pending = client.send_now("POST", url, [], b"two")
+
+    assert pending is not None
+    await wait_until(lambda: len(answering_server.seen) == 2)  # the response is not awaited
+    response = await pending.response()
+    assert await response.read_all() == b"ok"
+    response.release()
+    assert answering_server.connections == 1
+    assert [seen.body for seen in answering_server.seen] == [b"one", b"two"]
+
+
+async def test_send_now_on_a_stale_connection_is_retried_on_a_fresh_one(serve, client):
+    """The pooled connection died while idle: awaiting the response sends it again, once."""
+    holder: list[RawServer] = []
+    holder.append(await serve(dropping(holder, ["once", "once"])))
+    server = holder[0]
+    first = await client.request("POST", f"{server.url}/x", [], b"one")
+    await first.read_all()
+    first.release()
+
+    pending = client.send_now("POST", f"{server.url}/x", [], b"two")
+    assert pending is not None
+    response = await asyncio.wait_for(pending.response(), WAIT)
+
+    assert await response.read_all() == b"ok"
+    assert server.connections == 2
+    assert [seen.body for seen in server.seen] == [b"one", b"two", b"two"]
+
+
+async def test_an_abandoned_early_request_hangs_up(serve, client):
+    """A request sent early that nobody waits for closes its connection: the server sees its
+    client go away, and the connection is not pooled again."""
+    hung_up = asyncio.Event()
+    holder: list[RawServer] = []
+
+    async def handler(reader, writer):
+        await holder[0].read_request(reader)
+        writer.write(OK)
+        await holder[0].read_request(reader)  # the early request, never answered
+        await hold_open(reader)
+        hung_up.set()
+
+    holder.append(await serve(handler))
+    url = f"{holder[0].url}/x"
+    first = await client.request("GET", url)
+    await first.read_all()
+    first.release()
+    pending = client.send_now("GET", url)
+    assert pending is not None
+    await wait_until(lambda: len(holder[0].seen) == 2)
+
+    pending.abandon()
+
+    await asyncio.wait_for(hung_up.wait(), WAIT)
+    assert client.send_now("GET", url) is None

@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from inference_club.agent import BackendSettings
+from inference_club.agent.backend_client import BackendClient
+from inference_club.agent.relay import StreamLimits, StreamRelay
 from inference_club.cli.logs import KeyValueFormatter
 from inference_club.protocol import (
     MAX_BODY_CHUNK,
@@ -481,3 +483,94 @@ async def test_request_log_has_one_line_without_bodies_or_secrets(
     assert line.stream_id == stream
     assert isinstance(line.duration_ms, int)
     assert line.outcome == "ok"
+
+
+class DetachedRelays:
+    """Stream relays made by hand, outside any tunnel, so a test decides when their tasks run."""
+
+    def __init__(self, backend_url: str) -> None:
+        self.http = BackendClient(connect_timeout=2.0)
+        self.settings = BackendSettings(backend_url)
+        self.sent: list[Frame] = []
+
+    async def _send(self, frame: Frame) -> None:
+        self.sent.append(frame)
+
+    async def _send_many(self, frames) -> None:
+        self.sent.extend(frames)
+
+    def with_whole_body(self, stream_id: int, path: str, body: bytes) -> StreamRelay:
+        """A relay whose request and whole body have arrived, as after one batch of frames."""
+        request = Request(stream_id, "POST", path, "tiny-llm")
+        relay = StreamRelay(
+            request,
+            self.settings,
+            http=self.http,
+            send=self._send,
+            send_many=self._send_many,
+            limits=StreamLimits(MAX_BODY_CHUNK, 1 << 20),
+        )
+        relay.feed(body)
+        relay.end_body()
+        return relay
+
+
+async def test_a_whole_request_leaves_before_its_streams_task_runs(backend_factory):
+    """With a connection to the model server idle, a request whose whole body came with it is
+    sent from the frame handler; the stream's task then only waits for the reply."""
+    backend = await backend_factory("tiny-llm")
+    relays = DetachedRelays(backend.url)
+    await relays.with_whole_body(1, "/chat/completions", CHAT).run()  # leaves a pooled connection
+
+    relay = relays.with_whole_body(3, "/chat/completions", CHAT)
+    relay.send_early()
+
+    await wait_until(lambda: len(backend.requests) == 2)  # no task of stream 3 exists yet
+    await relay.run()
+    frames = [frame for frame in relays.sent if frame.stream_id == 3]
+    assert [type(frame) for frame in frames] == [Response, Body, End]
+    assert orjson.loads(frames[1].data)["choices"][0]["message"]["content"] == "pong"
+    assert backend.requests[1].body == CHAT
+    assert len(set(backend.client_ports)) == 1
+    relays.http.close()
+
+
+async def test_a_request_sent_early_is_hung_up_when_its_stream_is_cancelled_before_it_ran(
+    backend_factory,
+):
+    """A stream cancelled before its task ran leaves nobody to read the reply: the model
+    server sees its client go away."""
+    backend = await backend_factory("tiny-llm")
+    relays = DetachedRelays(backend.url)
+    await relays.with_whole_body(1, "/chat/completions", CHAT).run()
+    relay = relays.with_whole_body(3, "/hang", b"{}")
+    relay.send_early()
+    await wait_until(lambda: len(backend.requests) == 2)
+
+    task = asyncio.create_task(relay.run())
+    task.cancel()  # before its first step: nothing in run() gets to hang up
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    relay.abandon_early()
+
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+    relays.http.close()
+
+
+async def test_a_request_cancelled_in_the_batch_that_opened_it_never_reaches_the_backend(
+    tunnel,
+):
+    """Request, body, end and cancel in one message: nothing is sent for that stream."""
+    peer, backend, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))  # a pooled connection
+
+    await peer.send_batch(
+        Request(101, "POST", "/chat/completions", "tiny-llm"),
+        Body(101, CHAT),
+        End(101),
+        Cancel(101),
+    )
+    relayed = await peer.collect(await peer.request("tiny-llm", body=b'{"after": 1}'))
+
+    assert relayed.end is not None
+    assert [seen.body for seen in backend.requests] == [CHAT, b'{"after": 1}']

@@ -6,7 +6,7 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +26,7 @@ __all__ = [
     "BackendResponse",
     "CannotConnect",
     "InvalidResponse",
+    "PendingResponse",
     "RequestBody",
     "ServerDisconnected",
 ]
@@ -48,6 +49,75 @@ class _Origin:
     host_line: str
     basic_auth: str | None
     idle: list[Connection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One request, ready to write on a connection to ``origin``."""
+
+    origin: _Origin
+    head: bytes
+    body: RequestBody
+    length: int | None
+    head_request: bool
+    keep_alive: bool
+
+    def send_on(self, connection: Connection) -> "asyncio.Future[BackendResponse]":
+        return connection.send(
+            self.head,
+            self.body,
+            self.length,
+            head_request=self.head_request,
+            keep_alive=self.keep_alive,
+        )
+
+
+class PendingResponse:
+    """A request written on a pooled connection, whose response head has yet to be awaited."""
+
+    __slots__ = ("_connection", "_exchange", "_head", "_send_fresh")
+
+    def __init__(
+        self,
+        exchange: _Exchange,
+        connection: Connection,
+        head: "asyncio.Future[BackendResponse]",
+        send_fresh: Callable[[_Exchange], Awaitable[BackendResponse]],
+    ) -> None:
+        self._exchange = exchange
+        self._send_fresh = send_fresh
+        self._connection = connection
+        self._head = head
+
+    async def response(self) -> BackendResponse:
+        """The response, once its head arrived (await once)."""
+        try:
+            return await _head_of(self._connection, self._head)
+        except ServerDisconnected:
+            # The server closed the pooled connection while it sat idle; a body already
+            # consumed cannot be sent again, and a server that answered did get it.
+            body = self._exchange.body
+            if self._connection.received or not (body is None or isinstance(body, bytes)):
+                raise
+        return await self._send_fresh(self._exchange)
+
+    def abandon(self) -> None:
+        """Never to be awaited: hang up, so the server stops working on it."""
+        head = self._head
+        if not head.cancel() and not head.cancelled():
+            head.exception()  # settled already: seen, so nothing warns that nobody waited
+        self._connection.close()
+
+
+async def _head_of(
+    connection: Connection, head: "asyncio.Future[BackendResponse]"
+) -> BackendResponse:
+    try:
+        return await head
+    except BaseException:
+        # Cancelled or timed out: hanging up tells the server to stop working on it.
+        connection.close()
+        raise
 
 
 class BackendClient:
@@ -78,27 +148,25 @@ class BackendClient:
         async iterator, unless ``headers`` carry a Content-Length. A ``user:password@`` in the
         URL becomes Basic authorization unless ``headers`` already authorize the request.
         """
-        if self._closed:
-            msg = "the backend client is closed"
-            raise RuntimeError(msg)
-        origin, target = self._locate(url)
-        head, length, keep_alive = _head(method, target, headers, body, origin)
-        head_request = method == "HEAD"
-        connection = self._idle(origin)
-        if connection is not None:
-            try:
-                return await self._exchange(
-                    connection, head, body, length, head_request=head_request, keep_alive=keep_alive
-                )
-            except ServerDisconnected:
-                # The server closed a pooled connection while it sat idle; a body already
-                # consumed cannot be sent again, and a server that answered did get it.
-                if connection.received or not (body is None or isinstance(body, bytes)):
-                    raise
-        connection = await self._connect(origin)
-        return await self._exchange(
-            connection, head, body, length, head_request=head_request, keep_alive=keep_alive
-        )
+        exchange = self._prepare(method, url, headers, body)
+        pending = self._send_pooled(exchange)
+        if pending is not None:
+            return await pending.response()
+        return await self._send_fresh(exchange)
+
+    def send_now(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | None = None,
+    ) -> "PendingResponse | None":
+        """Write a request in this call, on an idle pooled connection to its server; None (and
+        nothing sent) when no connection is idle. Like ``request`` otherwise, whole bodies only.
+
+        Await the result's ``response()``, or ``abandon()`` it.
+        """
+        return self._send_pooled(self._prepare(method, url, headers, body))
 
     def close(self) -> None:
         """Drop every connection, idle or in use."""
@@ -114,25 +182,30 @@ class BackendClient:
             connection.close()
         self._connections.clear()
 
-    async def _exchange(
-        self,
-        connection: Connection,
-        head: bytes,
-        body: RequestBody,
-        length: int | None,
-        *,
-        head_request: bool,
-        keep_alive: bool,
-    ) -> BackendResponse:
-        waiter = connection.send(
-            head, body, length, head_request=head_request, keep_alive=keep_alive
-        )
+    def _prepare(
+        self, method: str, url: str, headers: Iterable[tuple[str, str]], body: RequestBody
+    ) -> "_Exchange":
+        if self._closed:
+            msg = "the backend client is closed"
+            raise RuntimeError(msg)
+        origin, target = self._locate(url)
+        head, length, keep_alive = _head(method, target, headers, body, origin)
+        return _Exchange(origin, head, body, length, method == "HEAD", keep_alive)
+
+    def _send_pooled(self, exchange: "_Exchange") -> "PendingResponse | None":
+        connection = self._idle(exchange.origin)
+        if connection is None:
+            return None
         try:
-            return await waiter
+            head = exchange.send_on(connection)
         except BaseException:
-            # Cancelled or timed out: hanging up tells the server to stop working on it.
             connection.close()
             raise
+        return PendingResponse(exchange, connection, head, self._send_fresh)
+
+    async def _send_fresh(self, exchange: "_Exchange") -> BackendResponse:
+        connection = await self._connect(exchange.origin)
+        return await _head_of(connection, exchange.send_on(connection))
 
     def _locate(self, url: str) -> tuple[_Origin, str]:
         match = _ORIGIN.fullmatch(url)

@@ -7,7 +7,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from inference_club.agent.backend_client import BackendClient, BackendError, BackendResponse
+from inference_club.agent.backend_client import (
+    BackendClient,
+    BackendError,
+    BackendResponse,
+    PendingResponse,
+    RequestBody,
+)
 from inference_club.agent.headers import request_headers, response_headers
 from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inline_image_urls
 from inference_club.agent.settings import BackendSettings
@@ -78,6 +84,10 @@ class StreamRelay:
         self._bytes_out = 0
         self._received = 0
         self._granted = 0
+        # What ``send_early`` took: the whole body, and the request if it could be sent.
+        self._early = False
+        self._early_body: bytes | None = None
+        self._pending: PendingResponse | None = None
 
     def feed(self, data: bytes) -> None:
         """Queue one request body chunk; the gateway may never exceed the window it was given."""
@@ -275,24 +285,53 @@ class StreamRelay:
         await self._send_many(frames)
         self._bytes_out += len(body)
 
+    def send_early(self) -> None:
+        """Send the request from the frame handler, when its whole body came with it and a
+        connection to the model server is idle: it leaves a loop turn before this stream's
+        task first runs. Otherwise the task sends it, as always."""
+        backend = self._backend
+        if backend is None or not self._body_ended or self._early:
+            return
+        first = self._body.get_nowait()
+        self._early = True
+        self._early_body = body = None if first is None else self._whole_body(first)
+        request = self.request
+        headers = request_headers(request.headers, backend)
+        # A request that cannot be sent fails the same way in the task, which reports it.
+        with contextlib.suppress(Exception):
+            self._pending = self._http.send_now(request.method, self._url(backend), headers, body)
+
+    def abandon_early(self) -> None:
+        """Hang up on a request ``send_early`` sent and the task never waited for (it was
+        cancelled before it ran)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.abandon()
+
     async def _open(self, backend: BackendSettings) -> BackendResponse:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            return await pending.response()
+        data = self._early_body if self._early else await self._request_body()
+        request = self.request
+        headers = request_headers(request.headers, backend)
+        return await self._http.request(request.method, self._url(backend), headers, data)
+
+    def _url(self, backend: BackendSettings) -> str:
         request = self.request
         path = request.path if request.path.startswith("/") else f"/{request.path}"
-        url = f"{backend.url}{path}?{request.query}" if request.query else f"{backend.url}{path}"
+        return f"{backend.url}{path}?{request.query}" if request.query else f"{backend.url}{path}"
+
+    async def _request_body(self) -> RequestBody:
         # Waiting for the first frame tells a bodiless request from a streamed one without
         # waiting for the whole body.
         first = await self._body.get()
-        data: bytes | AsyncIterator[bytes] | None
         if first is None:
-            data = None
-        elif self._body_ended:
+            return None
+        if self._body_ended:
             # Bytes rather than a stream: they go with a Content-Length, in one write.
-            data = self._whole_body(first)
-        else:
-            data = self._stream_body(first)
-        return await self._http.request(
-            request.method, url, request_headers(request.headers, backend), data
-        )
+            return self._whole_body(first)
+        return self._stream_body(first)
 
     def _whole_body(self, first: bytes) -> bytes:
         """The body that has arrived complete; the gateway has nothing left to send on it."""

@@ -78,6 +78,8 @@ class TunnelSession:
         # Streams that ended before their request body did: the rest of the body is granted
         # and dropped, so a gateway still sending it is never left waiting for credit.
         self._draining: set[int] = set()
+        # Streams opened by the batch being handled, whose requests may leave at its end.
+        self._opened: list[StreamRelay] = []
         self._announced: tuple[ModelCard, ...] = ()
         self._log_level = logging.getLevelNamesMapping().get(
             settings.request_log_level.upper(), logging.INFO
@@ -189,6 +191,7 @@ class TunnelSession:
                         # request that came with its whole body sees that body complete.
                         for frame in decode_message(message.data):
                             self._dispatch(frame)
+                        self._send_opened_early()
                     elif message.type in _CLOSED:
                         raise _closed_error(self._ws.close_code, "") from None
                     elif message.type is aiohttp.WSMsgType.ERROR:
@@ -253,13 +256,24 @@ class TunnelSession:
         stream_id = request.stream_id
         task = asyncio.create_task(relay.run(), name=f"stream-{stream_id}")
         self._streams[stream_id] = (relay, task)
-        task.add_done_callback(lambda done: self._forget(stream_id, done))
+        self._opened.append(relay)
+        task.add_done_callback(lambda done: self._forget(relay, done))
 
-    def _forget(self, stream_id: int, task: asyncio.Task[None]) -> None:
+    def _send_opened_early(self) -> None:
+        """The batch is handled: a stream that came with its whole body sends its request now,
+        before its task first runs (unless a frame of the batch cancelled it)."""
+        opened, self._opened = self._opened, []
+        for relay in opened:
+            entry = self._streams.get(relay.request.stream_id)
+            if entry is not None and entry[0] is relay:
+                relay.send_early()
+
+    def _forget(self, relay: StreamRelay, task: asyncio.Task[None]) -> None:
+        relay.abandon_early()
+        stream_id = relay.request.stream_id
         entry = self._streams.get(stream_id)
         if entry is not None and entry[1] is task:
             del self._streams[stream_id]
-            relay = entry[0]
             if not relay.body_ended and not self._ws.closed:
                 self._draining.add(stream_id)
                 if leftover := relay.ungranted():
