@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
+from inference_club.gateway.direct_body import direct_body
 
 
 class RecordingTransport(asyncio.Transport):
@@ -108,19 +109,12 @@ async def test_a_protocol_switch_reaches_the_real_transport() -> None:
     assert inner.protocol is protocol
 
 
-async def test_a_complete_reply_leaves_before_the_work_the_app_does_after_it() -> None:
-    """The app's last body message puts the reply on the socket at once, even when the app
-    then keeps the event loop busy (metering) before the turn ends."""
-    busy_after_reply = 0.5
+BUSY_AFTER_WRITING = 0.5
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        headers = [(b"content-length", b"4")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"done"})
-        time.sleep(busy_after_reply)  # noqa: ASYNC251 - the loop is kept busy on purpose
 
+async def fetch_timed(app: Any, ending: bytes) -> tuple[bytes, float]:
+    """Serve ``app`` on the coalescing protocol; one GET's reply up to ``ending``, and how long
+    it took to arrive."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
@@ -137,14 +131,50 @@ async def test_a_complete_reply_leaves_before_the_work_the_app_does_after_it() -
             client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             sent = time.monotonic()
             reply = b""
-            while not reply.endswith(b"done"):
+            while not reply.endswith(ending):
                 reply += client.recv(4096)
             return reply, time.monotonic() - sent
 
     try:
-        reply, elapsed = await asyncio.to_thread(fetch)
+        return await asyncio.to_thread(fetch)
     finally:
         await server.shutdown(sockets=[listener])
 
+
+async def test_a_complete_reply_leaves_before_the_work_the_app_does_after_it() -> None:
+    """The app's last body message puts the reply on the socket at once, even when the app
+    then keeps the event loop busy (metering) before the turn ends."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"done"})
+        time.sleep(BUSY_AFTER_WRITING)  # noqa: ASYNC251 - the loop is kept busy on purpose
+
+    reply, elapsed = await fetch_timed(app, b"done")
+
     assert reply.startswith(b"HTTP/1.1 200")
-    assert elapsed < busy_after_reply / 2
+    assert elapsed < BUSY_AFTER_WRITING / 2
+
+
+async def test_a_flushed_stream_start_leaves_before_the_turn_ends() -> None:
+    """A streamed reply's head and first chunk, flushed through the request's direct writer,
+    reach the client while the loop is still busy in the same turn."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        writer = direct_body(scope)
+        assert writer is not None
+        writer.flush()
+        time.sleep(BUSY_AFTER_WRITING)  # noqa: ASYNC251 - the loop is kept busy on purpose
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    reply, elapsed = await fetch_timed(app, b"5\r\nfirst\r\n")
+
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert elapsed < BUSY_AFTER_WRITING / 2

@@ -51,6 +51,14 @@ class DirectBody:
         assert cycle is not None, "write only when writable()"
         cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
 
+    def flush(self) -> None:
+        """Send what this connection's writes queued in this turn now, not at its end."""
+        cycle = self._cycle()
+        if cycle is not None:
+            flush = getattr(cycle.transport, "flush", None)
+            if flush is not None:
+                flush()
+
 
 def direct_body(scope: Mapping[str, Any]) -> DirectBody | None:
     """The request's direct writer, when the server provides one."""

@@ -11,7 +11,7 @@ from inference_club.gateway.errors import UpstreamError
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.forwarding import Upstream, response_headers, upstream_error_message
 from inference_club.gateway.sse import UsageTap, error_event
-from inference_club.gateway.streams import BodySink, StreamLost
+from inference_club.gateway.streams import BodySink, StreamLost, TunnelStream
 from inference_club.protocol import Body, End, Error, Response
 
 # Bodies a backend sends as one JSON document are small; anything past this is not a chat reply.
@@ -116,6 +116,7 @@ async def relay_stream(
     stream.sink_bodies(_direct_sink(direct, exchange, tap))
     try:
         while True:
+            _flush_before_waiting(stream, direct)
             event = await stream.next_event()
             match event:
                 case Body():
@@ -152,6 +153,13 @@ async def relay_stream(
         stream.sink_bodies(None)
         if tap is not None and tap.usage is not None:
             exchange.usage = tap.usage
+
+
+def _flush_before_waiting(stream: TunnelStream, direct: DirectBody | None) -> None:
+    """With nothing more to join, what the task wrote (the head, a first chunk) leaves now
+    rather than when the turn ends, after every other callback that is ready."""
+    if direct is not None and not stream.has_event():
+        direct.flush()
 
 
 def _direct_sink(

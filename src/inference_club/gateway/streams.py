@@ -118,6 +118,10 @@ class TunnelStream:
                     self._waiter = None
         return self._events.popleft()
 
+    def has_event(self) -> bool:
+        """Whether ``next_event`` would return without waiting."""
+        return bool(self._events)
+
     def with_ready_bodies(self, data: bytes) -> bytes:
         """``data`` joined with the body chunks queued right behind it (no wait)."""
         events = self._events
