@@ -229,7 +229,7 @@ class DirectSocket:
         self.messages.append(message)
 
 
-async def test_a_ready_direct_socket_takes_a_turns_first_frames_at_once_and_the_rest_together() -> None:
+async def test_a_turns_first_frames_go_direct_at_once_and_the_rest_together() -> None:
     """The first frames of a turn are written in the call that queued them; the frames queued
     after them in that turn leave as one message when it ends. The writer is never used."""
     socket, direct = Socket(), DirectSocket()
