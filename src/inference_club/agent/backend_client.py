@@ -160,7 +160,7 @@ class BackendClient:
         url: str,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes | None = None,
-    ) -> "PendingResponse | None":
+    ) -> PendingResponse | None:
         """Write a request in this call, on an idle pooled connection to its server; None (and
         nothing sent) when no connection is idle. Like ``request`` otherwise, whole bodies only.
 
@@ -184,7 +184,7 @@ class BackendClient:
 
     def _prepare(
         self, method: str, url: str, headers: Iterable[tuple[str, str]], body: RequestBody
-    ) -> "_Exchange":
+    ) -> _Exchange:
         if self._closed:
             msg = "the backend client is closed"
             raise RuntimeError(msg)
@@ -192,7 +192,7 @@ class BackendClient:
         head, length, keep_alive = _head(method, target, headers, body, origin)
         return _Exchange(origin, head, body, length, method == "HEAD", keep_alive)
 
-    def _send_pooled(self, exchange: "_Exchange") -> "PendingResponse | None":
+    def _send_pooled(self, exchange: _Exchange) -> PendingResponse | None:
         connection = self._idle(exchange.origin)
         if connection is None:
             return None
@@ -203,7 +203,7 @@ class BackendClient:
             raise
         return PendingResponse(exchange, connection, head, self._send_fresh)
 
-    async def _send_fresh(self, exchange: "_Exchange") -> BackendResponse:
+    async def _send_fresh(self, exchange: _Exchange) -> BackendResponse:
         connection = await self._connect(exchange.origin)
         return await _head_of(connection, exchange.send_on(connection))
 
