@@ -92,8 +92,14 @@ class ClientConnection(asyncio.Protocol):
         self._waiter = loop.create_future()
         self._timer = loop.call_later(timeout, self._time_out, timeout)
         exchange.sent = time.perf_counter()
-        self._transport.write(raw)
-        return self._waiter
+        waiter = self._waiter
+        if self.closed or self._transport.is_closing():
+            # Lost between being handed out and this send (a server shedding connections
+            # under overload); uvloop refuses the write. Like a connection closed while idle.
+            self._finish(_CLOSED_EARLY)
+        else:
+            self._transport.write(raw)
+        return waiter
 
     def close(self) -> None:
         """Close the connection; an exchange in flight ends with an error."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from bench.httpwire import Endpoint
+from bench.httpwire import ConnectionPool, Endpoint, Exchange
 from bench.loadgen import chat_request, closed_loop, open_loop, summarize
 from bench.mock_backend import MockSettings, StreamProfile, start_mock
 from bench.services import free_port
@@ -124,6 +124,39 @@ async def test_request_on_a_connection_closed_by_the_server_is_retried_once(stal
     assert summary.ok >= 3
     # Each connection answered one request and dropped the next, which was sent again.
     assert state.connections >= summary.ok
+
+
+def test_a_connection_lost_before_its_request_is_sent_fails_the_request_only():
+    """A connection the server drops between connecting and the send (as a server shedding
+    connections under overload) is never written to (uvloop, which the bench runs on, would
+    refuse the write): the request fails with the reason, the run goes on."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    async def scenario() -> Exchange:
+        server = await asyncio.start_server(drop, "127.0.0.1", 0)
+        endpoint = Endpoint("test", "127.0.0.1", server.sockets[0].getsockname()[1])
+        pool = ConnectionPool(endpoint)
+        try:
+            connection = await pool.connect()
+            for _ in range(200):
+                if connection.closed:
+                    break
+                await asyncio.sleep(0.01)
+            exchange = Exchange(time.perf_counter(), stream=False)
+            await connection.start(chat_request(endpoint, "m", stream=False), exchange, 5.0)
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+        return exchange
+
+    exchange = uvloop.run(scenario())
+
+    assert exchange.error is not None
+    assert exchange.error.startswith("connection closed before the response ended")
 
 
 async def test_closed_loop_streams_record_chunks_ttfb_and_gaps():
