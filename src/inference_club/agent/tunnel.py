@@ -262,6 +262,8 @@ class TunnelSession:
     def _send_opened_early(self) -> None:
         """The batch is handled: a stream that came with its whole body sends its request now,
         before its task first runs (unless a frame of the batch cancelled it)."""
+        if not self._opened:
+            return  # most messages open nothing (chunks, credit, pings)
         opened, self._opened = self._opened, []
         for relay in opened:
             entry = self._streams.get(relay.request.stream_id)

@@ -7,8 +7,8 @@ socket), so once the tunnel is set up it installs a sink here and each message i
 the call that read it. Text messages, the close and anything that arrives while earlier
 messages still wait in the queue go through ASGI as before, in order.
 
-The other way, the tunnel's outbox writes a turn's frames here in the call that gathers them,
-while the socket takes writes; when it pushes back, the outbox waits through ASGI.
+The other way, the tunnel's outbox writes its frames here without its writer task, while the
+socket takes writes; when it pushes back, the outbox waits through ASGI.
 """
 
 from collections.abc import Callable, Mapping
