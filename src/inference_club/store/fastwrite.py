@@ -6,16 +6,23 @@ for them a plain ``sqlite3`` connection runs the statements SQLAlchemy compiled 
 same value conversions, in one short transaction. The values are converted on the event loop;
 the transaction runs on the writer's own thread, because SQLite's work on a batch (and a WAL
 checkpoint when one falls due) takes milliseconds that would otherwise stall every request.
+
+An INSERT's rows go as one multi-row statement (as many rows as SQLite takes parameters),
+not one statement per row: ``sqlite3`` lets go of the GIL and takes it back around every
+statement it steps, and with the event loop busy each of those hand-overs is a context switch
+for both threads.
 """
 
 import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ClauseElement
 
 from inference_club.store.schema import UtcDateTime
@@ -26,6 +33,46 @@ _PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 
 Convert = Callable[[Any], Any]
 Rows = Sequence[Mapping[str, Any]]
+Binds = tuple[tuple[str, Convert | None], ...]
+# Rows joined into one INSERT at most: binding them holds the GIL for a fraction of a millisecond.
+MAX_ROWS_PER_STATEMENT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A statement compiled once: its SQL for one row and, for an INSERT, how to repeat its
+    row of placeholders."""
+
+    sql: str
+    binds: Binds
+    # The SQL around the one row of placeholders, and that row; None where rows cannot join.
+    around_row: tuple[str, str, str] | None
+
+    def run(self, connection: sqlite3.Connection, rows: list[list[Any]]) -> None:
+        """Run the statement for every row, as few statements as SQLite's limits allow."""
+        if self.around_row is None or len(rows) == 1:
+            connection.executemany(self.sql, rows)
+            return
+        head, row, tail = self.around_row
+        width = max(len(self.binds), 1)
+        parameters = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(min(parameters // width, MAX_ROWS_PER_STATEMENT), 1)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = head + ", ".join([row] * len(chunk)) + tail
+            connection.execute(sql, [value for values in chunk for value in values])
+
+
+def _around_row(statement: ClauseElement, sql: str, width: int) -> tuple[str, str, str] | None:
+    """Where an INSERT's single row of ``width`` placeholders sits in ``sql``, if it is plain."""
+    if not isinstance(statement, Insert) or width == 0:
+        return None
+    row = "(" + ", ".join(["?"] * width) + ")"
+    marker = " VALUES " + row
+    if sql.count(marker) != 1:
+        return None
+    head, tail = sql.split(marker)
+    return head + " VALUES ", row, tail
 
 
 class FastWriter:
@@ -34,7 +81,7 @@ class FastWriter:
     def __init__(self, url: URL) -> None:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
-        self._prepared: dict[int, tuple[str, tuple[tuple[str, Convert | None], ...]]] = {}
+        self._prepared: dict[int, _Prepared] = {}
         self._dialect: Dialect = sqlite.dialect()
         # One thread: the connection is only ever used by it, one transaction at a time.
         self._thread: ThreadPoolExecutor | None = None
@@ -47,8 +94,8 @@ class FastWriter:
         statements = []
         for statement, rows in batches:
             if rows:
-                sql, binds = self._prepare(statement, rows[0])
-                statements.append((sql, [_values(row, binds) for row in rows]))
+                prepared = self._prepare(statement, rows[0])
+                statements.append((prepared, [_values(row, prepared.binds) for row in rows]))
         if not statements:
             return
         if self._thread is None:
@@ -57,15 +104,13 @@ class FastWriter:
         # A caller cancelled mid-write still gets its rows stored: the thread finishes the batch.
         await asyncio.shield(done)
 
-    def _run(self, statements: list[tuple[str, list[list[Any]]]]) -> None:
+    def _run(self, statements: list[tuple[_Prepared, list[list[Any]]]]) -> None:
         connection = self._open()
         with connection:  # commits, or rolls back on any error
-            for sql, values in statements:
-                connection.executemany(sql, values)
+            for prepared, values in statements:
+                prepared.run(connection, values)
 
-    def _prepare(
-        self, statement: ClauseElement, sample: Mapping[str, Any]
-    ) -> tuple[str, tuple[tuple[str, Convert | None], ...]]:
+    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> _Prepared:
         prepared = self._prepared.get(id(statement))
         if prepared is None:
             compiled: Any = statement.compile(dialect=self._dialect, column_keys=list(sample))
@@ -73,7 +118,8 @@ class FastWriter:
                 (name, _converter(compiled.binds[name].type, self._dialect))
                 for name in compiled.positiontup or ()
             )
-            prepared = (compiled.string, binds)
+            around_row = _around_row(statement, compiled.string, len(binds))
+            prepared = _Prepared(compiled.string, binds, around_row)
             self._prepared[id(statement)] = prepared
         return prepared
 
@@ -96,7 +142,7 @@ class FastWriter:
             self._connection = None
 
 
-def _values(row: Mapping[str, Any], binds: tuple[tuple[str, Convert | None], ...]) -> list[Any]:
+def _values(row: Mapping[str, Any], binds: Binds) -> list[Any]:
     values = []
     for name, convert in binds:
         value = row[name]
