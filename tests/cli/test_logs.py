@@ -87,3 +87,17 @@ def test_warnings_and_closing_write_everything_queued() -> None:
     handler.handle(_record(time.time(), n=4))
     handler.close()
     assert "n=4" in stream.getvalue()
+
+
+def test_extra_fields_of_any_record_follow_the_message_in_order() -> None:
+    """Records made from a dict (as socket handlers do) list their extra fields too, in order,
+    and a value seen before is written the same way again."""
+    formatter = KeyValueFormatter()
+    record = logging.makeLogRecord(
+        {"name": "inference_club.test", "msg": "hi", "created": 0.0, "msecs": 0.0, "b": "x y"}
+    )
+    record.a = 1
+    first = formatter.format(record)
+    again = formatter.format(record)
+    assert first.endswith('msg=hi b="x y" a=1')
+    assert again == first

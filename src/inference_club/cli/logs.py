@@ -1,5 +1,6 @@
 """Structured, quiet-by-default logging for every process: one ``key=value`` line per event."""
 
+import itertools
 import logging
 import re
 import sys
@@ -8,7 +9,12 @@ import time
 from typing import Any, TextIO
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# A record's own attributes come first in its __dict__; ``extra`` fields follow them.
+_OWN_ATTRIBUTES = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 _NEEDS_QUOTES = re.compile(r'[ "=\n]')
+# Short values (models, paths, outcomes) recur on every line: each is quoted once.
+_QUOTED_CACHE_SIZE = 1024
+_QUOTED_CACHE_MAX_LENGTH = 80
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -31,20 +37,32 @@ class KeyValueFormatter(logging.Formatter):
             f"logger={record.name}",
             f"msg={_quote(record.getMessage())}",
         ]
-        parts.extend(
-            f"{key}={_quote(value)}"
-            for key, value in record.__dict__.items()
-            if key not in _RESERVED and not key.startswith("_")
-        )
+        for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None):
+            if key not in _RESERVED and not key.startswith("_"):
+                parts.append(f"{key}={_quote(value)}")
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)
+
+
+_quoted: dict[str, str] = {}
 
 
 def _quote(value: Any) -> str:
     if type(value) is int:
         return str(value)
     text = str(value)
+    quoted = _quoted.get(text)
+    if quoted is None:
+        quoted = _quote_text(text)
+        if len(text) <= _QUOTED_CACHE_MAX_LENGTH:
+            if len(_quoted) >= _QUOTED_CACHE_SIZE:
+                _quoted.clear()
+            _quoted[text] = quoted
+    return quoted
+
+
+def _quote_text(text: str) -> str:
     if text and _NEEDS_QUOTES.search(text) is None:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
