@@ -31,6 +31,8 @@ class FastReader:
     def __init__(self, url: URL) -> None:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
+        # Asked before every cached answer: a plain cursor kept for it, with tuple rows.
+        self._version_cursor: sqlite3.Cursor | None = None
         self._compiled: dict[int, tuple[str, Any]] = {}
         self._kept = KeptAnswers()
 
@@ -52,14 +54,21 @@ class FastReader:
         self, statement: Select[Any], params: Mapping[str, Any]
     ) -> SimpleNamespace | None:
         """Like ``one``, answered from memory while no write was committed since the last read."""
-        connection = self._open()
-        version: int = connection.execute("PRAGMA data_version").fetchone().data_version
+        version = self._data_version()
         key = (id(statement), tuple(params.items()))
         row = self._kept.get(key, version)
         if row is MISSING:
             row = self.one(statement, params)
             self._kept.put(key, row, version)
         return row  # type: ignore[return-value]
+
+    def _data_version(self) -> int:
+        cursor = self._version_cursor
+        if cursor is None:
+            cursor = self._version_cursor = self._open().cursor()
+            cursor.row_factory = None
+        version: int = cursor.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def _compile(self, statement: Select[Any]) -> tuple[str, Any]:
         cached = self._compiled.get(id(statement))
@@ -84,6 +93,7 @@ class FastReader:
     def close(self) -> None:
         """Close the connection."""
         self._kept.clear()
+        self._version_cursor = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
