@@ -7,10 +7,9 @@ same value conversions, in one short transaction. The values are converted on th
 the transaction runs on the writer's own thread, because SQLite's work on a batch (and a WAL
 checkpoint when one falls due) takes milliseconds that would otherwise stall every request.
 
-An INSERT's rows go as one multi-row statement (as many rows as SQLite takes parameters),
-not one statement per row: ``sqlite3`` lets go of the GIL and takes it back around every
-statement it steps, and with the event loop busy each of those hand-overs is a context switch
-for both threads.
+An INSERT's rows go as multi-row statements (up to ``MAX_ROWS_PER_STATEMENT`` rows each), not
+one statement per row: ``sqlite3`` lets go of the GIL and takes it back around every statement
+it steps, so a batch of hundreds of rows meant hundreds of hand-overs with the event loop.
 """
 
 import asyncio
