@@ -11,6 +11,7 @@ from inference_club.agent.backend_client import BackendClient
 from inference_club.agent.backoff import Backoff
 from inference_club.agent.discovery import Catalog, Discovery
 from inference_club.agent.errors import TunnelRejected
+from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
 from inference_club.agent.tunnel import TunnelSession
 from inference_club.heap import freeze_startup_objects
@@ -42,6 +43,9 @@ class Agent:
         self._backend_http: BackendClient | None = None
         self._tunnel_http: aiohttp.ClientSession | None = None
         self._discovery: Discovery | None = None
+        self._request_log = RequestLog(
+            logging.getLevelNamesMapping().get(settings.request_log_level.upper(), logging.INFO)
+        )
         # Seconds the last tunnel stayed up after its welcome; long-lived ones reset the backoff.
         self._lifetime = 0.0
 
@@ -88,6 +92,7 @@ class Agent:
         if self._tunnel_http is not None:
             await self._tunnel_http.close()
         self._backend_http = self._tunnel_http = None
+        self._request_log.flush()
         self.connected.clear()
 
     async def wait(self) -> None:
@@ -173,7 +178,9 @@ class Agent:
             msg = f"no tunnel endpoint at the server URL (HTTP {exc.status}); check --server"
             raise ConnectionError(msg) from None
         async with ws:
-            session = TunnelSession(ws, settings, self._backend_http, lambda: self.catalog)
+            session = TunnelSession(
+                ws, settings, self._backend_http, lambda: self.catalog, self._request_log
+            )
             try:
                 return await self._serve_session(ws, session)
             finally:

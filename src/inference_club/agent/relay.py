@@ -16,6 +16,7 @@ from inference_club.agent.backend_client import (
 )
 from inference_club.agent.headers import request_headers, response_headers
 from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inline_image_urls
+from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import BackendSettings
 from inference_club.protocol import (
     Body,
@@ -61,7 +62,7 @@ class StreamRelay:
         send: SendFrame,
         send_many: SendFrames,
         limits: StreamLimits,
-        log_level: int = logging.INFO,
+        request_log: RequestLog | None = None,
         try_send: TrySendFrame | None = None,
     ) -> None:
         self.request = request
@@ -74,7 +75,7 @@ class StreamRelay:
         self._limits = limits
         # The largest body frame this stream sends: a chunk, and never more than the window.
         self._largest_piece = min(limits.max_body_chunk, limits.initial_window)
-        self._log_level = log_level
+        self._request_log = request_log
         self._body: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._buffered = 0
         self._body_ended = False
@@ -134,29 +135,24 @@ class StreamRelay:
                 await self._fail("agent_error", "the agent failed to relay this request")
         finally:
             self.send_window.close()
-            # Checked first: building the record's fields costs more than the check.
-            if logger.isEnabledFor(self._log_level):
-                # Written after the frames this task queued have gone out, so the line is
-                # never on the reply's way to the gateway.
-                asyncio.get_running_loop().call_soon(self._log, outcome, time.monotonic() - started)
+            request_log = self._request_log
+            # Checked first: building the line's fields costs more than the check.
+            if request_log is not None and request_log.enabled():
+                request_log.add(self._log_fields(outcome, time.monotonic() - started))
 
-    def _log(self, outcome: str, seconds: float) -> None:
+    def _log_fields(self, outcome: str, seconds: float) -> dict[str, object]:
         request = self.request
-        logger.log(
-            self._log_level,
-            "request",
-            extra={
-                "stream_id": request.stream_id,
-                "model": request.model,
-                "method": request.method,
-                "path": request.path,
-                "status": self._status,
-                "outcome": outcome,
-                "duration_ms": round(seconds * 1000),
-                "bytes_in": self._bytes_in,
-                "bytes_out": self._bytes_out,
-            },
-        )
+        return {
+            "stream_id": request.stream_id,
+            "model": request.model,
+            "method": request.method,
+            "path": request.path,
+            "status": self._status,
+            "outcome": outcome,
+            "duration_ms": round(seconds * 1000),
+            "bytes_in": self._bytes_in,
+            "bytes_out": self._bytes_out,
+        }
 
     async def _relay(self) -> str:
         backend = self._backend

@@ -12,6 +12,7 @@ from inference_club.agent.backend_client import BackendClient
 from inference_club.agent.discovery import Catalog
 from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.relay import StreamLimits, StreamRelay
+from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
 from inference_club.protocol import (
     MAX_BODY_CHUNK,
@@ -66,6 +67,7 @@ class TunnelSession:
         settings: AgentSettings,
         http: BackendClient,
         catalog: Callable[[], Catalog],
+        request_log: RequestLog | None = None,
     ) -> None:
         self._ws = ws
         self._settings = settings
@@ -81,9 +83,7 @@ class TunnelSession:
         # Streams opened by the batch being handled, whose requests may leave at its end.
         self._opened: list[StreamRelay] = []
         self._announced: tuple[ModelCard, ...] = ()
-        self._log_level = logging.getLevelNamesMapping().get(
-            settings.request_log_level.upper(), logging.INFO
-        )
+        self._request_log = request_log
         self.welcome: Welcome | None = None
         self._limits: StreamLimits | None = None
 
@@ -250,7 +250,7 @@ class TunnelSession:
             send=self.send,
             send_many=self.send_many,
             limits=self._limits,
-            log_level=self._log_level,
+            request_log=self._request_log,
             try_send=self.try_send,
         )
         stream_id = request.stream_id

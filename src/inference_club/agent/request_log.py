@@ -1,0 +1,89 @@
+"""The agent's line per request, handed to logging in batches.
+
+Made the moment its request ends, a line costs several times what the same line costs among
+others: between two requests the processor ran the gateway, the model server and the client,
+and logging's code and data have left its caches. At 1,000 requests a second that one line
+took about a sixth of the agent's time per request; made in batches, a few percent.
+
+A line after a quiet spell is handed over on the loop's next turn; the lines that follow
+within ``interval`` go together when it ends, and the handlers are flushed then, so a line is
+never written later than that. Each record carries the moment its request ended, not the
+moment it was made.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+# Request lines keep the name they have always been logged under.
+logger = logging.getLogger("inference_club.agent.relay")
+
+_MESSAGE = "request"
+
+
+class RequestLog:
+    """Collects the request lines of one agent and logs them in batches."""
+
+    def __init__(self, level: int = logging.INFO, interval: float = 0.25) -> None:
+        self._level = level
+        self._interval = interval
+        self._pending: list[tuple[float, Mapping[str, object]]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = -interval
+
+    def enabled(self) -> bool:
+        """Whether request lines are logged at all (the logger's level admits them)."""
+        return logger.isEnabledFor(self._level)
+
+    def add(self, fields: Mapping[str, object]) -> None:
+        """Queue one request's line; it is logged within ``interval`` seconds."""
+        self._pending.append((time.time(), fields))
+        if self._flush_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self._interval - time.monotonic()
+        if wait <= 0:
+            self._flush_handle = loop.call_soon(self.flush)
+        else:
+            self._flush_handle = loop.call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        """Log every queued line now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._last_flush = time.monotonic()
+        pending, self._pending = self._pending, []
+        for ended, fields in pending:
+            record = logger.makeRecord(
+                logger.name,
+                self._level,
+                "(unknown file)",
+                0,
+                _MESSAGE,
+                (),
+                None,
+                func="(unknown function)",
+                extra=fields,
+            )
+            _backdate(record, ended)
+            logger.handle(record)
+        if pending:
+            _flush_handlers()
+
+
+def _flush_handlers() -> None:
+    """Have every handler the request lines reach write what it holds."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            handler.flush()
+        current = current.parent if current.propagate else None
+
+
+def _backdate(record: logging.LogRecord, created: float) -> None:
+    """Give ``record`` the time ``created`` instead of the time it was made."""
+    record.relativeCreated -= (record.created - created) * 1000
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
