@@ -67,7 +67,7 @@ class TunnelSession:
         settings: AgentSettings,
         http: BackendClient,
         catalog: Callable[[], Catalog],
-        request_log: RequestLog | None = None,
+        request_log: RequestLog,
     ) -> None:
         self._ws = ws
         self._settings = settings

@@ -8,9 +8,10 @@ import threading
 import time
 from typing import Any, TextIO
 
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+_OWN = logging.LogRecord("", 0, "", 0, "", (), None).__dict__
+_RESERVED = frozenset(_OWN) | {"message"}
 # A record's own attributes come first in its __dict__; ``extra`` fields follow them.
-_OWN_ATTRIBUTES = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_OWN_ATTRIBUTES = len(_OWN)
 _NEEDS_QUOTES = re.compile(r'[ "=\n]')
 # Short values (models, paths, outcomes) recur on every line: each is quoted once.
 _QUOTED_CACHE_SIZE = 1024

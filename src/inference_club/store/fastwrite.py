@@ -53,9 +53,8 @@ class _Prepared:
             connection.executemany(self.sql, rows)
             return
         head, row, tail = self.around_row
-        width = max(len(self.binds), 1)
         parameters = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = max(min(parameters // width, MAX_ROWS_PER_STATEMENT), 1)
+        per_statement = max(min(parameters // len(self.binds), MAX_ROWS_PER_STATEMENT), 1)
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             sql = head + ", ".join([row] * len(chunk)) + tail
