@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from inference_club.agent import request_log
 from inference_club.agent.request_log import RequestLog
 from inference_club.cli.logs import BurstBufferedHandler, KeyValueFormatter
 
@@ -95,3 +96,42 @@ async def test_a_batch_reaches_the_stream_when_it_is_logged(caplog) -> None:
     finally:
         relay_logger.removeHandler(handler)
         handler.close()
+
+
+async def test_a_long_batch_is_logged_in_slices_with_loop_turns_between(
+    caplog, monkeypatch
+) -> None:
+    """A batch longer than a slice lets the loop run between its slices; nothing is lost."""
+    caplog.set_level(logging.INFO, logger="inference_club")
+    monkeypatch.setattr(request_log, "SLICE_SECONDS", 0.0)  # every line overruns its slice
+    log = RequestLog(interval=5.0)
+    for number in range(3):
+        log.add({"stream_id": number})
+    logged_when_the_loop_ran: list[int] = []
+    asyncio.get_running_loop().call_soon(
+        lambda: logged_when_the_loop_ran.append(len(_lines(caplog)))
+    )
+
+    for _ in range(4):
+        await asyncio.sleep(0)
+
+    assert logged_when_the_loop_ran == [1]
+    assert [line.stream_id for line in _lines(caplog)] == [0, 1, 2]
+
+
+async def test_a_batch_s_worth_of_lines_goes_without_waiting_for_the_interval(caplog) -> None:
+    """Lines that pile up to a batch are logged on the next turn, not at the interval's end."""
+    caplog.set_level(logging.INFO, logger="inference_club")
+    log = RequestLog(interval=5.0, batch=3)
+    log.add({"stream_id": 0})
+    await asyncio.sleep(0)  # the first after a quiet spell goes at once
+    assert len(_lines(caplog)) == 1
+
+    log.add({"stream_id": 1})
+    log.add({"stream_id": 2})
+    await asyncio.sleep(0)
+    assert len(_lines(caplog)) == 1  # two: less than a batch, they wait
+
+    log.add({"stream_id": 3})
+    await asyncio.sleep(0)
+    assert [line.stream_id for line in _lines(caplog)] == [0, 1, 2, 3]

@@ -6,15 +6,18 @@ and logging's code and data have left its caches. At 1,000 requests a second tha
 took about a sixth of the agent's time per request; made in batches, a few percent.
 
 A line after a quiet spell is handed over on the loop's next turn; the lines that follow
-within ``interval`` go together when it ends, and the handlers are flushed then, so a line is
-never written later than that. Each record carries the moment its request ended, not the
-moment it was made.
+within ``interval`` go together when it ends or when ``batch`` of them are queued, whichever is
+first, and the handlers are flushed then, so a line is never written much later than that. A long batch is logged in slices (``inference_club.slices``)
+so requests go on between. Each record carries the moment its request ended, not the moment it
+was made.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import Mapping
+
+from inference_club.slices import SLICE_SECONDS
 
 # Request lines keep the name they have always been logged under.
 logger = logging.getLogger("inference_club.agent.relay")
@@ -25,11 +28,13 @@ _MESSAGE = "request"
 class RequestLog:
     """Collects the request lines of one agent and logs them in batches."""
 
-    def __init__(self, level: int = logging.INFO, interval: float = 0.25) -> None:
+    def __init__(self, level: int = logging.INFO, interval: float = 0.25, batch: int = 48) -> None:
         self._level = level
         self._interval = interval
+        self._batch = batch
         self._pending: list[tuple[float, Mapping[str, object]]] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._flush_soon = False
         self._last_flush = -interval
 
     def enabled(self) -> bool:
@@ -39,38 +44,72 @@ class RequestLog:
     def add(self, fields: Mapping[str, object]) -> None:
         """Queue one request's line; it is logged within ``interval`` seconds."""
         self._pending.append((time.time(), fields))
-        if self._flush_handle is not None:
+        if self._flush_soon:
             return
-        loop = asyncio.get_running_loop()
-        wait = self._last_flush + self._interval - time.monotonic()
-        if wait <= 0:
-            self._flush_handle = loop.call_soon(self.flush)
-        else:
-            self._flush_handle = loop.call_later(wait, self.flush)
+        if len(self._pending) >= self._batch:
+            self._schedule_soon()
+        elif self._flush_handle is None:
+            wait = self._last_flush + self._interval - time.monotonic()
+            if wait <= 0:
+                self._schedule_soon()
+            else:
+                loop = asyncio.get_running_loop()
+                self._flush_handle = loop.call_later(wait, self._flush_slice)
 
     def flush(self) -> None:
         """Log every queued line now."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._cancel()
         self._last_flush = time.monotonic()
         pending, self._pending = self._pending, []
         for ended, fields in pending:
-            record = logger.makeRecord(
-                logger.name,
-                self._level,
-                "(unknown file)",
-                0,
-                _MESSAGE,
-                (),
-                None,
-                func="(unknown function)",
-                extra=fields,
-            )
-            _backdate(record, ended)
-            logger.handle(record)
+            self._log(ended, fields)
         if pending:
             _flush_handlers()
+
+    def _schedule_soon(self) -> None:
+        self._cancel()
+        self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_slice)
+        self._flush_soon = True
+
+    def _cancel(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._flush_soon = False
+
+    def _flush_slice(self) -> None:
+        """Log queued lines for at most one slice; the rest follow on the loop's next turns."""
+        self._flush_handle = None
+        self._flush_soon = False
+        self._last_flush = time.monotonic()
+        deadline = time.perf_counter() + SLICE_SECONDS
+        pending = self._pending
+        done = 0
+        while done < len(pending):
+            ended, fields = pending[done]
+            self._log(ended, fields)
+            done += 1
+            if time.perf_counter() >= deadline:
+                break
+        del pending[:done]
+        _flush_handlers()
+        if pending:
+            self._schedule_soon()
+
+    def _log(self, ended: float, fields: Mapping[str, object]) -> None:
+        record = logger.makeRecord(
+            logger.name,
+            self._level,
+            "(unknown file)",
+            0,
+            _MESSAGE,
+            (),
+            None,
+            func="(unknown function)",
+            extra=fields,
+        )
+        _backdate(record, ended)
+        logger.handle(record)
 
 
 def _flush_handlers() -> None:

@@ -13,7 +13,7 @@ from inference_club.agent.config import LOG_LEVELS
 from inference_club.agent.errors import ConfigError
 from inference_club.cli.logs import configure_logging
 from inference_club.cli.options import env, fail
-from inference_club.eventloop import event_loop_factory
+from inference_club.eventloop import event_loop_factory, shorten_gil_waits
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}", code=2)
     configure_logging(level)
     _skip_unlogged_record_fields()
+    shorten_gil_waits()
     # Ctrl-C is the ordinary way to stop an agent; the runner has already cleaned up.
     with (
         contextlib.suppress(KeyboardInterrupt),

@@ -13,11 +13,19 @@ WriteBatch = Callable[[Sequence[UsageRecord]], Awaitable[None]]
 
 
 class UsageWriter:
-    """Collects usage records and writes them in one transaction per batch."""
+    """Collects usage records and writes them in one transaction per batch.
 
-    def __init__(self, write: WriteBatch, *, interval: float = 0.2, max_batch: int = 500) -> None:
+    A batch goes when ``batch`` records are queued or ``interval`` seconds passed. Batches stay
+    small (at 1,000 requests a second, one every 0.1 s): preparing one runs on the event loop,
+    and a few large ones made the slowest requests wait behind them.
+    """
+
+    def __init__(
+        self, write: WriteBatch, *, interval: float = 0.2, batch: int = 96, max_batch: int = 500
+    ) -> None:
         self._write = write
         self._interval = interval
+        self._batch = batch
         self._max_batch = max_batch
         self._pending: list[UsageRecord] = []
         self._wakeup = asyncio.Event()
@@ -27,7 +35,7 @@ class UsageWriter:
     def add(self, record: UsageRecord) -> None:
         """Queue one record; it is written within ``interval`` seconds."""
         self._pending.append(record)
-        if len(self._pending) >= self._max_batch:
+        if len(self._pending) >= self._batch:
             self._wakeup.set()
 
     def start(self) -> None:

@@ -3,7 +3,8 @@
 SQLAlchemy spends tens of microseconds per row of an executemany (parameter processing,
 then a hop to aiosqlite's thread). Usage records arrive in batches of hundreds a second, so
 for them a plain ``sqlite3`` connection runs the statements SQLAlchemy compiled once, with the
-same value conversions, in one short transaction. The values are converted on the event loop;
+same value conversions, in one short transaction. The values are converted on the event loop
+(in slices, so requests go on between);
 the transaction runs on the writer's own thread, because SQLite's work on a batch (and a WAL
 checkpoint when one falls due) takes milliseconds that would otherwise stall every request.
 
@@ -17,6 +18,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -24,6 +27,7 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ClauseElement
 
+from inference_club.slices import map_in_slices
 from inference_club.store.schema import UtcDateTime
 
 # A write waits at most this long for another process's lock before the async path takes over.
@@ -58,7 +62,8 @@ class _Prepared:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             sql = head + ", ".join([row] * len(chunk)) + tail
-            connection.execute(sql, [value for values in chunk for value in values])
+            # Flattened in C: Python code on this thread would hold the GIL against the loop.
+            connection.execute(sql, list(chain.from_iterable(chunk)))
 
 
 def _around_row(statement: ClauseElement, sql: str, width: int) -> tuple[str, str, str] | None:
@@ -93,7 +98,8 @@ class FastWriter:
         for statement, rows in batches:
             if rows:
                 prepared = self._prepare(statement, rows[0])
-                statements.append((prepared, [_values(row, prepared.binds) for row in rows]))
+                values = await map_in_slices(partial(_values, binds=prepared.binds), rows)
+                statements.append((prepared, values))
         if not statements:
             return
         if self._thread is None:

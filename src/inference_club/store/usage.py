@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from inference_club.slices import map_in_slices
 from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.records import UsageRecord, UsageTotal
@@ -64,11 +65,9 @@ class UsageMixin(StoreBase):
         """Store a batch in one transaction and move each key's ``last_used_at`` forward."""
         if not records:
             return
-        rows = [{column: getattr(record, column) for column in _COLUMNS} for record in records]
+        rows = await map_in_slices(_row_of, records)
         last_used: dict[int, datetime] = {}
         for record in records:
-            require_aware(record.started_at, "started_at")
-            require_aware(record.ended_at, "ended_at")
             if record.api_key_id is not None:
                 seen = last_used.get(record.api_key_id)
                 last_used[record.api_key_id] = (
@@ -229,6 +228,12 @@ def _total(who: str, model: str, row: RowMapping | Mapping[str, Any]) -> UsageTo
         images=int(row["images"] or 0),
         for_others=int(row.get("for_others") or 0),
     )
+
+
+def _row_of(record: UsageRecord) -> dict[str, object]:
+    require_aware(record.started_at, "started_at")
+    require_aware(record.ended_at, "ended_at")
+    return {column: getattr(record, column) for column in _COLUMNS}
 
 
 def _day_sums(records: Sequence[UsageRecord]) -> list[dict[str, object]]:
