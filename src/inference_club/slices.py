@@ -2,9 +2,9 @@
 
 Deferred work (usage records, request lines) is cheapest in batches, but a batch done in one go
 holds the loop: at 1,000 requests a second, a quarter second's records took several
-milliseconds, and every request that arrived meanwhile waited that long. That was most of the
-tail. Done in slices of half a millisecond, the same work costs the same and delays a request
-by at most one slice.
+milliseconds, and every request that arrived meanwhile waited that long. Done in slices of a
+fifth of a millisecond, the same work costs about the same and delays a request by at most one
+slice.
 """
 
 import asyncio

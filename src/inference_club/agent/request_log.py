@@ -6,10 +6,10 @@ and logging's code and data have left its caches. At 1,000 requests a second tha
 took about a sixth of the agent's time per request; made in batches, a few percent.
 
 A line after a quiet spell is handed over on the loop's next turn; the lines that follow
-within ``interval`` go together when it ends or when ``batch`` of them are queued, whichever is
-first, and the handlers are flushed then, so a line is never written much later than that. A long batch is logged in slices (``inference_club.slices``)
-so requests go on between. Each record carries the moment its request ended, not the moment it
-was made.
+within ``interval`` go together when it ends or when ``batch`` of them are queued, whichever
+comes first, and the handlers are flushed then, so a line is never written much later than
+that. A batch is logged in short slices (``inference_club.slices``) so requests go on between.
+Each record carries the moment its request ended, not the moment it was made.
 """
 
 import asyncio

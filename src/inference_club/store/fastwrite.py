@@ -3,10 +3,10 @@
 SQLAlchemy spends tens of microseconds per row of an executemany (parameter processing,
 then a hop to aiosqlite's thread). Usage records arrive in batches of hundreds a second, so
 for them a plain ``sqlite3`` connection runs the statements SQLAlchemy compiled once, with the
-same value conversions, in one short transaction. The values are converted on the event loop
-(in slices, so requests go on between);
-the transaction runs on the writer's own thread, because SQLite's work on a batch (and a WAL
-checkpoint when one falls due) takes milliseconds that would otherwise stall every request.
+same value conversions, in one short transaction. The values are converted on the event loop,
+in short slices so requests go on between; the transaction runs on the writer's own thread,
+because SQLite's work on a batch (and a WAL checkpoint when one falls due) takes milliseconds
+that would otherwise stall every request.
 
 An INSERT's rows go as multi-row statements (up to ``MAX_ROWS_PER_STATEMENT`` rows each), not
 one statement per row: ``sqlite3`` lets go of the GIL and takes it back around every statement
