@@ -1,8 +1,10 @@
 """A tunnel's messages reach the installed sink as they are read, never ahead of queued ones."""
 
 import asyncio
+import gc
 import socket
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -44,9 +46,31 @@ class OrderApp:
         await send({"type": "websocket.close", "code": 1000})
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[OrderApp, int]]:
-    app = OrderApp()
+class HoldingApp:
+    """Accepts, installs a sink that refers to the connection, and waits for the client to go."""
+
+    def __init__(self) -> None:
+        self.protocol: weakref.ref[Any] | None = None
+        self.websocket: weakref.ref[Any] | None = None
+        self.ended = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        direct = direct_messages(scope)
+        assert direct is not None
+        self.protocol = weakref.ref(direct._protocol)
+        self.websocket = weakref.ref(direct._protocol.conn)  # websockets' connection state
+        direct.install(lambda data: direct.write_now(data) if direct.ready() else None)
+        await send({"type": "websocket.send", "bytes": b"installed"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        self.ended.set()
+
+
+async def _serve(app: Any) -> tuple[uvicorn.Server, socket.socket]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, ws=DirectMessagesProtocol, lifespan="off", log_level="warning")
@@ -54,6 +78,13 @@ async def server() -> AsyncIterator[tuple[OrderApp, int]]:
     running = uvicorn.Server(config)
     running.lifespan = config.lifespan_class(config)
     await running.startup(sockets=[sock])
+    return running, sock
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[OrderApp, int]]:
+    app = OrderApp()
+    running, sock = await _serve(app)
     yield app, sock.getsockname()[1]
     await running.shutdown(sockets=[sock])
 
@@ -112,3 +143,37 @@ async def test_a_message_read_behind_a_queued_one_keeps_its_place(
     assert await client.next_binary() is None
 
     assert app.seen == [("queued", b"t1"), ("queued", b"m1"), ("direct", b"m2")]
+
+
+@pytest.fixture
+def without_the_cycle_collector() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.mark.usefixtures("without_the_cycle_collector")
+async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> None:
+    """A dropped connection leaves no reference cycle, so a frozen tunnel's objects go as
+    soon as its task ends instead of waiting for a full collection."""
+    app = HoldingApp()
+    running, sock = await _serve(app)
+    try:
+        client = RawClient(sock.getsockname()[1])
+        await client.open()
+        assert await client.next_binary() == b"installed"
+        assert app.protocol is not None
+        assert app.websocket is not None
+        assert app.protocol() is not None
+
+        assert client.writer is not None
+        client.writer.transport.abort()  # the agent's network drops: no closing handshake
+        await asyncio.wait_for(app.ended.wait(), 5)
+        for _ in range(5):  # the ASGI task finishes and lets go of the connection
+            await asyncio.sleep(0)
+
+        assert app.protocol() is None
+        assert app.websocket() is None
+    finally:
+        await running.shutdown(sockets=[sock])

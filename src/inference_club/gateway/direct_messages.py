@@ -30,7 +30,7 @@ class DirectMessages:
     __slots__ = ("_protocol", "sink")
 
     def __init__(self, protocol: "DirectMessagesProtocol") -> None:
-        self._protocol = protocol
+        self._protocol: DirectMessagesProtocol | None = protocol
         self.sink: MessageSink | None = None
 
     def install(self, sink: MessageSink | None) -> None:
@@ -42,7 +42,8 @@ class DirectMessages:
         paused for back-pressure."""
         protocol = self._protocol
         return (
-            protocol.handshake_complete
+            protocol is not None
+            and protocol.handshake_complete
             and not protocol.close_sent
             and not protocol.disconnected
             and protocol.initial_response is None
@@ -52,8 +53,16 @@ class DirectMessages:
     def write_now(self, message: bytes) -> None:
         """Write one binary message (after ``ready()`` said so), as ASGI's send would."""
         protocol = self._protocol
+        if protocol is None:
+            msg = "the connection is closed"
+            raise ConnectionError(msg)
         protocol.conn.send_binary(message)
         protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+
+    def detach(self) -> None:
+        """The connection is gone: drop the protocol and the sink (both refer back here)."""
+        self._protocol = None
+        self.sink = None
 
 
 class DirectMessagesProtocol(WebSocketsSansIOProtocol):
@@ -68,6 +77,20 @@ class DirectMessagesProtocol(WebSocketsSansIOProtocol):
         if scope is not None:  # None when the handshake was refused
             self.direct = DirectMessages(self)
             scope.setdefault("extensions", {})[DIRECT_MESSAGES] = self.direct
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Close as uvicorn does, then cut the reference cycles the connection leaves.
+
+        The gateway freezes connected tunnels out of the collector's passes (``TunnelHeap``),
+        and frozen objects in cycles wait for a full collection, which stalls every request.
+        Without cycles a closed tunnel is freed as soon as its task lets go of it.
+        """
+        super().connection_lost(exc)
+        if self.direct is not None:
+            self.direct.detach()
+        # websockets' parser is a generator that holds its connection for as long as it is
+        # suspended, and it stays suspended even after the stream ended; nothing reads now.
+        self.conn.parser.close()
 
     def send_receive_event_to_app(self) -> None:
         """A whole message: to the sink when one is installed and nothing waits before it."""
