@@ -5,7 +5,7 @@ import gc
 import socket
 import weakref
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import uvicorn
@@ -13,6 +13,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.direct_messages import DirectMessagesProtocol, direct_messages
 
 
@@ -70,10 +71,28 @@ class HoldingApp:
         self.ended.set()
 
 
-async def _serve(app: Any) -> tuple[uvicorn.Server, socket.socket]:
+class RecordingHttpProtocol(CoalescingHttpToolsProtocol):
+    """The gateway's HTTP protocol, keeping a weak reference to each one made."""
+
+    made: ClassVar[list[weakref.ref[CoalescingHttpToolsProtocol]]] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        RecordingHttpProtocol.made.append(weakref.ref(self))
+        super().connection_made(transport)
+
+
+async def _serve(
+    app: Any, http: type[CoalescingHttpToolsProtocol] = CoalescingHttpToolsProtocol
+) -> tuple[uvicorn.Server, socket.socket]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, ws=DirectMessagesProtocol, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        app,
+        http=http,
+        ws=DirectMessagesProtocol,
+        lifespan="off",
+        log_level="warning",
+    )
     config.load()
     running = uvicorn.Server(config)
     running.lifespan = config.lifespan_class(config)
@@ -158,7 +177,8 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
     """A dropped connection leaves no reference cycle, so a frozen tunnel's objects go as
     soon as its task ends instead of waiting for a full collection."""
     app = HoldingApp()
-    running, sock = await _serve(app)
+    RecordingHttpProtocol.made.clear()
+    running, sock = await _serve(app, http=RecordingHttpProtocol)
     try:
         client = RawClient(sock.getsockname()[1])
         await client.open()
@@ -169,11 +189,14 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
 
         assert client.writer is not None
         client.writer.transport.abort()  # the agent's network drops: no closing handshake
+        client.writer = None
         await asyncio.wait_for(app.ended.wait(), 5)
         for _ in range(5):  # the ASGI task finishes and lets go of the connection
             await asyncio.sleep(0)
 
         assert app.protocol() is None
         assert app.websocket() is None
+        # The HTTP protocol the connection began with went at the upgrade already.
+        assert [protocol() for protocol in RecordingHttpProtocol.made] == [None]
     finally:
         await running.shutdown(sockets=[sock])

@@ -123,6 +123,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """Wrap the connection's transport, then let uvicorn set up as usual."""
         super().connection_made(CoalescingTransport(transport, self.loop))
 
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol, then let go of the HTTP parser.
+
+        The parser's callbacks refer back to this protocol, and nothing feeds the parser after
+        the upgrade; without that cycle this protocol is freed with the tunnel's connection
+        instead of waiting for a full collection (see ``TunnelHeap``).
+        """
+        super().handle_websocket_upgrade()
+        del self.parser
+
     def on_headers_complete(self) -> None:
         """Let uvicorn start the request, then hand the app a direct writer for its body.
 
