@@ -7,10 +7,12 @@ than half a second: a stall for every request in flight. Here, whenever the tunn
 a tenth, what is alive is frozen (after a young collection, so fresh garbage is not kept),
 and the automatic full passes walk only what came after.
 
-Frozen objects are still freed when nothing refers to them. What leaving tunnels left in
-reference cycles waits until a quarter of the tunnels have left; then, once departures have
-settled for a few seconds (agents leave in bursts when a network drops), one full collection
-over everything reclaims it and the survivors are frozen again.
+Frozen objects are still freed when nothing refers to them, and a closed tunnel's connection
+leaves no reference cycle (``DirectMessagesProtocol``, ``CoalescingHttpToolsProtocol``), so
+a leaving tunnel's memory comes back when its task ends. Whatever else leaving tunnels left
+in cycles waits until a quarter of the tunnels have left; then, once departures have settled
+for a few seconds (agents leave in bursts when a network drops), one full collection over
+everything reclaims it and the survivors are frozen again.
 """
 
 import asyncio
