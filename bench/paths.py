@@ -1,6 +1,7 @@
 """The three paths to the same mock: direct, gateway plus agent, and the LiteLLM proxy."""
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class PathUnderTest:
     endpoint: Endpoint | None = None
     services: list[Service] = field(default_factory=list)
     unavailable: str | None = None
+    # Stops the path's processes and starts fresh ones (None: the path cannot be restarted).
+    restart: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
     def endpoint_or_fail(self) -> Endpoint:
         """The endpoint of a path that is running."""
@@ -253,23 +256,33 @@ async def start_litellm(mock: Endpoint, venv: Path, work_dir: Path, log_dir: Pat
     config = work_dir / "litellm.yaml"
     config.write_text(_litellm_config(mock))
     master_key = "sk-" + secrets.token_urlsafe(24)
-    port = free_port()
-    service = await start_service(
-        "litellm",
-        [str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-        log_dir,
-        env={
-            **_NO_PROXY,
-            "LITELLM_MASTER_KEY": master_key,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        },
-    )
-    path.services.append(service)
-    endpoint = Endpoint("litellm", "127.0.0.1", port, master_key)
-    try:
-        await wait_until_ready(service, endpoint, "/v1/models", 180, expect=CHAT_MODEL.encode())
-    except BaseException:
+
+    async def launch() -> None:
+        port = free_port()
+        service = await start_service(
+            "litellm",
+            [str(executable), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            log_dir,
+            env={
+                **_NO_PROXY,
+                "LITELLM_MASTER_KEY": master_key,
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            },
+        )
+        path.services.append(service)
+        endpoint = Endpoint("litellm", "127.0.0.1", port, master_key)
+        try:
+            await wait_until_ready(service, endpoint, "/v1/models", 180, expect=CHAT_MODEL.encode())
+        except BaseException:
+            await path.stop()
+            raise
+        path.endpoint = endpoint
+
+    async def restart() -> None:
         await path.stop()
-        raise
-    path.endpoint = endpoint
+        path.endpoint = None
+        await launch()
+
+    await launch()
+    path.restart = restart
     return path
