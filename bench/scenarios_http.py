@@ -94,14 +94,15 @@ async def max_rate(ctx: Context) -> list[Measurement]:
 async def _search(ctx: Context, path: PathUnderTest) -> list[Measurement]:
     """Grow the rate by half until a step fails, then bisect between the last pass and it."""
     plan = ctx.plan
-    endpoint = _endpoint(path)
-    raw = chat_request(endpoint, CHAT_MODEL, stream=False)
     steps: list[Measurement] = []
     best, failed, bisections, capped = 0, 0, 0, False
     rate = plan.search_start
     while True:
         # A step fails only if it fails twice: one hiccup must not end the search early.
         for attempt in range(2):
+            # Read for every step: a path restarted after the last one has a new endpoint.
+            endpoint = _endpoint(path)
+            raw = chat_request(endpoint, CHAT_MODEL, stream=False)
             step = await measure(
                 ctx,
                 path,
@@ -227,9 +228,9 @@ async def upload(ctx: Context) -> list[Measurement]:
     say(f"scenario upload: {plan.upload_bytes / 1e6:g} MB transcription upload")
     results = []
     for path in ctx.ready_paths():
-        endpoint = _endpoint(path)
-        raw = wav_upload(endpoint, plan.upload_bytes)
         for attempt in range(plan.upload_repeats):
+            endpoint = _endpoint(path)  # new after a restart
+            raw = wav_upload(endpoint, plan.upload_bytes)
             results.append(await _one_upload(ctx, path, endpoint, raw, attempt))
     return results
 
