@@ -50,6 +50,8 @@ class StoreBase:
         # answered from memory between them (SQLite's fast reader has its own way).
         self._changes = ChangeListener(engine.url) if engine.dialect.name == "postgresql" else None
         self._key_answers = AnswersUntilChange(self._changes) if self._changes else None
+        # Usage batches being written: a cancelled caller does not stop them, closing waits.
+        self._usage_writes: set[asyncio.Task[None]] = set()
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for reads; its transaction is rolled back on exit."""

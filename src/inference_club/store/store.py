@@ -1,5 +1,6 @@
 """The store: every table behind one async object, opened and migrated in one call."""
 
+import asyncio
 from typing import Self
 
 from inference_club.store.accounts import AccountsMixin
@@ -40,7 +41,9 @@ class Store(
         return self._engine.dialect.name
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Finish the usage batches being written, then close every pooled connection."""
+        if self._usage_writes:
+            await asyncio.gather(*self._usage_writes, return_exceptions=True)
         if self._fast_reader is not None:
             self._fast_reader.close()
         if self._fast_writer is not None:

@@ -1,5 +1,6 @@
 """Usage records: one per request, written in batches, read back for dashboards and quotas."""
 
+import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -62,9 +63,20 @@ class UsageMixin(StoreBase):
     """Writing and reading usage records."""
 
     async def record_usage(self, records: Sequence[UsageRecord]) -> None:
-        """Store a batch in one transaction and move each key's ``last_used_at`` forward."""
+        """Store a batch in one transaction and move each key's ``last_used_at`` forward.
+
+        The batch is prepared in slices between other work on the loop. Once started it is
+        stored even if the caller is cancelled (a stopping gateway loses no records), and
+        ``close`` waits for it.
+        """
         if not records:
             return
+        write = asyncio.ensure_future(self._record_usage(records))
+        self._usage_writes.add(write)
+        write.add_done_callback(self._usage_writes.discard)
+        await asyncio.shield(write)
+
+    async def _record_usage(self, records: Sequence[UsageRecord]) -> None:
         rows = await map_in_slices(_row_of, records)
         last_used: dict[int, datetime] = {}
         for record in records:
