@@ -92,7 +92,9 @@ class FastWriter:
     async def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
         """Run each statement for each of its rows, all in one transaction.
 
-        Raises sqlite3.Error (busy, constraint) with everything rolled back.
+        Raises sqlite3.Error (busy, constraint) with everything rolled back. Cancelled while
+        its values are converted, it writes nothing; once the batch is on the thread, it is
+        written whatever happens to the caller.
         """
         statements = []
         for statement, rows in batches:
