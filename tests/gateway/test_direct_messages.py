@@ -14,7 +14,22 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
-from inference_club.gateway.direct_messages import DirectMessagesProtocol, direct_messages
+from inference_club.gateway.direct_messages import (
+    DirectMessages,
+    DirectMessagesProtocol,
+    direct_messages,
+)
+
+
+async def _accepted(scope: Any, receive: Any, send: Any) -> DirectMessages | None:
+    """Accept a WebSocket and return its direct hand-over (None for any other scope)."""
+    if scope["type"] != "websocket":
+        return None
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    direct = direct_messages(scope)
+    assert direct is not None
+    return direct
 
 
 class OrderApp:
@@ -25,12 +40,9 @@ class OrderApp:
         self.direct_arrived = asyncio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
+        direct = await _accepted(scope, receive, send)
+        if direct is None:
             return
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        direct = direct_messages(scope)
-        assert direct is not None
 
         def sink(data: bytes) -> None:
             self.seen.append(("direct", bytes(data)))
@@ -56,12 +68,9 @@ class HoldingApp:
         self.ended = asyncio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
+        direct = await _accepted(scope, receive, send)
+        if direct is None:
             return
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        direct = direct_messages(scope)
-        assert direct is not None
         self.protocol = weakref.ref(direct._protocol)
         self.websocket = weakref.ref(direct._protocol.conn)  # websockets' connection state
         direct.install(lambda data: direct.write_now(data) if direct.ready() else None)
