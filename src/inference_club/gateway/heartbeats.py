@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from inference_club.gateway.connection import ProviderConnection
 
@@ -22,10 +22,18 @@ class Heartbeats:
     """Pings every connected agent each ``interval`` and drops those silent for three."""
 
     def __init__(
-        self, connections: Callable[[], Iterable[ProviderConnection]], interval: float
+        self,
+        connections: Callable[[], Iterable[ProviderConnection]],
+        interval: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._connections = connections
         self._interval = interval
+        # The schedule's clock and wait (the event loop's by default; tests drive their own).
+        self._clock = clock
+        self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -33,15 +41,15 @@ class Heartbeats:
         self._task = asyncio.create_task(self._run(), name="heartbeats")
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        clock = self._clock or asyncio.get_running_loop().time
         while True:
-            started = loop.time()
+            started = clock()
             connections = list(self._connections())
             slices = [connections[i : i + SLICE] for i in range(0, len(connections), SLICE)]
-            # Slice k goes out at (k + 1) / n of the interval: every tunnel once per interval.
+            # Slice k goes out at k / n of the interval: every tunnel once per interval.
             for number, part in enumerate(slices or [[]], start=1):
-                delay = started + self._interval * number / max(len(slices), 1) - loop.time()
-                await asyncio.sleep(max(delay, 0.0))
+                delay = started + self._interval * number / max(len(slices), 1) - clock()
+                await self._sleep(max(delay, 0.0))
                 await self.beat(time.monotonic(), part)
 
     async def beat(
