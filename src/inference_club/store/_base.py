@@ -14,6 +14,7 @@ from inference_club.store.engine import single_reader, writer
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
 from inference_club.store.fastwrite import FastWriter
+from inference_club.store.kept import KeptAnswers
 from inference_club.store.schema import groups, providers, revisions, users
 
 SHARING_REVISION = "sharing"
@@ -50,6 +51,8 @@ class StoreBase:
         # answered from memory between them (SQLite's fast reader has its own way).
         self._changes = ChangeListener(engine.url) if engine.dialect.name == "postgresql" else None
         self._key_answers = AnswersUntilChange(self._changes) if self._changes else None
+        # SQLite: the identities behind API keys, kept until the fast reader's generation moves.
+        self._fast_identities = KeptAnswers()
         # Usage batches being written: a cancelled caller does not stop them, closing waits.
         self._usage_writes: set[asyncio.Task[None]] = set()
 

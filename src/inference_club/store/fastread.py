@@ -6,9 +6,9 @@ every /v1 request makes (the API-key check) a plain ``sqlite3`` connection on th
 is faster than the round trip to the thread. It sees every committed write at once, from any
 process, so a revoked key still stops working on the next request.
 
-Rows read through ``one_cached`` are kept until the database changes: SQLite's
-``PRAGMA data_version`` moves whenever any other connection, in this process or another,
-commits a write, and asking it costs a fraction of the query it saves.
+``generation()`` says whether the database changed: SQLite's ``PRAGMA data_version`` moves
+whenever any other connection, in this process or another, commits a write, and asking it
+costs a fraction of the query it saves, so answers can be kept until it moves.
 """
 
 import sqlite3
@@ -18,8 +18,6 @@ from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.engine import URL
-
-from inference_club.store.kept import MISSING, KeptAnswers
 
 # A read waits at most this long for a writer's checkpoint before the async path takes over.
 _BUSY_TIMEOUT_MS = 50
@@ -31,10 +29,9 @@ class FastReader:
     def __init__(self, url: URL) -> None:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
-        # Asked before every cached answer: a plain cursor kept for it, with tuple rows.
+        # Asked before every kept answer is used: a plain cursor kept for it, with tuple rows.
         self._version_cursor: sqlite3.Cursor | None = None
         self._compiled: dict[int, tuple[str, Any]] = {}
-        self._kept = KeptAnswers()
 
     @staticmethod
     def usable(url: URL) -> bool:
@@ -50,19 +47,9 @@ class FastReader:
         row: SimpleNamespace | None = self._open().execute(sql, ordered).fetchone()
         return row
 
-    def one_cached(
-        self, statement: Select[Any], params: Mapping[str, Any]
-    ) -> SimpleNamespace | None:
-        """Like ``one``, answered from memory while no write was committed since the last read."""
-        version = self._data_version()
-        key = (id(statement), tuple(params.items()))
-        row = self._kept.get(key, version)
-        if row is MISSING:
-            row = self.one(statement, params)
-            self._kept.put(key, row, version)
-        return row  # type: ignore[return-value]
-
-    def _data_version(self) -> int:
+    def generation(self) -> int:
+        """What moves on whenever a write was committed since (raises sqlite3.Error when the
+        file cannot be read); take it before reading what is to be kept under it."""
         cursor = self._version_cursor
         if cursor is None:
             cursor = self._version_cursor = self._open().cursor()
@@ -92,7 +79,6 @@ class FastReader:
 
     def close(self) -> None:
         """Close the connection."""
-        self._kept.clear()
         self._version_cursor = None
         if self._connection is not None:
             self._connection.close()

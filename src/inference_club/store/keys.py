@@ -23,6 +23,7 @@ from inference_club.store.credentials import (
     same_hash,
 )
 from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound
+from inference_club.store.fastread import FastReader
 from inference_club.store.kept import MISSING
 from inference_club.store.records import ApiKey, KeyIdentity
 from inference_club.store.schema import api_keys, revisions, users
@@ -145,45 +146,59 @@ class KeysMixin(StoreBase):
             )
         return replace(key, revoked_at=revoked_at)
 
-    async def _authenticate_row(self, key_hash: str) -> Any:
-        """The key's row through the async engine; on PostgreSQL kept until the next change."""
+    async def authenticate_api_key(self, secret: str) -> KeyIdentity | None:
+        """Who ``secret`` belongs to, or ``None`` for an unknown or revoked key.
+
+        The answer is kept until the database changes: on SQLite until its generation moves
+        (any commit by another connection, in this process or another), on PostgreSQL until
+        a change notice comes. So a revoked key stops working on the next request.
+        """
+        if not secret.startswith(API_KEY_PREFIX):
+            return None
+        key_hash = hash_secret(secret)
+        fast = self._fast_reader
+        if fast is not None:
+            try:
+                return self._authenticate_fast(fast, key_hash)
+            except sqlite3.Error:
+                pass  # busy or not readable: the async path below waits properly
         answers = self._key_answers
         if answers is not None:
             kept = answers.get(key_hash)
             if kept is not MISSING:
-                return kept
+                return kept  # type: ignore[return-value]
         read_at = answers.generation() if answers is not None else None
         async with self._read_one() as connection:
             row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
+        identity = _identity_of(row, key_hash)
         if answers is not None:
-            answers.put(key_hash, row, read_at)
-        return row
+            answers.put(key_hash, identity, read_at)
+        return identity
 
-    async def authenticate_api_key(self, secret: str) -> KeyIdentity | None:
-        """Who ``secret`` belongs to, or ``None`` for an unknown or revoked key."""
-        if not secret.startswith(API_KEY_PREFIX):
-            return None
-        key_hash = hash_secret(secret)
-        row: Any = None
-        fast = self._fast_reader
-        if fast is not None:
-            try:
-                row = fast.one_cached(_AUTHENTICATE, {"key_hash": key_hash})
-            except sqlite3.Error:
-                fast = None  # busy or not readable: the async path below waits properly
-        if fast is None:
-            row = await self._authenticate_row(key_hash)
-        if row is None or not same_hash(row.key_hash, key_hash):
-            return None
-        return KeyIdentity(
-            key_id=row.id,
-            key_prefix=row.prefix,
-            user_id=row.user_id,
-            user_name=row.name,
-            is_admin=bool(row.is_admin),
-            requests_per_minute=row.requests_per_minute,
-            sharing_revision=int(row.sharing_revision or 0),
-            daily_tokens=row.daily_tokens,
-            daily_audio_seconds=row.daily_audio_seconds,
-            daily_images=row.daily_images,
-        )
+    def _authenticate_fast(self, fast: FastReader, key_hash: str) -> KeyIdentity | None:
+        """The identity through SQLite on the loop; raises sqlite3.Error when it cannot read."""
+        generation = fast.generation()
+        kept = self._fast_identities.get(key_hash, generation)
+        if kept is not MISSING:
+            return kept  # type: ignore[return-value]
+        identity = _identity_of(fast.one(_AUTHENTICATE, {"key_hash": key_hash}), key_hash)
+        self._fast_identities.put(key_hash, identity, generation)
+        return identity
+
+
+def _identity_of(row: Any, key_hash: str) -> KeyIdentity | None:
+    """The identity of an authentication row, or None when there is none for ``key_hash``."""
+    if row is None or not same_hash(row.key_hash, key_hash):
+        return None
+    return KeyIdentity(
+        key_id=row.id,
+        key_prefix=row.prefix,
+        user_id=row.user_id,
+        user_name=row.name,
+        is_admin=bool(row.is_admin),
+        requests_per_minute=row.requests_per_minute,
+        sharing_revision=int(row.sharing_revision or 0),
+        daily_tokens=row.daily_tokens,
+        daily_audio_seconds=row.daily_audio_seconds,
+        daily_images=row.daily_images,
+    )

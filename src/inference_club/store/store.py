@@ -46,6 +46,8 @@ class Store(
             await asyncio.gather(*self._usage_writes, return_exceptions=True)
         if self._fast_reader is not None:
             self._fast_reader.close()
+            # A generation counts only on the connection that read it.
+            self._fast_identities.clear()
         if self._fast_writer is not None:
             self._fast_writer.close()
         if self._changes is not None:
