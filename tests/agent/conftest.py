@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from inference_club.agent import Agent, AgentSettings, BackendSettings, ModelSettings
+from inference_club.agent import AgentSettings, BackendSettings, ModelSettings
+from inference_club.agent.core import Agent
 
 from .fakes import TOKEN, FakeBackend, FakeGateway, TunnelPeer
 

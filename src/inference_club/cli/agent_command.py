@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_club.agent import AgentConfig, AgentSettings, build_settings, load_config, run_agent
+from inference_club.agent import AgentConfig, AgentSettings, build_settings, load_config
 from inference_club.agent.config import LOG_LEVELS
 from inference_club.agent.errors import ConfigError
 from inference_club.cli.logs import configure_logging
@@ -167,6 +167,9 @@ def _skip_unlogged_record_fields() -> None:
 
 
 async def _serve(settings: AgentSettings) -> None:
+    # The HTTP stack loads only here: other commands (and the gateway) never pay for it.
+    from inference_club.agent.core import run_agent  # noqa: PLC0415
+
     agent = asyncio.create_task(run_agent(settings))
     _on_terminate(agent.cancel)
     try:
