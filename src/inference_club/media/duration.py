@@ -1,12 +1,8 @@
 """Measure how many seconds of sound an audio file holds, reading it in chunks."""
 
 import struct
-from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
-
-import av
-import av.error
 
 from inference_club.media.errors import MediaError
 from inference_club.media.sniffing import SNIFF_BYTES, id3_tag_size, sniff_audio
@@ -24,9 +20,6 @@ _WAV_PCM = 1
 _WAV_FLOAT = 3
 _WAV_EXTENSIBLE = 0xFFFE
 _WAV_MAX_CHUNKS = 64
-# A container's stated duration is trusted only this close to what its packets add up to.
-_AGREEMENT_SECONDS = 0.25
-_AGREEMENT_RATIO = 0.05
 
 
 def audio_duration(path: Path) -> float:
@@ -40,7 +33,11 @@ def audio_duration(path: Path) -> float:
             seconds = _wav_header_duration(file)
             if seconds is not None:
                 return seconds
-    return _container_duration(path, _DEMUXERS[mime])
+    # FFmpeg loads on the first file that needs it: a gateway that only ever sees WAV (or no
+    # audio at all) never carries its libraries (about 27 MB) or its objects.
+    from inference_club.media.containers import container_duration  # noqa: PLC0415
+
+    return container_duration(path, _DEMUXERS[mime])
 
 
 def _sniff_file(file: BinaryIO) -> str | None:
@@ -91,55 +88,3 @@ def _is_plain_sample_format(fmt_body: bytes) -> bool:
         # The real format is the first two bytes of the sub-format GUID.
         format_tag = int.from_bytes(fmt_body[24:26], "little")
     return format_tag in (_WAV_PCM, _WAV_FLOAT)
-
-
-def _container_duration(path: Path, demuxer: str) -> float:
-    try:
-        with av.open(str(path), format=demuxer, metadata_errors="replace") as container:
-            if not container.streams.audio:
-                msg = "the file has no audio stream"
-                raise MediaError(msg)
-            stated = container.duration / av.time_base if container.duration else None
-            measured = _packet_span(container)
-        if measured is None:
-            measured = _decoded_duration(path, demuxer)
-    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        msg = "the audio could not be decoded"
-        raise MediaError(msg) from exc
-    if stated is not None and abs(stated - measured) <= max(
-        _AGREEMENT_SECONDS, _AGREEMENT_RATIO * measured
-    ):
-        # The stated value accounts for encoder delay and padding, which packets do not.
-        return stated
-    return measured
-
-
-def _packet_span(container: av.container.InputContainer) -> float | None:
-    """Seconds from the first packet's start to the last packet's end, without decoding."""
-    stream = container.streams.audio[0]
-    first: int | None = None
-    last_end = 0
-    time_base: Fraction | None = None
-    for packet in container.demux(stream):
-        if packet.pts is None or packet.time_base is None:
-            continue
-        time_base = packet.time_base
-        first = packet.pts if first is None else min(first, packet.pts)
-        last_end = max(last_end, packet.pts + (packet.duration or 0))
-    if first is None or time_base is None:
-        return None
-    return float((last_end - first) * time_base)
-
-
-def _decoded_duration(path: Path, demuxer: str) -> float:
-    """Seconds of decoded samples: the slow path, for streams whose packets carry no times."""
-    samples = 0
-    sample_rate = 0
-    with av.open(str(path), format=demuxer, metadata_errors="replace") as container:
-        for frame in container.decode(audio=0):
-            samples += frame.samples
-            sample_rate = frame.sample_rate
-    if not sample_rate:
-        msg = "the file holds no audio"
-        raise MediaError(msg)
-    return samples / sample_rate

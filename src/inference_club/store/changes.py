@@ -13,11 +13,14 @@ host), so a revoked key may pass a check or two within that moment, never after 
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
-import asyncpg
 from sqlalchemy.engine import URL
 
 from inference_club.store.kept import MISSING, KeptAnswers
+
+if TYPE_CHECKING:
+    import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class ChangeListener:
         self._connecting = asyncio.create_task(self._connect(), name="change-listener")
 
     async def _connect(self) -> None:
+        import asyncpg  # noqa: PLC0415 - only PostgreSQL needs it; SQLite gateways never load it
+
         connection: asyncpg.Connection | None = None
         try:
             connection = await asyncpg.connect(self._dsn)
