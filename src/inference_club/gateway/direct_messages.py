@@ -27,7 +27,8 @@ MessageSink = Callable[[bytes], None]
 class DirectMessages:
     """One WebSocket connection's binary messages: read into a sink, written at once."""
 
-    __slots__ = ("_protocol", "sink")
+    # Weakly referable: the tunnel heap checks that a departed tunnel's was freed.
+    __slots__ = ("__weakref__", "_protocol", "sink")
 
     def __init__(self, protocol: "DirectMessagesProtocol") -> None:
         self._protocol: DirectMessagesProtocol | None = protocol

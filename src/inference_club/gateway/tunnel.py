@@ -131,7 +131,8 @@ async def tunnel_endpoint(scope: Scope, receive: Receive, send: Send, services: 
         await connection.close(CloseCode.GOING_AWAY, "the provider disconnected")
         services.registry.remove(connection)
         services.presence.seen(provider.id)
-        services.tunnel_heap.left()
+        # Named so the heap can tell they were freed: alive later means a cycle holds them.
+        services.tunnel_heap.left(connection, asyncio.current_task(), direct)
         logger.info("provider disconnected", extra={"provider": provider.name})
 
 

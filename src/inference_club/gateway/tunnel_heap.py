@@ -9,14 +9,22 @@ and the automatic full passes walk only what came after.
 
 Frozen objects are still freed when nothing refers to them, and a closed tunnel's connection
 leaves no reference cycle (``DirectMessagesProtocol``, ``CoalescingHttpToolsProtocol``), so
-a leaving tunnel's memory comes back when its task ends. Whatever else leaving tunnels left
-in cycles waits until a quarter of the tunnels have left; then, once departures have settled
-for a few seconds (agents leave in bursts when a network drops), one full collection over
-everything reclaims it and the survivors are frozen again.
+a leaving tunnel's memory comes back when its task ends. Each leaving tunnel names a few of
+its objects (its task, its connection); once a quarter of the tunnels have left and
+departures have settled for a few seconds (agents leave in bursts when a network drops),
+any of those still alive means a cycle holds a departed tunnel, and one full collection over
+everything reclaims it and the survivors are frozen again. When every one of them was freed
+there is nothing to reclaim, and the collection, which walks the whole heap (tens of
+milliseconds, a stall for every request in flight), is skipped.
 """
 
 import asyncio
 import gc
+import logging
+import weakref
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
 
 # Fewer tunnels than this never freeze or unfreeze anything: their heap is small.
 MINIMUM = 100
@@ -46,6 +54,8 @@ class TunnelHeap:
         self.live = 0
         self._joined = 0
         self._left = 0
+        # What departed tunnels named, to tell whether they were freed when they closed.
+        self._departed: list[Callable[[], object | None]] = []
         self._collection: asyncio.TimerHandle | None = None
 
     def joined(self) -> None:
@@ -57,10 +67,14 @@ class TunnelHeap:
             gc.freeze()
             self._joined = 0
 
-    def left(self) -> None:
-        """A tunnel closed; once enough left, everything is collected when departures settle."""
+    def left(self, *remains: object | None) -> None:
+        """A tunnel closed; ``remains`` are objects of it that nothing should keep once it is
+        gone (None is skipped). Once enough tunnels left and departures settle, everything is
+        collected if any of those is still alive, or if a tunnel named none."""
         self.live -= 1
         self._left += 1
+        named = [weakref.ref(thing) for thing in remains if thing is not None]
+        self._departed.extend(named or [_unknown])
         if self._collection is not None:
             self._collection.cancel()  # still leaving: wait for the burst to end
         elif self._left < max(self._minimum, self._turnover * (self.live + self._left)):
@@ -75,8 +89,21 @@ class TunnelHeap:
 
     def _collect(self) -> None:
         self._collection = None
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        departed, self._departed = self._departed, []
         self._left = 0
+        still_alive = sum(1 for ref in departed if ref() is not None)
+        if not still_alive:
+            return  # every departed tunnel was freed as it closed: nothing to reclaim
+        gc.unfreeze()
+        collected = gc.collect()
+        gc.freeze()
         self._joined = 0
+        logger.info(
+            "reclaimed memory departed tunnels held in reference cycles",
+            extra={"still_alive": still_alive, "collected": collected},
+        )
+
+
+def _unknown() -> object:
+    """What a departed tunnel that named nothing counts as: maybe still alive."""
+    return True

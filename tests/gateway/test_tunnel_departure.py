@@ -1,0 +1,158 @@
+"""A tunnel that served requests and left is freed at once, with no help from the collector.
+
+The gateway keeps connected tunnels out of the collector's passes (``TunnelHeap``) and skips
+the full collection after departures when every departed tunnel was freed as it closed. This
+runs the real gateway in-process and checks that what a departing tunnel names is gone as
+soon as its task ends, with the cycle collector switched off.
+"""
+
+import asyncio
+import gc
+import socket
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from inference_club.gateway import GatewaySettings
+from inference_club.gateway.app import GatewayApp, create_app
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
+from inference_club.gateway.direct_messages import DirectMessagesProtocol
+from inference_club.protocol import (
+    PROTOCOL_VERSION,
+    Body,
+    End,
+    Hello,
+    ModelCard,
+    Request,
+    Response,
+    Welcome,
+    decode,
+    decode_message,
+    encode,
+)
+
+MODEL = "departure-model"
+
+
+class Gateway:
+    """The real gateway app served by uvicorn in this test's event loop."""
+
+    def __init__(self, app: GatewayApp, server: uvicorn.Server, sock: socket.socket) -> None:
+        self.app = app
+        self.server = server
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    app = create_app(GatewaySettings(data_dir=tmp_path, port=0))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        http=CoalescingHttpToolsProtocol,
+        ws=DirectMessagesProtocol,
+        ws_ping_interval=None,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level="warning",
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        yield Gateway(app, server, sock)
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+@pytest.fixture
+def without_the_cycle_collector() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+async def _answer_one_request(ws: ClientConnection) -> None:
+    """Play the agent for one non-streamed chat completion."""
+    frames: list[Any] = []
+    while not any(isinstance(frame, End) for frame in frames):
+        data = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(data, bytes)
+        frames.extend(decode_message(data))
+    request = next(frame for frame in frames if isinstance(frame, Request))
+    reply = orjson.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
+    )
+    stream = request.stream_id
+    headers = (("content-type", "application/json"),)
+    for frame in (Response(stream, 200, headers), Body(stream, reply), End(stream)):
+        await ws.send(encode(frame))
+
+
+@pytest.mark.usefixtures("without_the_cycle_collector")
+async def test_a_departed_tunnel_is_freed_as_soon_as_it_closes(gateway: Gateway) -> None:
+    """An agent connects, serves a request, and its network drops: the objects its tunnel
+    names on leaving (task, connection, direct hand-over) are gone once the tunnel's task
+    ends, so no full collection is needed to reclaim them."""
+    services = gateway.app.services()
+    await services.store.add_user("alice")
+    _, api_key = await services.store.create_api_key("alice")
+    _, token = await services.store.add_provider("alice", "home")
+    named: list[weakref.ref[object]] = []
+    heap = services.tunnel_heap
+    record_departure = heap.left
+
+    def left(*remains: object | None) -> None:
+        named.extend(weakref.ref(thing) for thing in remains if thing is not None)
+        record_departure(*remains)
+
+    heap.left = left  # type: ignore[method-assign]
+
+    url = f"ws://127.0.0.1:{gateway.port}/api/tunnel"
+    ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+    await ws.send(encode(Hello(PROTOCOL_VERSION, "test", (ModelCard(MODEL),))))
+    welcome = await asyncio.wait_for(ws.recv(), 5)
+    assert isinstance(welcome, bytes)
+    assert isinstance(decode(welcome), Welcome)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}/v1") as client:
+        asking = asyncio.create_task(
+            client.post(
+                "/chat/completions",
+                headers={"Authorization": f"Bearer {api_key}"},
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                timeout=5,
+            )
+        )
+        await _answer_one_request(ws)
+        answer = await asking
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "hi"
+
+    ws.transport.abort()  # the agent's network drops: no closing handshake
+    for _ in range(100):
+        if named:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(5):  # the tunnel's task finishes and lets go of what it held
+        await asyncio.sleep(0)
+    await ws.close()
+
+    assert len(named) == 3
+    assert [ref() for ref in named] == [None, None, None]
