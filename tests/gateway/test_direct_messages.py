@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
@@ -30,6 +31,10 @@ async def _accepted(scope: Any, receive: Any, send: Any) -> DirectMessages | Non
     direct = direct_messages(scope)
     assert direct is not None
     return direct
+
+
+# One message of each WebSocket header length: 7-bit, 16-bit and 64-bit.
+SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
 
 
 class OrderApp:
@@ -136,6 +141,23 @@ class RawClient:
         # Everything queued leaves in one write, so the server reads it in one go.
         self.writer.write(b"".join(self.protocol.data_to_send()))
 
+    async def next_frames(self, count: int) -> list[tuple[Opcode, bytes]]:
+        """The next ``count`` data and control frames (the close ends the list early)."""
+        assert self.reader is not None
+        frames: list[tuple[Opcode, bytes]] = []
+        while len(frames) < count:
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame):
+                    if event.opcode is Opcode.CLOSE:
+                        return frames
+                    frames.append((event.opcode, bytes(event.data)))
+            if len(frames) < count:
+                data = await asyncio.wait_for(self.reader.read(1 << 20), 5)
+                if not data:
+                    return frames
+                self.protocol.receive_data(data)
+        return frames
+
     async def next_binary(self) -> bytes | None:
         """The next binary message, or None once the server closed."""
         assert self.reader is not None
@@ -207,5 +229,62 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
         assert app.websocket() is None
         # The HTTP protocol the connection began with went at the upgrade already.
         assert [protocol() for protocol in RecordingHttpProtocol.made] == [None]
+    finally:
+        await running.shutdown(sockets=[sock])
+
+
+async def test_binary_messages_read_from_the_socket_keep_their_order_around_a_ping() -> None:
+    """Binary messages of every header length, written in one go with a ping among them,
+    reach the sink whole and in order (it echoes them), and websockets still answers the
+    ping; the echoes' frames are ones the client's own parser accepts."""
+    app = HoldingApp()
+    running, sock = await _serve(app)
+    try:
+        client = RawClient(sock.getsockname()[1])
+        client.protocol.max_message_size = None
+        await client.open()
+        assert await client.next_binary() == b"installed"
+        messages = [bytes((size + index) % 256 for index in range(size)) for size in SIZES]
+
+        for message in messages[:3]:
+            client.protocol.send_binary(message)
+        client.protocol.send_ping(b"between")
+        for message in messages[3:]:
+            client.protocol.send_binary(message)
+        client.flush()
+        frames = await client.next_frames(len(messages) + 1)
+
+        assert [data for opcode, data in frames if opcode is Opcode.BINARY] == messages
+        assert [data for opcode, data in frames if opcode is Opcode.PONG] == [b"between"]
+    finally:
+        await running.shutdown(sockets=[sock])
+
+
+async def test_plain_binary_messages_do_not_pass_through_websockets_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the sink is installed, plain binary messages are read from the socket's bytes;
+    websockets' parser (which keeps a generator and lists per message) sees none of them."""
+    app = HoldingApp()
+    running, sock = await _serve(app)
+    try:
+        client = RawClient(sock.getsockname()[1])
+        await client.open()
+        assert await client.next_binary() == b"installed"
+        parsed: list[bytes] = []
+        parse = WebSocketsSansIOProtocol.data_received
+
+        def spy(protocol: WebSocketsSansIOProtocol, data: bytes) -> None:
+            parsed.append(data)
+            parse(protocol, data)
+
+        monkeypatch.setattr(WebSocketsSansIOProtocol, "data_received", spy)
+
+        for message in (b"one", b"two" * 100, b"three" * 20000):
+            client.protocol.send_binary(message)
+            client.flush()
+            assert await client.next_binary() == message
+
+        assert parsed == []
     finally:
         await running.shutdown(sockets=[sock])

@@ -7,6 +7,10 @@ socket), so once the tunnel is set up it installs a sink here and each message i
 the call that read it. Text messages, the close and anything that arrives while earlier
 messages still wait in the queue go through ASGI as before, in order.
 
+While a sink is installed, the agent's plain binary frames are read here from the socket's
+bytes (``ClientFrames``) rather than by websockets' parser; whatever else comes (a control
+frame, text, the close) and everything after it in that read goes to websockets as before.
+
 The other way, the tunnel's outbox writes its frames here without its writer task, while the
 socket takes writes; when it pushes back, the outbox waits through ASGI.
 """
@@ -17,6 +21,7 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from inference_club.gateway.asgi import extension
+from inference_club.gateway.client_frames import ClientFrames, NotPlain, server_frame_header
 
 # The key of the protocol's ``DirectMessages`` in ``scope["extensions"]``.
 DIRECT_MESSAGES = "inference_club.direct_messages"
@@ -57,8 +62,9 @@ class DirectMessages:
         if protocol is None:
             msg = "the connection is closed"
             raise ConnectionError(msg)
-        protocol.conn.send_binary(message)
-        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        transport = protocol.transport
+        transport.write(server_frame_header(len(message)))
+        transport.write(message)
 
     def detach(self) -> None:
         """The connection is gone: drop the protocol and the sink (both refer back here)."""
@@ -70,6 +76,8 @@ class DirectMessagesProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol that offers the app a ``DirectMessages`` in its scope."""
 
     direct: DirectMessages | None = None
+    # The agent's frames read here while a sink takes them (made once the tunnel is set up).
+    client_frames: ClientFrames | None = None
 
     def handle_connect(self, event: Any) -> None:
         """Let uvicorn build the scope, then add the direct hand-over to it."""
@@ -77,7 +85,34 @@ class DirectMessagesProtocol(WebSocketsSansIOProtocol):
         scope: dict[str, Any] | None = getattr(self, "scope", None)
         if scope is not None:  # None when the handshake was refused
             self.direct = DirectMessages(self)
+            self.client_frames = ClientFrames(self.config.ws_max_size)
             scope.setdefault("extensions", {})[DIRECT_MESSAGES] = self.direct
+
+    def data_received(self, data: bytes) -> None:
+        """Plain binary frames straight to the sink; anything else, and all after it, to
+        websockets (which must be between frames for this: it is unless it holds bytes)."""
+        frames = self.client_frames
+        if frames is None or (not frames and self.conn.reader.buffer):
+            super().data_received(data)
+            return
+        frames.feed(data)
+        while (sink := self._sink_now()) is not None:
+            message = frames.next_message()
+            if message is None:
+                return  # the rest of the frame is still on its way
+            if isinstance(message, NotPlain):
+                break
+            sink(message)
+        if frames:
+            super().data_received(frames.take_rest())
+
+    def _sink_now(self) -> MessageSink | None:
+        """The sink, when a message may be handed to it now rather than through ASGI."""
+        direct = self.direct
+        sink = direct.sink if direct is not None else None
+        if sink is None or self.close_sent or not self.queue.empty():
+            return None
+        return sink
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Close as uvicorn does, then cut the reference cycles the connection leaves.
