@@ -2,13 +2,11 @@
 
 import asyncio
 import gc
-import socket
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 import pytest
-import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -17,9 +15,9 @@ from websockets.uri import parse_uri
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.direct_messages import (
     DirectMessages,
-    DirectMessagesProtocol,
     direct_messages,
 )
+from tests.support.in_process import serve_in_process
 
 
 async def _accepted(scope: Any, receive: Any, send: Any) -> DirectMessages | None:
@@ -95,29 +93,10 @@ class RecordingHttpProtocol(CoalescingHttpToolsProtocol):
         super().connection_made(transport)
 
 
-async def _serve(
-    app: Any, http: type[CoalescingHttpToolsProtocol] = CoalescingHttpToolsProtocol
-) -> tuple[uvicorn.Server, socket.socket]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        http=http,
-        ws=DirectMessagesProtocol,
-        lifespan="off",
-        log_level="warning",
-    )
-    config.load()
-    running = uvicorn.Server(config)
-    running.lifespan = config.lifespan_class(config)
-    await running.startup(sockets=[sock])
-    return running, sock
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[OrderApp, int]]:
     app = OrderApp()
-    running, sock = await _serve(app)
+    running, sock = await serve_in_process(app)
     yield app, sock.getsockname()[1]
     await running.shutdown(sockets=[sock])
 
@@ -209,7 +188,7 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector() -> Non
     soon as its task ends instead of waiting for a full collection."""
     app = HoldingApp()
     RecordingHttpProtocol.made.clear()
-    running, sock = await _serve(app, http=RecordingHttpProtocol)
+    running, sock = await serve_in_process(app, http=RecordingHttpProtocol)
     try:
         client = RawClient(sock.getsockname()[1])
         await client.open()
@@ -238,7 +217,7 @@ async def test_binary_messages_read_from_the_socket_keep_their_order_around_a_pi
     reach the sink whole and in order (it echoes them), and websockets still answers the
     ping; the echoes' frames are ones the client's own parser accepts."""
     app = HoldingApp()
-    running, sock = await _serve(app)
+    running, sock = await serve_in_process(app)
     try:
         client = RawClient(sock.getsockname()[1])
         client.protocol.max_message_size = None
@@ -266,7 +245,7 @@ async def test_plain_binary_messages_do_not_pass_through_websockets_parser(
     """Once the sink is installed, plain binary messages are read from the socket's bytes;
     websockets' parser (which keeps a generator and lists per message) sees none of them."""
     app = HoldingApp()
-    running, sock = await _serve(app)
+    running, sock = await serve_in_process(app)
     try:
         client = RawClient(sock.getsockname()[1])
         await client.open()

@@ -22,8 +22,6 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from inference_club.gateway import GatewaySettings
 from inference_club.gateway.app import GatewayApp, create_app
-from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
-from inference_club.gateway.direct_messages import DirectMessagesProtocol
 from inference_club.protocol import (
     PROTOCOL_VERSION,
     Body,
@@ -37,6 +35,7 @@ from inference_club.protocol import (
     decode_message,
     encode,
 )
+from tests.support.in_process import serve_in_process
 
 MODEL = "departure-model"
 
@@ -54,21 +53,7 @@ class Gateway:
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     app = create_app(GatewaySettings(data_dir=tmp_path, port=0))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        http=CoalescingHttpToolsProtocol,
-        ws=DirectMessagesProtocol,
-        ws_ping_interval=None,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        log_level="warning",
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[sock])
+    server, sock = await serve_in_process(app, lifespan="on")
     try:
         yield Gateway(app, server, sock)
     finally:

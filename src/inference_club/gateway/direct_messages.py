@@ -130,14 +130,8 @@ class DirectMessagesProtocol(WebSocketsSansIOProtocol):
 
     def send_receive_event_to_app(self) -> None:
         """A whole message: to the sink when one is installed and nothing waits before it."""
-        direct = self.direct
-        sink = direct.sink if direct is not None else None
-        if (
-            sink is None
-            or self.curr_msg_data_type != "bytes"
-            or self.close_sent
-            or not self.queue.empty()
-        ):
+        sink = self._sink_now()
+        if sink is None or self.curr_msg_data_type != "bytes":
             super().send_receive_event_to_app()
             return
         frames = self.frames
