@@ -17,7 +17,9 @@ def parse(argv: list[str] | None = None) -> Options:
     """Options from the command line."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark direct, gateway + agent and LiteLLM against one mock backend.",
+        description=(
+            "Benchmark direct, gateway + agent, LiteLLM and a bare relay against one mock backend."
+        ),
     )
     parser.add_argument("--quick", action="store_true", help="short smoke run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder")
@@ -34,6 +36,11 @@ def parse(argv: list[str] | None = None) -> Options:
         type=Path,
         help="reuse (or create and keep) this venv for LiteLLM instead of a throwaway one",
     )
+    parser.add_argument(
+        "--no-bare-relay",
+        action="store_true",
+        help="skip the bare relay (the reference for what two Python hops cost)",
+    )
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary data")
     args = parser.parse_args(argv)
     return Options(
@@ -43,6 +50,7 @@ def parse(argv: list[str] | None = None) -> Options:
         gateway=not args.no_gateway,
         litellm=not args.no_litellm,
         litellm_venv=args.litellm_venv,
+        bare_relay=not args.no_bare_relay,
         keep_work=args.keep_work,
     )
 

@@ -36,9 +36,14 @@ class Context:
     log_dir: Path
     notes: list[str] = field(default_factory=list)
 
-    def ready_paths(self) -> list[PathUnderTest]:
-        """The paths that can take load now, in report order."""
-        return [path for path in self.paths if path.endpoint is not None]
+    def ready_paths(self, *, reference: bool = True) -> list[PathUnderTest]:
+        """The paths that can take load now, in report order; without the yardsticks when
+        ``reference`` is false."""
+        return [
+            path
+            for path in self.paths
+            if path.endpoint is not None and (reference or not path.reference)
+        ]
 
     def pids(self, path: PathUnderTest) -> dict[str, int]:
         """The processes to meter for ``path``: its own and the mock's."""

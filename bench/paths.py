@@ -1,4 +1,4 @@
-"""The three paths to the same mock: direct, gateway plus agent, and the LiteLLM proxy."""
+"""The paths to the same mock: direct, gateway plus agent, the LiteLLM proxy, and a bare relay."""
 
 import secrets
 from collections.abc import Awaitable, Callable
@@ -20,6 +20,7 @@ from bench.services import (
 )
 
 LITELLM_REQUIREMENT = "litellm[proxy]==1.108.7"
+BARE_RELAY = "bare-relay"
 BENCH_USER = "bench"
 BENCH_PROVIDER = "bench-home"
 _CLI = (PYTHON, "-m", "inference_club.cli.main")
@@ -37,6 +38,8 @@ class PathUnderTest:
     unavailable: str | None = None
     # Stops the path's processes and starts fresh ones (None: the path cannot be restarted).
     restart: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+    # A yardstick, not a product: it takes part only in the latency, stream and rate scenarios.
+    reference: bool = False
 
     def endpoint_or_fail(self) -> Endpoint:
         """The endpoint of a path that is running."""
@@ -82,6 +85,31 @@ async def start_mock(settings: MockSettings, log_dir: Path) -> tuple[Service, En
     endpoint = Endpoint("direct", "127.0.0.1", port)
     await wait_until_ready(service, endpoint, "/v1/models", 15)
     return service, endpoint
+
+
+async def start_bare_relay(mock: Endpoint, log_dir: Path) -> PathUnderTest:
+    """``bench.bare_relay``'s two processes in front of the mock; ServiceError if they fail."""
+    path = PathUnderTest(BARE_RELAY, reference=True)
+    port, tunnel_port = free_port(), free_port()
+    relay = [PYTHON, "-m", "bench.bare_relay"]
+    try:
+        front = await start_service(
+            "front",
+            [*relay, "front", "--port", str(port), "--tunnel-port", str(tunnel_port)],
+            log_dir,
+            env=BENCH_ENV,
+        )
+        path.services.append(front)
+        endpoint = Endpoint(BARE_RELAY, "127.0.0.1", port)
+        back_argv = [*relay, "back", "--tunnel-port", str(tunnel_port)]
+        back_argv += ["--server-port", str(mock.port)]
+        path.services.append(await start_service("back", back_argv, log_dir, env=BENCH_ENV))
+        await wait_until_ready(front, endpoint, "/v1/models", 15)
+    except BaseException:
+        await path.stop()
+        raise
+    path.endpoint = endpoint
+    return path
 
 
 async def _cli_secret(args: list[str], data_dir: Path) -> str:

@@ -10,7 +10,7 @@ import orjson
 
 from bench.results import Check, Measurement
 
-_SERVERS = ("gateway", "agent", "litellm", "agents")
+_SERVERS = ("gateway", "agent", "litellm", "agents", "front", "back")
 _NONE = "n/a"
 
 
@@ -145,8 +145,12 @@ def _extra_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]
 
 def _targets(checks: Sequence[Check]) -> list[str]:
     verdict = {True: "✅ met", False: "❌ missed", None: "not measured"}
-    lines = [[c.target, c.measured, c.litellm or _NONE, verdict[c.passed]] for c in checks]
-    return _table(["target", "gateway + agent", "LiteLLM (comparison)", "verdict"], lines)
+    lines = [
+        [c.target, c.measured, c.litellm or _NONE, c.bare_relay or _NONE, verdict[c.passed]]
+        for c in checks
+    ]
+    header = ["target", "gateway + agent", "LiteLLM (comparison)", "bare relay (reference)"]
+    return _table([*header, "verdict"], lines)
 
 
 _SECTIONS: tuple[tuple[str, str, str], ...] = (

@@ -41,8 +41,9 @@ class Check:
     target: str
     measured: str
     passed: bool | None
-    # The same figure for LiteLLM, for comparison; empty when not measured.
+    # The same figure for LiteLLM and for the bare relay, for comparison; empty when not measured.
     litellm: str = ""
+    bare_relay: str = ""
 
 
 def find(

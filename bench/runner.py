@@ -12,7 +12,15 @@ from pathlib import Path
 from bench import scenarios_agents, scenarios_http
 from bench.context import Context, say
 from bench.mock_backend import MockSettings, StreamProfile
-from bench.paths import LITELLM_REQUIREMENT, PathUnderTest, start_gateway, start_litellm, start_mock
+from bench.paths import (
+    BARE_RELAY,
+    LITELLM_REQUIREMENT,
+    PathUnderTest,
+    start_bare_relay,
+    start_gateway,
+    start_litellm,
+    start_mock,
+)
 from bench.plan import FULL, QUICK, SCENARIOS
 from bench.report import RunInfo, write
 from bench.results import Measurement
@@ -46,6 +54,7 @@ class Options:
     gateway: bool
     litellm: bool
     litellm_venv: Path | None
+    bare_relay: bool
     keep_work: bool
 
 
@@ -70,6 +79,8 @@ async def run(options: Options) -> int:
             states["gateway"] = await _start_gateway(ctx, _simulated_agents(options))
         if options.litellm:
             states["litellm"] = await _start_litellm(ctx, options.litellm_venv or work / "venv")
+        if options.bare_relay:
+            states[BARE_RELAY] = await _start_bare_relay(ctx)
         for name in SCENARIOS:
             if name in options.scenarios:
                 measurements += await _run_scenario(ctx, name)
@@ -129,6 +140,17 @@ async def _start_gateway(ctx: Context, extra_providers: int) -> str:
         return f"unavailable: {exc}"
     ctx.gateway = gateway
     ctx.paths.append(gateway.path)
+    return "ready"
+
+
+async def _start_bare_relay(ctx: Context) -> str:
+    say("starting the bare relay (the least a two-process Python relay does, for reference)")
+    try:
+        path = await start_bare_relay(ctx.paths[0].endpoint_or_fail(), ctx.log_dir)
+    except (ServiceError, OSError) as exc:
+        say(f"bare relay unavailable, skipped in every scenario: {exc}")
+        return f"unavailable: {exc}"
+    ctx.paths.append(path)
     return "ready"
 
 

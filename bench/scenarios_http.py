@@ -171,7 +171,7 @@ async def hold(ctx: Context) -> list[Measurement]:
     held_for = plan.hold_chunks * plan.hold_interval
     results = []
     for count in plan.hold_counts:
-        for path in ctx.ready_paths():
+        for path in ctx.ready_paths(reference=False):
             endpoint = _endpoint(path)
             raw = chat_request(endpoint, SLOW_MODEL, stream=True)
             results.append(
@@ -227,7 +227,7 @@ async def upload(ctx: Context) -> list[Measurement]:
     plan = ctx.plan
     say(f"scenario upload: {plan.upload_bytes / 1e6:g} MB transcription upload")
     results = []
-    for path in ctx.ready_paths():
+    for path in ctx.ready_paths(reference=False):
         for attempt in range(plan.upload_repeats):
             endpoint = _endpoint(path)  # new after a restart
             raw = wav_upload(endpoint, plan.upload_bytes)

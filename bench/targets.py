@@ -3,11 +3,14 @@
 from collections.abc import Callable, Sequence
 
 from bench.loadgen import LoadSummary
+from bench.paths import BARE_RELAY
 from bench.results import Check, Measurement, find
 
 # A step whose requests failed more often than this proves nothing about its latency.
 _MAX_ERROR_SHARE = 0.01
 _NOT_MEASURED = "not measured"
+# The path the targets are for, then the ones shown beside it.
+_PATHS = ("gateway", "litellm", BARE_RELAY)
 
 
 def _summary(
@@ -51,11 +54,13 @@ def _added_check(
 ) -> Check:
     gateway = _added(measurements, scenario, value, figure, "gateway")
     litellm = _added(measurements, scenario, value, figure, "litellm")
+    bare = _added(measurements, scenario, value, figure, BARE_RELAY)
     return Check(
         target,
         gateway[1] if gateway else _NOT_MEASURED,
         gateway[0] <= bound if gateway else None,
         litellm[1] if litellm else "",
+        bare[1] if bare else "",
     )
 
 
@@ -69,14 +74,24 @@ def _absolute_check(
 ) -> Check:
     texts: dict[str, str] = {}
     passed: bool | None = None
-    for path in ("gateway", "litellm"):
+    for path in _PATHS:
         summary = _summary(measurements, scenario, path, value)
         if summary is None:
             continue
         texts[path] = f"{figure(summary):.1f} ms{_errors(summary)}"
         if path == "gateway":
             passed = figure(summary) <= bound and _clean(summary)
-    return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
+    return _check(target, texts, passed)
+
+
+def _check(target: str, texts: dict[str, str], passed: bool | None) -> Check:
+    return Check(
+        target,
+        texts.get("gateway", _NOT_MEASURED),
+        passed,
+        texts.get("litellm", ""),
+        texts.get(BARE_RELAY, ""),
+    )
 
 
 # A figure for the ratio targets: the value, whether the step was clean, and a note.
@@ -89,7 +104,7 @@ def _ratio_check(
     direct = values.get("direct")
     texts: dict[str, str] = {}
     passed: bool | None = None
-    for path in ("gateway", "litellm"):
+    for path in _PATHS:
         figure = values.get(path)
         if figure is None or direct is None or not direct[0]:
             continue
@@ -100,7 +115,7 @@ def _ratio_check(
         )
         if path == "gateway":
             passed = clean and value >= share * direct[0]
-    return Check(target, texts.get("gateway", _NOT_MEASURED), passed, texts.get("litellm", ""))
+    return _check(target, texts, passed)
 
 
 def _chunks_per_s(measurements: Sequence[Measurement], path: str, value: float) -> _Figure | None:
@@ -203,14 +218,14 @@ def evaluate(measurements: Sequence[Measurement]) -> list[Check]:
         ),
         _ratio_check(
             "highest rate with p99 < 50 ms ≥ 2/3 of direct",
-            {path: _max_rate(measurements, path) for path in ("direct", "gateway", "litellm")},
+            {path: _max_rate(measurements, path) for path in ("direct", *_PATHS)},
             2 / 3,
             "req/s",
             cap_note,
         ),
         _ratio_check(
             "500 streams: ≥ 85 % of direct chunks/s",
-            {p: _chunks_per_s(measurements, p, 500) for p in ("direct", "gateway", "litellm")},
+            {p: _chunks_per_s(measurements, p, 500) for p in ("direct", *_PATHS)},
             0.85,
             "chunks/s",
         ),

@@ -52,6 +52,29 @@ def test_added_latency_is_gateway_minus_direct():
     assert p99.measured.startswith("+3.00 ms")
 
 
+def test_the_bare_relay_is_shown_beside_the_gateway_but_never_judged():
+    """The bare relay's figures fill the reference column; the verdict is the gateway's."""
+    runs = [
+        chat("direct", 1.0, 3.0),
+        chat("gateway", 2.0, 6.0),
+        chat("bare-relay", 1.2, 3.5),
+        Measurement("max-rate", "p99", 0, "direct", extra={"max_rate": 3000.0, "capped": 0.0}),
+        Measurement("max-rate", "p99", 0, "gateway", extra={"max_rate": 900.0, "capped": 0.0}),
+        Measurement("max-rate", "p99", 0, "bare-relay", extra={"max_rate": 2700.0}),
+    ]
+    p50 = check(runs, "non-streamed 1,000 req/s: added p50")
+    assert p50.passed is False
+    assert p50.bare_relay.startswith("+0.20 ms")
+    assert p50.litellm == ""
+    rate = check(runs, "highest rate")
+    assert rate.passed is False
+    assert rate.bare_relay.startswith("2,700 req/s = 90% of direct 3,000")
+    info = RunInfo("2026-01-01 00:00 UTC", "full", 2, "3.11", {"direct": "ready"}, ())
+    text = markdown(info, runs, evaluate(runs))
+    assert "| bare relay (reference) |" in text
+    assert "| +1.00 ms (2.00 vs direct 1.00) | n/a | +0.20 ms (1.20 vs direct 1.00) |" in text
+
+
 def test_a_step_with_many_errors_misses_whatever_its_latency():
     """Fast failures are not fast answers: over 1 % errors misses the target."""
     runs = [chat("direct", 1.0, 3.0), chat("gateway", 1.0, 3.0, errors=50)]
