@@ -88,6 +88,7 @@ def _latency_table(rows: Sequence[Measurement]) -> list[str]:
                 _added(row, direct, lambda x: x.latency_ms.p50),
                 _added(row, direct, lambda x: x.latency_ms.p99),
                 _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.cpu_us_per_request, " µs"),
                 _servers(row, row.peak_mb, " MB"),
                 f"{row.cpu_percent('mock') or 0:.0f}%",
                 f"{s.loadgen_cpu_percent:.0f}%",
@@ -95,7 +96,8 @@ def _latency_table(rows: Sequence[Measurement]) -> list[str]:
             ]
         )
     header = ["step", "path", "ok/err", "req/s", "p50 ms", "p90", "p99", "max", "+p50", "+p99"]
-    header += ["CPU (1 core = 100%)", "peak RSS", "mock CPU", "loadgen CPU", "other CPU"]
+    header += ["CPU (1 core = 100%)", "CPU per request", "peak RSS", "mock CPU", "loadgen CPU"]
+    header += ["other CPU"]
     return _table(header, lines)
 
 
@@ -120,13 +122,15 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
                 _added(row, direct, lambda x: x.ttfb_ms.p50),
                 _added(row, direct, lambda x: x.gap_ms.p99),
                 _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.cpu_us_per_request, " µs"),
                 _servers(row, row.peak_mb, " MB"),
                 f"{s.loadgen_cpu_percent:.0f}%",
                 _other(row),
             ]
         )
     header = ["step", "path", "ok/err", "chunks/s", "TTFB p50", "TTFB p99", "gap p50"]
-    header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "peak RSS", "loadgen CPU"]
+    header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "CPU per stream", "peak RSS"]
+    header += ["loadgen CPU"]
     header += ["other CPU"]
     return _table(header, lines)
 

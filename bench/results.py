@@ -28,6 +28,13 @@ class Measurement:
         usage = self.usage.get(process)
         return usage.cpu_percent if usage is not None else None
 
+    def cpu_us_per_request(self, process: str) -> float | None:
+        """CPU time of one process tree per request of the step (per stream, for streams)."""
+        usage = self.usage.get(process)
+        if usage is None or self.summary is None or not self.summary.requests:
+            return None
+        return usage.cpu_seconds * 1e6 / self.summary.requests
+
     def peak_mb(self, process: str) -> float | None:
         """Peak resident memory of one process tree during the step."""
         usage = self.usage.get(process)

@@ -75,6 +75,18 @@ def test_the_bare_relay_is_shown_beside_the_gateway_but_never_judged():
     assert "| +1.00 ms (2.00 vs direct 1.00) | n/a | +0.20 ms (1.20 vs direct 1.00) |" in text
 
 
+def test_cpu_per_request_is_each_process_trees_cpu_over_the_steps_requests():
+    """2 s of gateway CPU over 1,000 requests is 2,000 µs each; it shows in the chat table."""
+    usage = {"gateway": Usage(2.0, 50.0, 0, 0, 0), "agent": Usage(0.5, 20.0, 0, 0, 0)}
+    row = Measurement("chat", "1000 req/s", 1000, "gateway", summary(1.0, 2.0), usage)
+    assert row.cpu_us_per_request("gateway") == 2000
+    assert row.cpu_us_per_request("agent") == 500
+    assert row.cpu_us_per_request("litellm") is None
+    info = RunInfo("2026-01-01 00:00 UTC", "full", 2, "3.11", {"direct": "ready"}, ())
+    text = markdown(info, [chat("direct", 1.0, 3.0), row], [])
+    assert "| gateway 2000 µs, agent 500 µs |" in text
+
+
 def test_a_step_with_many_errors_misses_whatever_its_latency():
     """Fast failures are not fast answers: over 1 % errors misses the target."""
     runs = [chat("direct", 1.0, 3.0), chat("gateway", 1.0, 3.0, errors=50)]
