@@ -109,6 +109,7 @@ class ClientConnection(asyncio.Protocol):
         self._front = front
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        self._url = b""
         self._parts: list[bytes] = []
         self._request_id = 0
         self._waiting: list[bytes] = []
@@ -129,19 +130,21 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         """A request starts."""
+        self._url = b""
         self._parts = []
 
     def on_url(self, url: bytes) -> None:
-        """The request line."""
-        method = self._parser.get_method()
-        self._parts.append(method + b" " + url + b" HTTP/1.1\r\n")
+        """A piece of the target (it may come in several)."""
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header, as it came."""
         self._parts.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        """The head is whole."""
+        """The head is whole: the request line goes first."""
+        method = self._parser.get_method()
+        self._parts.insert(0, method + b" " + self._url + b" HTTP/1.1\r\n")
         self._parts.append(b"\r\n")
 
     def on_body(self, body: bytes) -> None:

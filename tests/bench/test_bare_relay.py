@@ -72,6 +72,25 @@ async def test_a_reply_is_the_mocks_reply_byte_for_byte(relay):
         assert relayed[0] == 200
 
 
+async def test_a_request_split_into_single_bytes_is_relayed_whole(relay):
+    """Bytes trickling in one at a time (request line and body split anywhere) still make one
+    request to the mock."""
+    reader, writer = await asyncio.open_connection(relay.endpoint.host, relay.endpoint.port)
+    request = chat(relay.endpoint, model="split-model")
+    for offset in range(len(request)):
+        writer.write(request[offset : offset + 1])
+        await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(
+        next(
+            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        ).split(b":")[1]
+    )
+    assert orjson.loads(await reader.readexactly(length))["model"] == "split-model"
+    writer.close()
+
+
 async def test_one_connection_carries_requests_one_after_another(relay):
     """Keep-alive: three requests on one client connection, each answered in turn, and the
     back keeps one connection to the mock for them."""
