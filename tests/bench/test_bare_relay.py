@@ -72,20 +72,22 @@ async def test_a_reply_is_the_mocks_reply_byte_for_byte(relay):
         assert relayed[0] == 200
 
 
-async def test_a_request_split_into_single_bytes_is_relayed_whole(relay):
-    """Bytes trickling in one at a time (request line and body split anywhere) still make one
-    request to the mock."""
+async def test_a_request_split_across_reads_is_relayed_whole(relay):
+    """A request that arrives in pieces (inside the target, a header and the body) still makes
+    one request to the mock."""
     reader, writer = await asyncio.open_connection(relay.endpoint.host, relay.endpoint.port)
     request = chat(relay.endpoint, model="split-model")
-    for offset in range(len(request)):
-        writer.write(request[offset : offset + 1])
+    cuts = [len(b"POST /v1/chat"), request.index(b"user-agent") + 4, len(request) - 5]
+    for begin, end in zip([0, *cuts], [*cuts, len(request)], strict=True):
+        writer.write(request[begin:end])
         await writer.drain()
+        await asyncio.sleep(0.05)  # each piece is read on its own
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
-    length = int(
-        next(
-            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-        ).split(b":")[1]
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
     )
     assert orjson.loads(await reader.readexactly(length))["model"] == "split-model"
     writer.close()
