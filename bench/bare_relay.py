@@ -103,7 +103,8 @@ class Front:
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection: one request at a time, in order (no pipelining ahead)."""
+    """One client connection: requests go through the tunnel one at a time, in order; a
+    pipelined request waits for the response before it."""
 
     def __init__(self, front: Front) -> None:
         self._front = front
@@ -112,17 +113,14 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._parts: list[bytes] = []
         self._request_id = 0
-        self._waiting: list[bytes] = []
+        self._pipelined: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        """Parse, unless a response is still coming: then the bytes wait for it."""
-        if self._request_id:
-            self._waiting.append(data)
-            return
+        """Parse; whole requests come out of the parser's callbacks."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
@@ -152,7 +150,15 @@ class ClientConnection(asyncio.Protocol):
         self._parts.append(body)
 
     def on_message_complete(self) -> None:
-        """Send the whole request through the tunnel."""
+        """Send the whole request through the tunnel, or after the response still coming."""
+        request = b"".join(self._parts)
+        self._parts = []
+        if self._request_id:
+            self._pipelined.append(request)
+        else:
+            self._send(request)
+
+    def _send(self, request: bytes) -> None:
         front = self._front
         tunnel = front.tunnel
         if tunnel is None:
@@ -160,8 +166,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self._request_id = front.new_id()
         front.clients[self._request_id] = self
-        tunnel.send(REQUEST, self._request_id, b"".join(self._parts))
-        self._parts = []
+        tunnel.send(REQUEST, self._request_id, request)
 
     def write(self, data: bytes) -> None:
         """Response bytes to the client."""
@@ -169,11 +174,10 @@ class ClientConnection(asyncio.Protocol):
             self._transport.write(data)
 
     def response_ended(self) -> None:
-        """Take the next request, if its bytes already came."""
+        """Send the next pipelined request, if one came."""
         self._request_id = 0
-        waiting, self._waiting = self._waiting, []
-        for data in waiting:
-            self.data_received(data)
+        if self._pipelined:
+            self._send(self._pipelined.pop(0))
 
     def close(self) -> None:
         """Close the client's connection."""

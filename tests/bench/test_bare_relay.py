@@ -107,6 +107,32 @@ async def test_one_connection_carries_requests_one_after_another(relay):
     pool.close()
 
 
+async def test_pipelined_requests_are_answered_in_order(relay):
+    """A quick request pipelined behind a slow stream is answered after the stream, whole."""
+    reader, writer = await asyncio.open_connection(relay.endpoint.host, relay.endpoint.port)
+    stream = build_request(
+        relay.endpoint,
+        "POST",
+        "/v1/chat/completions",
+        orjson.dumps({"model": "first", "messages": [], "stream": True}),
+        headers=[("x-mock-chunks", "5"), ("x-mock-interval-ms", "30")],
+    )
+    writer.write(stream + chat(relay.endpoint, model="second"))
+    first = await reader.readuntil(b"\r\n0\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200")
+    assert b'"model":"second"' not in first
+    assert first.count(b"data: ") == 6
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    assert orjson.loads(await reader.readexactly(length))["model"] == "second"
+    writer.close()
+
+
 async def test_a_stream_arrives_chunk_by_chunk(relay):
     """Every SSE chunk comes through, as the mock paces it, ending in [DONE]."""
     pool = ConnectionPool(relay.endpoint)
