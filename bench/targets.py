@@ -52,16 +52,16 @@ def _added_check(
     figure: Callable[[LoadSummary], float],
     bound: float,
 ) -> Check:
-    gateway = _added(measurements, scenario, value, figure, "gateway")
-    litellm = _added(measurements, scenario, value, figure, "litellm")
-    bare = _added(measurements, scenario, value, figure, BARE_RELAY)
-    return Check(
-        target,
-        gateway[1] if gateway else _NOT_MEASURED,
-        gateway[0] <= bound if gateway else None,
-        litellm[1] if litellm else "",
-        bare[1] if bare else "",
-    )
+    texts: dict[str, str] = {}
+    passed: bool | None = None
+    for path in _PATHS:
+        added = _added(measurements, scenario, value, figure, path)
+        if added is None:
+            continue
+        texts[path] = added[1]
+        if path == "gateway":
+            passed = added[0] <= bound
+    return _check(target, texts, passed)
 
 
 def _absolute_check(
