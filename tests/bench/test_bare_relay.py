@@ -60,6 +60,18 @@ def chat(endpoint: Endpoint, **fields: object) -> bytes:
     return build_request(endpoint, "POST", "/v1/chat/completions", body)
 
 
+async def read_json_reply(reader: asyncio.StreamReader) -> dict:
+    """One 200 response with a Content-Length from ``reader``: its JSON body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    return orjson.loads(await reader.readexactly(length))
+
+
 async def test_a_reply_is_the_mocks_reply_byte_for_byte(relay):
     """A non-streamed chat and the model list come back exactly as the mock sends them."""
     for path, method, body in (
@@ -82,14 +94,7 @@ async def test_a_request_split_across_reads_is_relayed_whole(relay):
         writer.write(request[begin:end])
         await writer.drain()
         await asyncio.sleep(0.05)  # each piece is read on its own
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    assert orjson.loads(await reader.readexactly(length))["model"] == "split-model"
+    assert (await read_json_reply(reader))["model"] == "split-model"
     writer.close()
 
 
@@ -122,14 +127,7 @@ async def test_pipelined_requests_are_answered_in_order(relay):
     assert first.startswith(b"HTTP/1.1 200")
     assert b'"model":"second"' not in first
     assert first.count(b"data: ") == 6
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    assert orjson.loads(await reader.readexactly(length))["model"] == "second"
+    assert (await read_json_reply(reader))["model"] == "second"
     writer.close()
 
 

@@ -1,9 +1,8 @@
 """A tunnel's messages reach the installed sink as they are read, never ahead of queued ones."""
 
 import asyncio
-import gc
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import pytest
@@ -172,14 +171,6 @@ async def test_a_message_read_behind_a_queued_one_keeps_its_place(
     assert await client.next_binary() is None
 
     assert app.seen == [("queued", b"t1"), ("queued", b"m1"), ("direct", b"m2")]
-
-
-@pytest.fixture
-def without_the_cycle_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
 
 
 @pytest.mark.usefixtures("without_the_cycle_collector")

@@ -7,10 +7,9 @@ soon as its task ends, with the cycle collector switched off.
 """
 
 import asyncio
-import gc
 import socket
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         yield Gateway(app, server, sock)
     finally:
         await server.shutdown(sockets=[sock])
-
-
-@pytest.fixture
-def without_the_cycle_collector() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
 
 
 async def _answer_one_request(ws: ClientConnection) -> None:
