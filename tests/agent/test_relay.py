@@ -574,3 +574,61 @@ async def test_a_request_cancelled_in_the_batch_that_opened_it_never_reaches_the
 
     assert relayed.end is not None
     assert [seen.body for seen in backend.requests] == [CHAT, b'{"after": 1}']
+
+
+def stream_tasks() -> list[str]:
+    """The names of the stream tasks running in this loop."""
+    return [name for task in asyncio.all_tasks() if (name := task.get_name()).startswith("stream-")]
+
+
+async def test_a_request_sent_early_waits_for_its_reply_without_a_task(tunnel, caplog):
+    """Sent from the frame handler on a pooled connection, a request waits for its reply with
+    no task of its own; cancelling it then still hangs up on the model server."""
+    caplog.set_level(logging.INFO, logger="inference_club")
+    peer, backend, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))  # a pooled connection
+    assert stream_tasks() == []
+
+    stream = await peer.request("tiny-llm", "/hang", b"{}", timeout=60.0)
+    await wait_until(lambda: len(backend.requests) == 2)
+    assert stream_tasks() == []
+
+    await peer.send(Cancel(stream))
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+
+    def outcomes() -> list[tuple[int, str]]:
+        lines = [record for record in caplog.records if record.getMessage() == "request"]
+        return [(line.stream_id, line.outcome) for line in lines]
+
+    await wait_until(lambda: len(outcomes()) == 2)  # request lines are logged in batches
+    assert outcomes()[1] == (stream, "cancelled")
+
+
+async def test_a_request_waiting_without_a_task_times_out(tunnel):
+    """No head by the deadline: the stream's task takes over and reports backend_timeout."""
+    peer, backend, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))
+    stream = await peer.request("tiny-llm", "/hang", b"{}", timeout=0.3)
+    await wait_until(lambda: len(backend.requests) == 2)
+    assert stream_tasks() == []
+
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is None
+    assert relayed.error is not None
+    assert relayed.error.type == "backend_timeout"
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+
+
+async def test_a_reply_to_stream_goes_on_in_a_task_and_arrives_whole(tunnel):
+    """A request sent early whose reply is an event stream is handed to its task."""
+    peer, backend, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))
+    stream = await peer.request("tiny-llm", body=SSE_CHAT)
+    relayed = await peer.collect(stream)
+
+    assert relayed.response is not None
+    assert relayed.response.status == 200
+    assert relayed.body.count(b"data: ") == 4
+    assert relayed.body.endswith(b"data: [DONE]\n\n")
+    assert len(set(backend.client_ports[-2:])) == 1  # both went on the pooled connection

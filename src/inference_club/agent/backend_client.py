@@ -101,6 +101,19 @@ class PendingResponse:
                 raise
         return await self._send_fresh(self._exchange)
 
+    def when_answered(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (soon, from the loop) once the response head arrived, the
+        exchange failed or it was abandoned; ``answered`` then tells which."""
+        self._head.add_done_callback(lambda _head: callback())
+
+    def answered(self) -> BackendResponse | None:
+        """The response, if its head has arrived; None while it has not, or when the exchange
+        failed (``response()`` then says how, and sends it again where it can)."""
+        head = self._head
+        if not head.done() or head.cancelled() or head.exception() is not None:
+            return None
+        return head.result()
+
     def abandon(self) -> None:
         """Never to be awaited: hang up, so the server stops working on it."""
         head = self._head

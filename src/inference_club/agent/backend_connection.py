@@ -99,6 +99,16 @@ class BackendResponse:
                 return value
         return None
 
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        return self._complete
+
+    def body(self) -> bytes:
+        """The whole body, once ``complete``: what is left to read, without reading it."""
+        parts = self._parts
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
     async def read_chunk(self) -> bytes:
         """The body bytes that arrived since the last read, waiting for some; b"" at the end."""
         while not self._parts:

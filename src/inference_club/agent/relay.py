@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 SendFrame = Callable[[Frame], Awaitable[None]]
 SendFrames = Callable[[Sequence[Frame]], Awaitable[None]]
-# Queues a frame unless the tunnel is backed up; never waits.
-TrySendFrame = Callable[[Frame], bool]
+# Queues frames, in order, unless the tunnel is backed up; never waits.
+TrySendFrames = Callable[[Sequence[Frame]], bool]
 
 _EVENT_STREAM = "text/event-stream"
 
@@ -51,7 +51,12 @@ class StreamLimits:
 
 
 class StreamRelay:
-    """Relays one stream; the tunnel feeds it the gateway's body, end and window frames."""
+    """Relays one stream; the tunnel feeds it the gateway's body, end and window frames.
+
+    ``run`` relays it in a task of its own. A request that ``send_early`` sent needs no task
+    while it waits: ``answer_without_task`` relays a small whole reply from the callback that
+    sees it arrive, and hands anything else (a stream, a failure, the deadline) to ``run``.
+    """
 
     def __init__(
         self,
@@ -63,9 +68,12 @@ class StreamRelay:
         send_many: SendFrames,
         limits: StreamLimits,
         request_log: RequestLog | None = None,
-        try_send: TrySendFrame | None = None,
+        try_send: TrySendFrames | None = None,
     ) -> None:
         self.request = request
+        self._started = time.monotonic()
+        # The response head is due by then; relative to the loop's clock, like its timeouts.
+        self._deadline = asyncio.get_running_loop().time() + request.timeout
         self.send_window = SendWindow(limits.initial_window)
         self._backend = backend
         self._http = http
@@ -89,6 +97,11 @@ class StreamRelay:
         self._early = False
         self._early_body: bytes | None = None
         self._pending: PendingResponse | None = None
+        # While answering without a task: how to hand over to one, and the deadline's timer.
+        self._answering = False
+        self._start_task: Callable[[], None] | None = None
+        self._on_answered: Callable[[], None] | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     def feed(self, data: bytes) -> None:
         """Queue one request body chunk; the gateway may never exceed the window it was given."""
@@ -119,7 +132,6 @@ class StreamRelay:
 
     async def run(self) -> None:
         """Relay the request and its response, then log one line about it."""
-        started = time.monotonic()
         outcome = "aborted"  # the tunnel went away under the stream
         try:
             outcome = await self._relay()
@@ -134,11 +146,15 @@ class StreamRelay:
             with contextlib.suppress(ConnectionError):
                 await self._fail("agent_error", "the agent failed to relay this request")
         finally:
-            self.send_window.close()
-            request_log = self._request_log
-            # Checked first: building the line's fields costs more than the check.
-            if request_log is not None and request_log.enabled():
-                request_log.add(self._log_fields(outcome, time.monotonic() - started))
+            self._end(outcome)
+
+    def _end(self, outcome: str) -> None:
+        """The stream is over: no more credit to wait for, and its line is logged."""
+        self.send_window.close()
+        request_log = self._request_log
+        # Checked first: building the line's fields costs more than the check.
+        if request_log is not None and request_log.enabled():
+            request_log.add(self._log_fields(outcome, time.monotonic() - self._started))
 
     def _log_fields(self, outcome: str, seconds: float) -> dict[str, object]:
         request = self.request
@@ -160,7 +176,7 @@ class StreamRelay:
             message = f"no local server serves model {self.request.model!r}"
             return await self._fail("unknown_model", message)
         try:
-            async with asyncio.timeout(self.request.timeout):
+            async with asyncio.timeout_at(self._deadline):
                 response = await self._open(backend)
         except TimeoutError:
             message = f"the model server did not answer within {self.request.timeout:g} s"
@@ -239,7 +255,7 @@ class StreamRelay:
         if not self.send_window.try_spend(size):
             return False
         assert self._try_send is not None  # only installed with one
-        if not self._try_send(Body(self.request.stream_id, chunk)):
+        if not self._try_send((Body(self.request.stream_id, chunk),)):
             self.send_window.grant(size)  # not sent: the credit is still ours
             return False
         self._bytes_out += size
@@ -266,20 +282,27 @@ class StreamRelay:
 
     async def _send_whole(self, response: BackendResponse, body: bytes) -> None:
         """Head, body and end of a reply read whole: one message when the window allows."""
-        stream_id = self.request.stream_id
-        head = Response(stream_id, response.status, response_headers(response.headers))
         if len(body) > min(self._limits.max_body_chunk, self.send_window.credit):
+            stream_id = self.request.stream_id
+            head = Response(stream_id, response.status, response_headers(response.headers))
             await self._send(head)
             await self._send_body(body)
             await self._send(End(stream_id))
             return
-        frames: list[Frame] = [head]
         if body:
             await self.send_window.acquire(len(body))  # the credit is there: no wait
+        await self._send_many(self._whole_frames(response, body))
+        self._bytes_out += len(body)
+
+    def _whole_frames(self, response: BackendResponse, body: bytes) -> list[Frame]:
+        stream_id = self.request.stream_id
+        frames: list[Frame] = [
+            Response(stream_id, response.status, response_headers(response.headers))
+        ]
+        if body:
             frames.append(Body(stream_id, body))
         frames.append(End(stream_id))
-        await self._send_many(frames)
-        self._bytes_out += len(body)
+        return frames
 
     def send_early(self) -> None:
         """Send the request from the frame handler, when its whole body came with it and a
@@ -296,6 +319,91 @@ class StreamRelay:
         # A request that cannot be sent fails the same way in the task, which reports it.
         with contextlib.suppress(Exception):
             self._pending = self._http.send_now(request.method, self._url(backend), headers, body)
+
+    def answer_without_task(
+        self, start_task: Callable[[], None], answered: Callable[[], None]
+    ) -> bool:
+        """Wait for the reply to the request ``send_early`` sent without a task of its own.
+
+        A small reply that arrives whole goes to the gateway from the callback that sees it,
+        with no task for the stream; ``start_task`` is called instead for anything else: a
+        reply to stream or too large for one message, an image reply, a failed exchange, a
+        tunnel that pushes back, or no head by the deadline. Its ``run`` takes over from there.
+        ``answered`` is called once the reply went out without it. False (and nothing done)
+        when no request was sent early.
+        """
+        pending = self._pending
+        if pending is None or self._start_task is not None:
+            return False
+        self._answering = True
+        self._start_task = start_task
+        self._on_answered = answered
+        loop = asyncio.get_running_loop()
+        self._deadline_timer = loop.call_at(self._deadline, self._hand_to_task)
+        pending.when_answered(self._answered)
+        return True
+
+    @property
+    def answering(self) -> bool:
+        """Whether the stream waits for its reply without a task (see ``answer_without_task``)."""
+        return self._answering
+
+    def stop_answering(self) -> None:
+        """The stream was cancelled, or its tunnel dropped, while waiting without a task: hang
+        up, so the model server stops working on it."""
+        if self._stop_waiting():
+            self.abandon_early()
+            self._end("cancelled")
+
+    def _stop_waiting(self) -> bool:
+        if not self._answering:
+            return False
+        self._answering = False
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        return True
+
+    def _hand_to_task(self) -> None:
+        if self._stop_waiting():
+            assert self._start_task is not None
+            self._start_task()
+
+    def _answered(self) -> None:
+        if not self._answering:
+            return  # handed over or cancelled meanwhile
+        pending = self._pending
+        response = pending.answered() if pending is not None else None
+        if response is None or not self._relay_answered(response):
+            self._hand_to_task()
+
+    def _relay_answered(self, response: BackendResponse) -> bool:
+        """Send a small reply that came whole, now; False when it needs the task."""
+        content_type = response.header("content-type") or ""
+        if (
+            not response.complete
+            or carries_image_urls(self.request.path, response.status, content_type)
+            or not self._fits_one_message(response, content_type)
+            or self._try_send is None
+        ):
+            return False
+        body = response.body()
+        size = len(body)
+        if size and not self.send_window.try_spend(size):
+            return False
+        if not self._try_send(self._whole_frames(response, body)):
+            if size:
+                self.send_window.grant(size)  # not sent: the credit is still ours
+            return False
+        self._stop_waiting()
+        self._pending = None
+        self._status = response.status
+        self._bytes_out += size
+        response.release()
+        self._end("ok")
+        assert self._on_answered is not None
+        self._on_answered()
+        return True
 
     def abandon_early(self) -> None:
         """Hang up on a request ``send_early`` sent and the task never waited for (it was

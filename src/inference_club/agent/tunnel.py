@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import aiohttp
 
@@ -76,7 +77,8 @@ class TunnelSession:
         # One writer task: aiohttp's drain waiter is not for concurrent writers, and frames
         # of many streams sent in one loop turn leave as one message.
         self._outbox = Outbox(ws.send_bytes)
-        self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None]]] = {}
+        # Each open stream's relay, and its task once it has one.
+        self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None] | None]] = {}
         # Streams that ended before their request body did: the rest of the body is granted
         # and dropped, so a gateway still sending it is never left waiting for credit.
         self._draining: set[int] = set()
@@ -98,9 +100,9 @@ class TunnelSession:
         """Put several frames on the tunnel, in order; safe like ``send``."""
         await self._outbox.send_soon(frames)
 
-    def try_send(self, frame: Frame) -> bool:
-        """Queue one frame unless the tunnel is backed up or gone; never waits."""
-        return self._outbox.try_post((frame,))
+    def try_send(self, frames: Sequence[Frame]) -> bool:
+        """Queue frames, in order, unless the tunnel is backed up or gone; never waits."""
+        return self._outbox.try_post(frames)
 
     def _post(self, frame: Frame) -> None:
         """Queue a reply the frame handler owes (pong, credit) without waiting or a task."""
@@ -191,7 +193,7 @@ class TunnelSession:
                         # request that came with its whole body sees that body complete.
                         for frame in decode_message(message.data):
                             self._dispatch(frame)
-                        self._send_opened_early()
+                        self._start_opened()
                     elif message.type in _CLOSED:
                         raise _closed_error(self._ws.close_code, "") from None
                     elif message.type is aiohttp.WSMsgType.ERROR:
@@ -236,7 +238,7 @@ class TunnelSession:
     def _on_cancel(self, stream_id: int) -> None:
         self._draining.discard(stream_id)
         if entry := self._streams.pop(stream_id, None):
-            entry[1].cancel()
+            _stop(*entry)
 
     def _open_stream(self, request: Request) -> None:
         if request.stream_id in self._streams:
@@ -253,22 +255,42 @@ class TunnelSession:
             request_log=self._request_log,
             try_send=self.try_send,
         )
-        stream_id = request.stream_id
-        task = asyncio.create_task(relay.run(), name=f"stream-{stream_id}")
-        self._streams[stream_id] = (relay, task)
+        # Its task, if it needs one, starts once the batch that opened it is handled.
+        self._streams[request.stream_id] = (relay, None)
         self._opened.append(relay)
-        task.add_done_callback(lambda done: self._forget(relay, done))
 
-    def _send_opened_early(self) -> None:
-        """The batch is handled: a stream that came with its whole body sends its request now,
-        before its task first runs (unless a frame of the batch cancelled it)."""
+    def _start_opened(self) -> None:
+        """The batch is handled: each stream it opened starts, unless a frame of the batch
+        cancelled it. One that came with its whole body sends its request now, before any
+        task runs, and waits for a small reply without a task (see ``StreamRelay``)."""
         if not self._opened:
             return  # most messages open nothing (chunks, credit, pings)
         opened, self._opened = self._opened, []
         for relay in opened:
-            entry = self._streams.get(relay.request.stream_id)
-            if entry is not None and entry[0] is relay:
-                relay.send_early()
+            if not self._holds(relay, None):
+                continue
+            relay.send_early()
+            stream_id = relay.request.stream_id
+            if not relay.answer_without_task(
+                partial(self._start_task, relay), partial(self._answered, stream_id)
+            ):
+                self._start_task(relay)
+
+    def _holds(self, relay: StreamRelay, task: asyncio.Task[None] | None) -> bool:
+        entry = self._streams.get(relay.request.stream_id)
+        return entry is not None and entry[0] is relay and entry[1] is task
+
+    def _start_task(self, relay: StreamRelay) -> None:
+        if not self._holds(relay, None):
+            return
+        stream_id = relay.request.stream_id
+        task = asyncio.create_task(relay.run(), name=f"stream-{stream_id}")
+        self._streams[stream_id] = (relay, task)
+        task.add_done_callback(lambda done: self._forget(relay, done))
+
+    def _answered(self, stream_id: int) -> None:
+        """A stream's reply went out without a task: the stream is over."""
+        del self._streams[stream_id]
 
     def _forget(self, relay: StreamRelay, task: asyncio.Task[None]) -> None:
         relay.abandon_early()
@@ -288,13 +310,23 @@ class TunnelSession:
 
     async def _abort_all(self) -> None:
         """Cancel every backend request: a home GPU never keeps generating for nobody."""
-        tasks = [task for _, task in self._streams.values()]
+        entries = list(self._streams.values())
         self._streams.clear()
         self._draining.clear()
-        for task in tasks:
-            task.cancel()
+        self._opened.clear()
+        for relay, task in entries:
+            _stop(relay, task)
+        tasks = [task for _, task in entries if task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _stop(relay: StreamRelay, task: asyncio.Task[None] | None) -> None:
+    """Cancel a stream, whether its task relays it or it waits for its reply without one."""
+    if task is not None:
+        task.cancel()
+    else:
+        relay.stop_answering()
 
 
 class _GatewayClosed(ConnectionError):
