@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -84,7 +85,10 @@ class StreamRelay:
         # The largest body frame this stream sends: a chunk, and never more than the window.
         self._largest_piece = min(limits.max_body_chunk, limits.initial_window)
         self._request_log = request_log
-        self._body: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # The request body as it arrives, None after its last chunk; bounded by the window.
+        # A deque and one waiter rather than asyncio.Queue: one reader, and every stream has one.
+        self._body: deque[bytes | None] = deque()
+        self._body_waiter: asyncio.Future[None] | None = None
         self._buffered = 0
         self._body_ended = False
         self._receive_window = ReceiveWindow(limits.initial_window)
@@ -113,7 +117,7 @@ class StreamRelay:
             msg = f"stream {self.request.stream_id}: request body overran its flow-control window"
             raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
         if data:
-            self._body.put_nowait(data)
+            self._put_body(data)
 
     @property
     def body_ended(self) -> bool:
@@ -128,7 +132,23 @@ class StreamRelay:
         """The gateway sent the whole request body."""
         if not self._body_ended:
             self._body_ended = True
-            self._body.put_nowait(None)
+            self._put_body(None)
+
+    def _put_body(self, piece: bytes | None) -> None:
+        self._body.append(piece)
+        waiter, self._body_waiter = self._body_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_body_piece(self) -> bytes | None:
+        """The next request body chunk, waiting for it; None once the body ended."""
+        while not self._body:
+            waiter = self._body_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._body_waiter = None
+        return self._body.popleft()
 
     async def run(self) -> None:
         """Relay the request and its response, then log one line about it."""
@@ -311,7 +331,7 @@ class StreamRelay:
         backend = self._backend
         if backend is None or not self._body_ended or self._early:
             return
-        first = self._body.get_nowait()
+        first = self._body.popleft()
         self._early = True
         self._early_body = body = None if first is None else self._whole_body(first)
         request = self.request
@@ -429,7 +449,7 @@ class StreamRelay:
     async def _request_body(self) -> RequestBody:
         # Waiting for the first frame tells a bodiless request from a streamed one without
         # waiting for the whole body.
-        first = await self._body.get()
+        first = await self._next_body_piece()
         if first is None:
             return None
         if self._body_ended:
@@ -440,7 +460,7 @@ class StreamRelay:
     def _whole_body(self, first: bytes) -> bytes:
         """The body that has arrived complete; the gateway has nothing left to send on it."""
         chunks = [first]
-        while (chunk := self._body.get_nowait()) is not None:
+        while (chunk := self._body.popleft()) is not None:
             chunks.append(chunk)
         body = first if len(chunks) == 1 else b"".join(chunks)
         self._buffered = 0
@@ -458,7 +478,7 @@ class StreamRelay:
             if increment:
                 self._granted += increment
                 await self._send(Window(self.request.stream_id, increment))
-            chunk = await self._body.get()
+            chunk = await self._next_body_piece()
 
     async def _send_body(self, chunk: bytes) -> None:
         """Send what the backend produced right away, in pieces the window allows."""
