@@ -1,23 +1,30 @@
-"""Writing a streamed reply's chunks to the client's socket without an ASGI message each.
+"""Writing a reply to the client's socket without an ASGI message for each piece.
 
 A stream relays tens of thousands of small chunks a second. Through ASGI each one wakes the
 request's task and passes every layer of the app on the way to the socket; written here, a
 chunk goes from the tunnel's frame to the client's transport in the same call. The HTTP
-protocol puts a ``DirectBody`` in the request's scope; it writes only while the response is a
-chunked body in progress that the client keeps up with, and says so, so that everything else
-(the head, the last chunk, a client that reads slowly) still goes through ASGI.
+protocol puts a ``DirectBody`` in the request's scope; it writes chunks only while the
+response is a chunked body in progress that the client keeps up with, and says so, so that
+everything else (the head, the last chunk, a client that reads slowly) still goes through ASGI.
+
+A whole reply of known length (every non-streamed completion) is written by ``respond``: head
+and body in one write, as uvicorn would write them for the two ASGI messages, without
+checking again headers this gateway made itself.
 """
 
+import re
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
 from inference_club.gateway.asgi import extension
 
 # The key of the writer in ``scope["extensions"]``.
 DIRECT_BODY = "inference_club.direct_body"
+# Control bytes no header may hold (tab aside); line breaks are counted apart.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class DirectBody:
@@ -50,6 +57,45 @@ class DirectBody:
         cycle = self._cycle()
         assert cycle is not None, "write only when writable()"
         cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """Write a whole reply, its Content-Length added, and complete the response.
+
+        False, with nothing written, when it must go through ASGI instead: the response has
+        started, the client left or reads slowly, or a header holds a line break or another
+        control byte (uvicorn's send then refuses it, as for any reply).
+        """
+        cycle = self._cycle()
+        if (
+            cycle is None
+            or cycle.response_started
+            or cycle.disconnected
+            or cycle.flow.write_paused
+            or status not in STATUS_LINE
+        ):
+            return False
+        lines = [b"%b: %b\r\n" % pair for pair in (*cycle.default_headers, *headers)]
+        block = b"".join(lines)
+        # One line per header, and nothing that would split or end the head early.
+        if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
+            return False
+        if _CONTROL.search(block) is not None:
+            return False
+        parts = [STATUS_LINE[status], block, b"content-length: %d\r\n" % len(body)]
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if cycle.scope["method"] != "HEAD":
+            parts.append(body)
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.transport.write(b"".join(parts))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            cycle.transport.close()
+        cycle.on_response()
+        return True
 
     def flush(self) -> None:
         """Send what this connection's writes queued in this turn now, not at its end."""

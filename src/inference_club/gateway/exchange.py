@@ -27,6 +27,8 @@ class Exchange:
     image_count: int | None = None
     error_type: str | None = None
     client_gone: bool = False
+    # The reply was written whole without going through ASGI's send.
+    responded: bool = False
     # The stream currently open upstream, so a client disconnect can cancel it.
     stream: TunnelStream | None = None
     # The provider slot this request holds, released when it ends.

@@ -56,8 +56,12 @@ async def relay_buffered(
     extra_headers: RawHeaders,
     *,
     read_usage: Callable[[bytes], dict[str, Any] | None] | None = None,
+    direct: DirectBody | None = None,
 ) -> None:
-    """Read the whole reply, then answer: a failure mid-body becomes a clean 502."""
+    """Read the whole reply, then answer: a failure mid-body becomes a clean 502.
+
+    With ``direct``, the answer is written in one call rather than as two ASGI messages.
+    """
     body = await collect_body(upstream, exchange, MAX_BUFFERED_RESPONSE)
     upstream.stream.close()
     status = upstream.head.status
@@ -68,9 +72,12 @@ async def relay_buffered(
         exchange.usage = read_usage(body)
     exchange.status = status
     headers = response_headers(upstream.head)
-    headers.append((b"content-length", str(len(body)).encode()))
     headers.extend(extra_headers)
     exchange.mark_first_byte()
+    if direct is not None and direct.respond(status, headers, body):
+        exchange.responded = True
+        return
+    headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -105,7 +112,7 @@ async def relay_stream(
     stream = upstream.stream
     if head.status >= 400:
         # Errors are small JSON; answer them whole so they keep the envelope.
-        await relay_buffered(send, upstream, exchange, extra_headers)
+        await relay_buffered(send, upstream, exchange, extra_headers, direct=direct)
         return
     exchange.status = head.status
     headers = response_headers(head)

@@ -66,7 +66,12 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
         )
     else:
         await relay_buffered(
-            ctx.send, upstream, ctx.exchange, ctx.extra_headers, read_usage=usage_of_json
+            ctx.send,
+            upstream,
+            ctx.exchange,
+            ctx.extra_headers,
+            read_usage=usage_of_json,
+            direct=direct_body(ctx.scope),
         )
 
 

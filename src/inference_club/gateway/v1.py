@@ -99,7 +99,7 @@ class V1App:
             exchange.error_type = exchange.error_type or error.type
             if exchange.client_gone:
                 exchange.status = CLIENT_CLOSED_REQUEST
-            elif started:
+            elif started or exchange.responded:
                 logger.warning("error after the response started", extra={"error": error.type})
             else:
                 await send_error(send, error, extra_headers)

@@ -1,0 +1,169 @@
+"""A whole reply written in one call through the request's direct writer, on a real server."""
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
+from inference_club.gateway.direct_body import direct_body
+
+BODY = b'{"object": "chat.completion"}'
+JSON = [(b"content-type", b"application/json"), (b"x-ratelimit-limit-requests", b"60")]
+BUSY_AFTER_WRITING = 0.5
+DATE = b"Thu, 26 Nov 2026 22:00:00 GMT"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """``app`` on uvicorn with the gateway's HTTP protocol; yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="critical"
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[listener])
+    # What uvicorn's main loop sets every second, which this harness does not run.
+    server.server_state.default_headers = [(b"date", DATE)]
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        await server.shutdown(sockets=[listener])
+
+
+Reply = tuple[bytes, dict[bytes, bytes], bytes, bytes]
+
+
+def read_reply(client: socket.socket, buffered: bytes = b"") -> Reply:
+    """Status line, headers, body (by Content-Length) and what followed, from ``client``."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        assert chunk, f"connection closed inside the head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    length = int(headers[b"content-length"])
+    while len(rest) < length:
+        chunk = client.recv(65536)
+        assert chunk, "connection closed inside the body"
+        rest += chunk
+    return status, headers, rest[:length], rest[length:]
+
+
+def respond_app(headers: list[tuple[bytes, bytes]], written: list[bool]) -> Any:
+    """Answers every request through ``respond``, noting whether it wrote; through ASGI
+    (with a plain content type) when it would not."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        writer = direct_body(scope)
+        assert writer is not None
+        done = writer.respond(200, headers, BODY)
+        written.append(done)
+        if not done:
+            safe = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(BODY))]
+            await send({"type": "http.response.start", "status": 200, "headers": safe})
+            await send({"type": "http.response.body", "body": BODY})
+
+    return app
+
+
+async def test_whole_replies_are_written_in_one_call_on_a_kept_alive_connection() -> None:
+    """Status, the server's date, the reply's headers, its length and its body; the next
+    request on the same connection is answered the same way."""
+    written: list[bool] = []
+    async with serving(respond_app(JSON, written)) as port:
+
+        def fetch_twice() -> list[Reply]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                replies = []
+                for _ in range(2):
+                    client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n")
+                    replies.append(read_reply(client))
+                return replies
+
+        replies = await asyncio.to_thread(fetch_twice)
+
+    assert written == [True, True]
+    for status, headers, body, extra in replies:
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers[b"content-type"] == b"application/json"
+        assert headers[b"x-ratelimit-limit-requests"] == b"60"
+        assert headers[b"content-length"] == b"%d" % len(BODY)
+        assert headers[b"date"] == DATE
+        assert b"connection" not in headers
+        assert (body, extra) == (BODY, b"")
+
+
+async def test_a_client_that_asks_to_close_gets_the_reply_then_the_close() -> None:
+    written: list[bool] = []
+    async with serving(respond_app(JSON, written)) as port:
+
+        def fetch() -> tuple[bytes, bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                received = b""
+                while chunk := client.recv(65536):
+                    received += chunk
+                _, headers, body, _ = read_reply(client, received)
+                return headers[b"connection"], body
+
+        connection, body = await asyncio.to_thread(fetch)
+
+    assert written == [True]
+    assert (connection, body) == (b"close", BODY)
+
+
+async def test_a_header_with_a_line_break_is_never_written_directly() -> None:
+    """A value that would split the head is refused with nothing written; the reply then
+    goes through ASGI."""
+    smuggling = [(b"content-type", b"application/json\r\nset-cookie: stolen=1")]
+    written: list[bool] = []
+    async with serving(respond_app(smuggling, written)) as port:
+
+        def fetch() -> tuple[dict[bytes, bytes], bytes]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+                _, headers, body, _ = read_reply(client)
+                return headers, body
+
+        headers, body = await asyncio.to_thread(fetch)
+
+    assert written == [False]
+    assert b"set-cookie" not in headers
+    assert (headers[b"content-type"], body) == (b"text/plain", BODY)
+
+
+async def test_a_reply_written_directly_leaves_before_the_work_after_it() -> None:
+    """The reply is on the socket before the app's bookkeeping after it ends the turn."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        writer = direct_body(scope)
+        assert writer is not None
+        assert writer.respond(200, JSON, BODY)
+        time.sleep(BUSY_AFTER_WRITING)  # noqa: ASYNC251 - the loop is kept busy on purpose
+
+    async with serving(app) as port:
+
+        def fetch() -> float:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+                sent = time.monotonic()
+                read_reply(client)
+                return time.monotonic() - sent
+
+        elapsed = await asyncio.to_thread(fetch)
+
+    assert elapsed < BUSY_AFTER_WRITING / 2
