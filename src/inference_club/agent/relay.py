@@ -398,20 +398,25 @@ class StreamRelay:
             self._hand_to_task()
 
     def _relay_answered(self, response: BackendResponse) -> bool:
-        """Send a small reply that came whole, now; False when it needs the task."""
-        content_type = response.header("content-type") or ""
-        if (
-            not response.complete
-            or carries_image_urls(self.request.path, response.status, content_type)
-            or not self._fits_one_message(response, content_type)
-            or self._try_send is None
-        ):
+        """Send a small reply that came whole, now; False when it needs the task (which also
+        reports anything that went wrong here: nothing was sent then)."""
+        try:
+            content_type = response.header("content-type") or ""
+            if (
+                not response.complete
+                or carries_image_urls(self.request.path, response.status, content_type)
+                or not self._fits_one_message(response, content_type)
+                or self._try_send is None
+            ):
+                return False
+            body = response.body()
+            frames = self._whole_frames(response, body)
+        except Exception:
             return False
-        body = response.body()
         size = len(body)
         if size and not self.send_window.try_spend(size):
             return False
-        if not self._try_send(self._whole_frames(response, body)):
+        if not self._try_send(frames):
             if size:
                 self.send_window.grant(size)  # not sent: the credit is still ours
             return False

@@ -290,7 +290,7 @@ class TunnelSession:
 
     def _answered(self, stream_id: int) -> None:
         """A stream's reply went out without a task: the stream is over."""
-        del self._streams[stream_id]
+        self._streams.pop(stream_id, None)
 
     def _forget(self, relay: StreamRelay, task: asyncio.Task[None]) -> None:
         relay.abandon_early()
