@@ -632,3 +632,18 @@ async def test_a_reply_to_stream_goes_on_in_a_task_and_arrives_whole(tunnel):
     assert relayed.body.count(b"data: ") == 4
     assert relayed.body.endswith(b"data: [DONE]\n\n")
     assert len(set(backend.client_ports[-2:])) == 1  # both went on the pooled connection
+
+
+async def test_a_request_for_an_event_stream_has_its_task_waiting_for_the_head(tunnel):
+    """A client that asks for an event stream gets its task at once, so the first event is
+    relayed as soon as it comes, not a loop turn later."""
+    peer, backend, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))
+    accept = (("accept", "text/event-stream"),)
+    stream = await peer.request("tiny-llm", "/hang", b"{}", headers=accept, timeout=60.0)
+    await wait_until(lambda: len(backend.requests) == 2)
+
+    assert stream_tasks() == [f"stream-{stream}"]
+    assert len(set(backend.client_ports[-2:])) == 1  # it was still sent early
+    await peer.send(Cancel(stream))
+    await asyncio.wait_for(backend.disconnected.wait(), WAIT)

@@ -346,14 +346,16 @@ class StreamRelay:
         """Wait for the reply to the request ``send_early`` sent without a task of its own.
 
         A small reply that arrives whole goes to the gateway from the callback that sees it,
-        with no task for the stream; ``start_task`` is called instead for anything else: a
+        with no task for the stream. ``start_task`` is called instead for anything else: a
         reply to stream or too large for one message, an image reply, a failed exchange, a
         tunnel that pushes back, or no head by the deadline. Its ``run`` takes over from there.
-        ``answered`` is called once the reply went out without it. False (and nothing done)
-        when no request was sent early.
+        ``answered`` is called once the reply went out without it.
+
+        False, with nothing done, when no request was sent early, or when the request asks for
+        an event stream: its task should be waiting already when the head arrives.
         """
         pending = self._pending
-        if pending is None or self._start_task is not None:
+        if pending is None or self._start_task is not None or self._asks_for_a_stream():
             return False
         self._answering = True
         self._start_task = start_task
@@ -362,6 +364,14 @@ class StreamRelay:
         self._deadline_timer = loop.call_at(self._deadline, self._hand_to_task)
         pending.when_answered(self._answered)
         return True
+
+    def _asks_for_a_stream(self) -> bool:
+        """Whether the client asked for an event stream: its reply is relayed by the task,
+        which then waits for the head already, rather than starts once the head arrived."""
+        for name, value in self.request.headers:
+            if name.lower() == "accept" and _EVENT_STREAM in value.lower():
+                return True
+        return False
 
     @property
     def answering(self) -> bool:
