@@ -5,10 +5,9 @@ import socket
 import time
 from typing import Any
 
-import uvicorn
-
-from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
+from inference_club.gateway.coalescing import CoalescingTransport
 from inference_club.gateway.direct_body import direct_body
+from tests.support.in_process import serve_in_process
 
 
 class RecordingTransport(asyncio.Transport):
@@ -115,15 +114,7 @@ BUSY_AFTER_WRITING = 0.5
 async def fetch_timed(app: Any, ending: bytes) -> tuple[bytes, float]:
     """Serve ``app`` on the coalescing protocol; one GET's reply up to ``ending``, and how long
     it took to arrive."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning"
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[listener])
+    server, listener = await serve_in_process(app)
     port = listener.getsockname()[1]
 
     def fetch() -> tuple[bytes, float]:

@@ -7,10 +7,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
-
-from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.direct_body import direct_body
+from tests.support.in_process import serve_in_process
 
 BODY = b'{"object": "chat.completion"}'
 JSON = [(b"content-type", b"application/json"), (b"x-ratelimit-limit-requests", b"60")]
@@ -21,21 +19,13 @@ DATE = b"Thu, 26 Nov 2026 22:00:00 GMT"
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[int]:
     """``app`` on uvicorn with the gateway's HTTP protocol; yields its port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="critical"
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
-    await server.startup(sockets=[listener])
-    # What uvicorn's main loop sets every second, which this harness does not run.
+    server, sock = await serve_in_process(app)
+    # What uvicorn's main loop sets every second, which a server started this way does not run.
     server.server_state.default_headers = [(b"date", DATE)]
     try:
-        yield listener.getsockname()[1]
+        yield sock.getsockname()[1]
     finally:
-        await server.shutdown(sockets=[listener])
+        await server.shutdown(sockets=[sock])
 
 
 Reply = tuple[bytes, dict[bytes, bytes], bytes, bytes]

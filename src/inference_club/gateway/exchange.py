@@ -27,8 +27,8 @@ class Exchange:
     image_count: int | None = None
     error_type: str | None = None
     client_gone: bool = False
-    # The reply was written whole without going through ASGI's send.
-    responded: bool = False
+    # The response head went out (through ASGI's send, or with the whole reply at once).
+    response_started: bool = False
     # The stream currently open upstream, so a client disconnect can cancel it.
     stream: TunnelStream | None = None
     # The provider slot this request holds, released when it ends.

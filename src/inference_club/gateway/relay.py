@@ -75,7 +75,7 @@ async def relay_buffered(
     headers.extend(extra_headers)
     exchange.mark_first_byte()
     if direct is not None and direct.respond(status, headers, body):
-        exchange.responded = True
+        exchange.response_started = True
         return
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -64,15 +64,13 @@ class V1App:
         services = self._services()
         method: str = scope["method"]
         path: str = scope["path"]
-        started = False
+        exchange = Exchange(endpoint="unknown")
 
         async def tracked_send(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                exchange.response_started = True
             await send(message)
 
-        exchange = Exchange(endpoint="unknown")
         identity: KeyIdentity | None = None
         ctx: RequestContext | None = None
         extra_headers: RawHeaders = []
@@ -99,7 +97,7 @@ class V1App:
             exchange.error_type = exchange.error_type or error.type
             if exchange.client_gone:
                 exchange.status = CLIENT_CLOSED_REQUEST
-            elif started or exchange.responded:
+            elif exchange.response_started:
                 logger.warning("error after the response started", extra={"error": error.type})
             else:
                 await send_error(send, error, extra_headers)
