@@ -1,52 +1,17 @@
 """A whole reply written in one call through the request's direct writer, on a real server."""
 
 import asyncio
-import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from inference_club.gateway.direct_body import direct_body
-from tests.support.in_process import serve_in_process
+from tests.support.in_process import SERVER_DATE as DATE
+from tests.support.in_process import Reply, read_reply, serving
 
 BODY = b'{"object": "chat.completion"}'
 JSON = [(b"content-type", b"application/json"), (b"x-ratelimit-limit-requests", b"60")]
 BUSY_AFTER_WRITING = 0.5
-DATE = b"Thu, 26 Nov 2026 22:00:00 GMT"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    """``app`` on uvicorn with the gateway's HTTP protocol; yields its port."""
-    server, sock = await serve_in_process(app)
-    # What uvicorn's main loop sets every second, which a server started this way does not run.
-    server.server_state.default_headers = [(b"date", DATE)]
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(sockets=[sock])
-
-
-Reply = tuple[bytes, dict[bytes, bytes], bytes, bytes]
-
-
-def read_reply(client: socket.socket, buffered: bytes = b"") -> Reply:
-    """Status line, headers, body (by Content-Length) and what followed, from ``client``."""
-    data = buffered
-    while b"\r\n\r\n" not in data:
-        chunk = client.recv(65536)
-        assert chunk, f"connection closed inside the head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    headers = dict(line.split(b": ", 1) for line in lines)
-    length = int(headers[b"content-length"])
-    while len(rest) < length:
-        chunk = client.recv(65536)
-        assert chunk, "connection closed inside the body"
-        rest += chunk
-    return status, headers, rest[:length], rest[length:]
 
 
 def respond_app(headers: list[tuple[bytes, bytes]], written: list[bool]) -> Any:

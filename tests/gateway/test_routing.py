@@ -1,16 +1,14 @@
 """Who reaches what, balancing and failover between providers of one model, metering."""
 
 import asyncio
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import openai
 
-from inference_club.store import Store, default_database_url
 from tests.support.fake_backend import FakeBackend
 from tests.support.processes import Gateway, Process, wait_for_models
+from tests.support.usage import chat_records
 
 
 def chat(gateway: Gateway, key: str, model: str, content: str = "hi") -> httpx.Response:
@@ -107,7 +105,7 @@ def test_every_request_leaves_a_usage_record(
     )
     assert chat(gateway, key, "fake-llm", "fail").status_code == 502
     assert chat(gateway, key, "missing").status_code == 404
-    records = asyncio.run(_usage_when(gateway.data, 4))
+    records = asyncio.run(chat_records(gateway.data, 4, timeout=5))
     by_status = sorted(
         (r.endpoint, r.status_code, r.completion_tokens, r.error_type) for r in records
     )
@@ -120,18 +118,3 @@ def test_every_request_leaves_a_usage_record(
     assert streamed.ttfb_ms is not None
     assert streamed.provider_id is not None
     assert streamed.model == "fake-llm"
-
-
-async def _usage_when(data: Path, count: int) -> list:  # type: ignore[type-arg]
-    store = await Store.open(default_database_url(data))
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            records = await store.list_usage(limit=100)
-            # /v1/models polls while waiting for the agent are metered too; count the chats.
-            chats = [r for r in records if r.endpoint == "chat.completions"]
-            if len(chats) >= count or time.monotonic() > deadline:
-                return chats
-            await asyncio.sleep(0.1)
-    finally:
-        await store.close()

@@ -107,6 +107,10 @@ class FakeBackend:
             await asyncio.sleep(60)
         if command.startswith("sleep:"):
             await asyncio.sleep(float(command.removeprefix("sleep:")))
+        if command.startswith("big:") and not body.get("stream"):
+            # A reply of that many characters, larger than one tunnel message can carry.
+            text = "x" * int(command.removeprefix("big:"))
+            return web.json_response(_completion(body, text))
         if not body.get("stream") and request.path == "/v1/completions":
             return web.json_response(
                 _text_completion(body, f"completion from {self.name}: {command}")

@@ -1,6 +1,8 @@
 """An ASGI app served by uvicorn in the test's own event loop, with the gateway's protocols."""
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import uvicorn
@@ -23,6 +25,8 @@ async def serve_in_process(
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
         app,
+        # As the gateway runs it: the app itself reads forwarded headers where it needs them.
+        proxy_headers=False,
         http=http,
         ws=DirectMessagesProtocol,
         ws_ping_interval=None,
@@ -35,3 +39,39 @@ async def serve_in_process(
     server.lifespan = config.lifespan_class(config)
     await server.startup(sockets=[sock])
     return server, sock
+
+
+# The date uvicorn's main loop would put in every reply (a server started here does not run it).
+SERVER_DATE = b"Thu, 26 Nov 2026 22:00:00 GMT"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """``app`` on uvicorn with the gateway's HTTP protocol; yields its port."""
+    server, sock = await serve_in_process(app)
+    server.server_state.default_headers = [(b"date", SERVER_DATE)]
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+Reply = tuple[bytes, dict[bytes, bytes], bytes, bytes]
+
+
+def read_reply(client: socket.socket, buffered: bytes = b"") -> Reply:
+    """Status line, headers, body (by Content-Length) and what followed, from ``client``."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        assert chunk, f"connection closed inside the head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    length = int(headers[b"content-length"])
+    while len(rest) < length:
+        chunk = client.recv(65536)
+        assert chunk, "connection closed inside the body"
+        rest += chunk
+    return status, headers, rest[:length], rest[length:]

@@ -65,10 +65,7 @@ class Admission:
 
         Returns the slot and the queue position the request had on arrival (0: no wait).
         """
-        slot = self.try_reserve(candidates, caller) if not self.waiting(model) else None
-        if slot is None and self.waiting(model):
-            # Others wait already: taking a free slot only if they could not use it keeps order.
-            slot = self._reserve_if_owner(candidates, caller)
+        slot = self.reserve_now(candidates, caller, model)
         if slot is not None:
             return slot, 0
         waiter = _Waiter(caller, model)
@@ -92,6 +89,13 @@ class Admission:
             if not taken and waiter.future.done() and not waiter.future.cancelled():
                 # A slot handed over just as the wait was abandoned goes to the next in line.
                 self.release(waiter.future.result())
+
+    def reserve_now(self, candidates: list[Candidate], caller: Caller, model: str) -> Slot | None:
+        """The slot ``reserve`` would take without waiting, or None when it would queue."""
+        if not self.waiting(model):
+            return self.try_reserve(candidates, caller)
+        # Others wait already: taking a free slot only if they could not use it keeps order.
+        return self._reserve_if_owner(candidates, caller)
 
     def _reserve_if_owner(self, candidates: list[Candidate], caller: Caller) -> Slot | None:
         for candidate in candidates:

@@ -10,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from inference_club.gateway.admission import Admission
-from inference_club.gateway.asgi import Receive, Scope, Send
+from inference_club.gateway.asgi import ASGIApp, Receive, Scope, Send
 from inference_club.gateway.assets import ASSET_ROUTE, AssetStore, serve_asset
+from inference_club.gateway.direct_chat import DirectChat, direct_chat
 from inference_club.gateway.heartbeats import Heartbeats
 from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.presence import PresenceWriter
@@ -70,6 +72,18 @@ class GatewayApp:
             msg = "the gateway is not started"
             raise RuntimeError(msg)
         return self._services
+
+    def direct_request(
+        self,
+        cycle: RequestResponseCycle,
+        start_task: Callable[[ASGIApp], None],
+        on_done: Callable[[], None],
+    ) -> DirectChat | None:
+        """The HTTP protocol's offer of a request before its task starts (``DirectRequests``):
+        taken when it is a non-streamed text completion that may be answered directly."""
+        if self._services is None:
+            return None
+        return direct_chat(self._services, cycle, start_task, on_done)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""

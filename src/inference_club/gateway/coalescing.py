@@ -6,15 +6,46 @@ each send that wakes the client costs far more than the bytes. Writes made durin
 of the event loop are joined and handed to the real transport at the end of that turn: one
 send per reply, and one per burst of tunnel frames, with no added wait. A reply that is
 complete leaves at once, so work the app does after answering never delays it.
+
+An app may also take a request before its task starts (``DirectRequests``): it is offered the
+request's cycle once the head is parsed, and a request it accepts is started with ``start``
+once its body is in, instead of the task. A request it then declines, or whose client leaves
+before its body is complete, gets its task as usual.
 """
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from inference_club.gateway.asgi import ASGIApp
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
 from inference_club.gateway.direct_body import DIRECT_BODY, DirectBody
+
+logger = logging.getLogger(__name__)
+
+
+class DirectRequest(Protocol):
+    """A request the app serves without the protocol's task, as long as it can."""
+
+    def start(self) -> bool:
+        """The body is in: take the request (True), or decline it with nothing done."""
+
+    def client_left(self) -> None:
+        """The connection closed while the request was taken."""
+
+
+# Offered each request's cycle, a way to start its task with another app, and what to call
+# once it lets go of the request; returns the request's direct handler, or None.
+DirectRequests = Callable[
+    [RequestResponseCycle, Callable[[ASGIApp], None], Callable[[], None]],
+    DirectRequest | None,
+]
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -122,6 +153,57 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wrap the connection's transport, then let uvicorn set up as usual."""
         super().connection_made(CoalescingTransport(transport, self.loop))
+        self._direct_requests: DirectRequests | None = getattr(self.app, "direct_request", None)
+        # The request taken directly: its handler, the app its task would run, its cycle,
+        # and whether it was started (its body was in).
+        self._direct: tuple[DirectRequest, ASGI3Application, RequestResponseCycle] | None = None
+        self._direct_started = False
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: "ASGI3Application") -> None:
+        """Offer the request to the app first; a pipelined one (its body in) gets its task."""
+        offer = self._direct_requests
+        if offer is not None and self._direct is None and cycle.more_body:
+            direct = offer(cycle, partial(self._start_task, cycle), self._let_go)
+            if direct is not None:
+                self._direct = (direct, app, cycle)
+                self._direct_started = False
+                return
+        super()._start_asgi_task(cycle, app)
+
+    def _start_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None:
+        super()._start_asgi_task(cycle, cast("ASGI3Application", app))
+
+    def _let_go(self) -> None:
+        self._direct = None
+
+    def on_message_complete(self) -> None:
+        """Let uvicorn end the body, then start a request taken directly."""
+        super().on_message_complete()
+        taken = self._direct
+        if taken is None or self._direct_started or taken[2] is not self.cycle:
+            return
+        self._direct_started = True
+        direct, app, cycle = taken
+        try:
+            accepted = direct.start()
+        except Exception:
+            logger.exception("a direct request failed to start; its task serves it")
+            accepted = False
+        if not accepted:
+            self._direct = None
+            super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell a request taken directly; one not started yet gets its task, which meters it."""
+        taken, started = self._direct, self._direct_started
+        self._direct = None
+        super().connection_lost(exc)
+        if taken is not None:
+            direct, app, cycle = taken
+            if started:
+                direct.client_left()
+            else:
+                super()._start_asgi_task(cycle, app)
 
     def handle_websocket_upgrade(self) -> None:
         """Hand the connection to the WebSocket protocol, then let go of the HTTP parser.

@@ -94,6 +94,11 @@ class ProviderConnection:
         except ConnectionError:
             self._lost_socket()
 
+    def try_send_many(self, frames: Sequence[Frame]) -> bool:
+        """Queue frames like ``send_many`` if that would not wait; False, with nothing queued,
+        when the tunnel is closed, failed or over its high-water mark."""
+        return not self.closed and self._outbox.try_post(frames)
+
     def _post(self, frame: Frame) -> None:
         """Queue a frame without waiting (pings, pongs): a slow tunnel holds up nobody."""
         try:

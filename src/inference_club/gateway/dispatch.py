@@ -3,14 +3,23 @@
 from collections.abc import Sequence
 
 from inference_club.gateway.context import RequestContext
-from inference_club.gateway.forwarding import OutgoingRequest, Upstream, open_upstream
+from inference_club.gateway.forwarding import (
+    OutgoingRequest,
+    SentAttempt,
+    Upstream,
+    open_upstream,
+)
 from inference_club.gateway.registry import Candidate
 
 
 async def forward(
-    ctx: RequestContext, candidates: Sequence[Candidate], outgoing: OutgoingRequest
+    ctx: RequestContext,
+    candidates: Sequence[Candidate],
+    outgoing: OutgoingRequest,
+    sent: SentAttempt | None = None,
 ) -> Upstream:
-    """Send ``outgoing`` to the first provider that answers, holding a slot on it."""
+    """Send ``outgoing`` to the first provider that answers, holding a slot on it (``sent``:
+    the first attempt went out already)."""
     settings = ctx.services.settings
     upstream = await open_upstream(
         candidates,
@@ -20,7 +29,12 @@ async def forward(
         max_attempts=settings.max_attempts,
         admission=ctx.services.admission,
         caller=ctx.caller,
+        sent=sent,
     )
-    position = ctx.exchange.queue_position or 0
-    ctx.extra_headers.append((b"x-queue-position", str(position).encode()))
+    ctx.extra_headers.append(queue_position_header(ctx.exchange.queue_position or 0))
     return upstream
+
+
+def queue_position_header(position: int) -> tuple[bytes, bytes]:
+    """The header saying how many requests were waiting ahead of this one on arrival."""
+    return (b"x-queue-position", str(position).encode())

@@ -46,6 +46,15 @@ class OutgoingRequest:
     body_source: Callable[[], AsyncGenerator[bytes, None]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SentAttempt:
+    """A first attempt whose request already went out: on ``exchange.stream``, holding
+    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time)."""
+
+    candidate: Candidate
+    deadline: float
+
+
 async def open_upstream(
     candidates: Sequence[Candidate],
     request: OutgoingRequest,
@@ -55,32 +64,40 @@ async def open_upstream(
     max_attempts: int,
     admission: Admission | None = None,
     caller: Caller | None = None,
+    sent: SentAttempt | None = None,
 ) -> Upstream:
     """Try candidates until one answers with a response head worth relaying.
 
     With ``admission``, each attempt holds a slot on its provider (the first may wait in the
     fair queue); the slot that reaches the head stays on ``exchange.slot`` until the request ends.
+    With ``sent``, the first attempt is one already sent, and only its head is awaited here.
     """
     last_error = "no provider answered"
     remaining = list(candidates)
     attempts = 0
-    while remaining and attempts < max_attempts:
-        candidate = await _next_candidate(remaining, request.model, exchange, admission, caller)
-        if candidate is None:
-            break
+    while (remaining and attempts < max_attempts) or sent is not None:
+        if sent is not None:
+            attempt = _sent_attempt(sent, remaining, exchange)
+            sent = None
+        else:
+            found = await _next_candidate(remaining, request.model, exchange, admission, caller)
+            if found is None:
+                break
+            attempt = _new_attempt(found, exchange, timeout)
+        candidate, stream, deadline, send = attempt
         attempts += 1
         is_last = not remaining or attempts == max_attempts
         connection = candidate.connection
-        stream = connection.open_stream()
-        exchange.stream = stream
         if exchange.client_gone:
             await connection.cancel(stream)
             raise ClientGone
         exchange.provider_id = connection.provider_id
         try:
             # A timeout scope rather than wait_for: no extra task per request.
-            async with asyncio.timeout(timeout):
-                head = await _send_and_await_head(connection, stream, request, timeout)
+            async with asyncio.timeout_at(deadline):
+                if send:
+                    await send_request(connection, stream, request, timeout)
+                head = await _await_head(stream)
         except TimeoutError:
             await connection.cancel(stream)
             exchange.error_type = "upstream_timeout"
@@ -106,6 +123,24 @@ async def open_upstream(
         return Upstream(connection, stream, head)
     exchange.error_type = "upstream_error"
     raise UpstreamError(f"The provider failed: {last_error}.")
+
+
+def _sent_attempt(
+    sent: SentAttempt, remaining: list[Candidate], exchange: Exchange
+) -> tuple[Candidate, TunnelStream, float, bool]:
+    """The attempt already sent: its candidate, stream and deadline; it needs no sending."""
+    remaining.remove(sent.candidate)
+    assert exchange.stream is not None, "a sent attempt has its stream"
+    return sent.candidate, exchange.stream, sent.deadline, False
+
+
+def _new_attempt(
+    candidate: Candidate, exchange: Exchange, timeout: float
+) -> tuple[Candidate, TunnelStream, float, bool]:
+    """A stream opened on ``candidate``, its deadline, and that its request is to be sent."""
+    stream = candidate.connection.open_stream()
+    exchange.stream = stream
+    return candidate, stream, asyncio.get_running_loop().time() + timeout, True
 
 
 async def _next_candidate(
@@ -142,12 +177,16 @@ class _AttemptFailed(Exception):
         self.message = message
 
 
-async def _send_and_await_head(
-    connection: ProviderConnection,
-    stream: TunnelStream,
-    request: OutgoingRequest,
-    timeout: float,
-) -> Response:
+def request_frames(
+    stream: TunnelStream, request: OutgoingRequest, timeout: float
+) -> list[Frame] | None:
+    """The whole request as frames for one message, when its body is small enough to go with
+    its head (the common JSON case); None for a body sent in chunks."""
+    body = request.body
+    if request.body_source is not None or len(body) > min(
+        stream.max_chunk, stream.send_window.credit
+    ):
+        return None
     head = Request(
         stream.stream_id,
         request.method,
@@ -157,27 +196,47 @@ async def _send_and_await_head(
         headers=request.headers,
         timeout=timeout,
     )
-    body = request.body
-    if request.body_source is None and len(body) <= min(
-        stream.max_chunk, stream.send_window.credit
-    ):
-        # A small body goes out with its head and end in one message (the common JSON case).
-        await stream.send_window.acquire(len(body))
-        frames: list[Frame] = [head, Body(stream.stream_id, body)] if body else [head]
-        frames.append(End(stream.stream_id))
+    frames: list[Frame] = [head, Body(stream.stream_id, body)] if body else [head]
+    frames.append(End(stream.stream_id))
+    return frames
+
+
+async def send_request(
+    connection: ProviderConnection,
+    stream: TunnelStream,
+    request: OutgoingRequest,
+    timeout: float,
+) -> None:
+    """Send the request's head, body and end on ``stream``."""
+    frames = request_frames(stream, request, timeout)
+    if frames is not None:
+        await stream.send_window.acquire(len(request.body))
         await connection.send_many(frames)
-    else:
-        await connection.send(head)
-        try:
-            if request.body_source is not None:
-                async with contextlib.aclosing(request.body_source()) as chunks:
-                    async for chunk in chunks:
-                        await stream.send_body(chunk)
-            elif body:
-                await stream.send_body(body)
-            await stream.send_end()
-        except WindowClosed:
-            pass  # the stream was lost while sending; the event below says why
+        return
+    await connection.send(
+        Request(
+            stream.stream_id,
+            request.method,
+            request.path,
+            request.model,
+            query=request.query,
+            headers=request.headers,
+            timeout=timeout,
+        )
+    )
+    try:
+        if request.body_source is not None:
+            async with contextlib.aclosing(request.body_source()) as chunks:
+                async for chunk in chunks:
+                    await stream.send_body(chunk)
+        elif request.body:
+            await stream.send_body(request.body)
+        await stream.send_end()
+    except WindowClosed:
+        pass  # the stream was lost while sending; the head's wait says why
+
+
+async def _await_head(stream: TunnelStream) -> Response:
     event = await stream.next_event()
     match event:
         case Response():

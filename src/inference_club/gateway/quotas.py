@@ -57,6 +57,15 @@ class _Today:
         self.loaded = loaded
 
 
+def has_daily_quota(identity: KeyIdentity) -> bool:
+    """Whether the member has any daily quota to check."""
+    return (
+        identity.daily_tokens is not None
+        or identity.daily_audio_seconds is not None
+        or identity.daily_images is not None
+    )
+
+
 class QuotaLedger:
     """Today's consumption of members with quotas, checked before each request."""
 
@@ -69,24 +78,21 @@ class QuotaLedger:
 
     async def check(self, identity: KeyIdentity) -> None:
         """Refuse with 429 quota_exceeded when a daily quota of the member is used up."""
-        if (
-            identity.daily_tokens is None
-            and identity.daily_audio_seconds is None
-            and identity.daily_images is None
-        ):
+        if not has_daily_quota(identity):
             return
-        today = await self._totals(identity.user_id)
-        for used, quota, what in (
-            (today.tokens, identity.daily_tokens, "tokens"),
-            (today.audio_seconds, identity.daily_audio_seconds, "seconds of audio"),
-            (today.images, identity.daily_images, "images"),
-        ):
-            if quota is not None and used >= quota:
-                raise QuotaExceeded(
-                    f"Daily quota of {quota:g} {what} used up; it resets at 00:00 UTC.",
-                    code="quota_exceeded",
-                    headers={"Retry-After": str(_seconds_to_midnight())},
-                )
+        today = self._today_now(identity.user_id)
+        if today is None:
+            today = await self._first_load(identity.user_id, datetime.now(UTC))
+        exceeded = _exceeded(today, identity)
+        if exceeded is not None:
+            raise exceeded
+
+    def allows_now(self, identity: KeyIdentity) -> bool:
+        """Whether ``check`` would pass without waiting (False: it would wait, or refuse)."""
+        if not has_daily_quota(identity):
+            return True
+        today = self._today_now(identity.user_id)
+        return today is not None and _exceeded(today, identity) is None
 
     def add(self, record: UsageRecord) -> None:
         """Count a finished request towards its member's day, if the member is tracked."""
@@ -104,11 +110,11 @@ class QuotaLedger:
             reload.cancel()
         await asyncio.gather(*reloads, return_exceptions=True)
 
-    async def _totals(self, user_id: int) -> _Today:
-        now = datetime.now(UTC)
+    def _today_now(self, user_id: int) -> _Today | None:
+        """Today's totals if loaded (a reload starts when due); None before the first load."""
         today = self._today.get(user_id)
-        if today is None or today.day != now.date():
-            return await self._first_load(user_id, now)
+        if today is None or today.day != datetime.now(UTC).date():
+            return None
         if today.reload is None and time.monotonic() - today.loaded > self._refresh:
             today.reload = asyncio.create_task(
                 self._reload(user_id, today), name=f"quota-reload-{user_id}"
@@ -144,6 +150,22 @@ class QuotaLedger:
             today.merge(total, loaded)
         finally:
             today.reload = None
+
+
+def _exceeded(today: _Today, identity: KeyIdentity) -> QuotaExceeded | None:
+    """The refusal for the first daily quota of the member that is used up, if any."""
+    for used, quota, what in (
+        (today.tokens, identity.daily_tokens, "tokens"),
+        (today.audio_seconds, identity.daily_audio_seconds, "seconds of audio"),
+        (today.images, identity.daily_images, "images"),
+    ):
+        if quota is not None and used >= quota:
+            return QuotaExceeded(
+                f"Daily quota of {quota:g} {what} used up; it resets at 00:00 UTC.",
+                code="quota_exceeded",
+                headers={"Retry-After": str(_seconds_to_midnight())},
+            )
+    return None
 
 
 def _seconds_to_midnight() -> int:

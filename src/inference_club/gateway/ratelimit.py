@@ -60,6 +60,10 @@ class MemoryRateCounter:
 
     async def hit(self, key: str, limit: int) -> RateDecision:
         """Count one request of ``key``."""
+        return self.hit_now(key, limit)
+
+    def hit_now(self, key: str, limit: int) -> RateDecision:
+        """``hit`` without waiting: counting here never does."""
         start, reset = _window(time.time())
         if start != self._window_start:
             # A new window: every counter starts again, and old keys are forgotten.
@@ -68,6 +72,12 @@ class MemoryRateCounter:
         count = self._counts.get(key, 0) + 1
         self._counts[key] = count
         return RateDecision(count <= limit, limit, max(0, limit - count), reset)
+
+    def would_allow(self, key: str, limit: int) -> bool:
+        """Whether ``hit_now`` would allow one more request of ``key``, counting nothing."""
+        start, _reset = _window(time.time())
+        count = self._counts.get(key, 0) if start == self._window_start else 0
+        return count < limit
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -2,7 +2,7 @@
 
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.errors import NoProvider
-from inference_club.gateway.registry import Candidate
+from inference_club.gateway.registry import Caller, Candidate, ProviderRegistry
 
 # Which /v1 endpoint serves each service type, for the message of a wrong-type request.
 ENDPOINT_OF_SERVICE = {
@@ -23,8 +23,15 @@ def split_model(model: str) -> tuple[str, str | None]:
 
 def choose(ctx: RequestContext, model: str, service_type: str) -> list[Candidate]:
     """Candidates for ``model`` of ``service_type``, least loaded first; 404 when there are none."""
+    return choose_in(ctx.services.registry, ctx.caller, model, service_type)
+
+
+def choose_in(
+    registry: ProviderRegistry, caller: Caller, model: str, service_type: str
+) -> list[Candidate]:
+    """``choose`` for a caller, before a request context exists."""
     model_id, pinned = split_model(model)
-    candidates = ctx.services.registry.candidates(ctx.caller, model_id)
+    candidates = registry.candidates(caller, model_id)
     if pinned is not None:
         candidates = [c for c in candidates if c.connection.provider_name == pinned]
     if not candidates:

@@ -43,6 +43,10 @@ class SharingView:
             self._shares, self._memberships = shares, memberships
             self.revision = revision
 
+    def is_current(self, revision: int) -> bool:
+        """Whether this snapshot was taken at ``revision`` (``refresh`` would do nothing)."""
+        return revision == self.revision
+
     def groups_of(self, user_id: int) -> frozenset[str]:
         """The groups a user belongs to."""
         return self._memberships.get(user_id, frozenset())

@@ -42,6 +42,7 @@ class TunnelStream:
         "_buffered",
         "_events",
         "_initial_window",
+        "_listener",
         "_on_close",
         "_post_frame",
         "_receive_window",
@@ -73,6 +74,7 @@ class TunnelStream:
         # every stream passes here.
         self._events: deque[StreamEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._listener: Callable[[], None] | None = None
         self.send_window = SendWindow(initial_window)
         self._receive_window = ReceiveWindow(initial_window)
         self._initial_window = initial_window
@@ -103,6 +105,50 @@ class TunnelStream:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        elif self._listener is not None:
+            self._listener()
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` after each event queued while nobody waits in ``next_event``
+        (None: stop). It may read the events queued so far with ``whole_reply``."""
+        self._listener = listener
+
+    def whole_reply(self) -> tuple[Response, list[bytes]] | None:
+        """The head and body chunks when the queue holds exactly a whole reply (a head, body
+        chunks, the end); None otherwise. Nothing is taken: ``next_event`` still returns them.
+        """
+        events = self._events
+        if len(events) < 2 or not isinstance(events[-1], End):
+            return None
+        head = events[0]
+        if not isinstance(head, Response):
+            return None
+        chunks = []
+        for index in range(1, len(events) - 1):
+            event = events[index]
+            if not isinstance(event, Body):
+                return None
+            chunks.append(event.data)
+        return head, chunks
+
+    def first_event(self) -> StreamEvent | None:
+        """The event ``next_event`` would return now, without taking it."""
+        return self._events[0] if self._events else None
+
+    @property
+    def buffered(self) -> int:
+        """Reply body bytes queued here and not yet consumed."""
+        return self._buffered
+
+    @property
+    def initial_window(self) -> int:
+        """The reply's flow-control window: how much the agent sends before credit returns."""
+        return self._initial_window
+
+    def is_finished(self) -> bool:
+        """Whether the last event queued ends the stream (an end, an error or a loss)."""
+        events = self._events
+        return bool(events) and isinstance(events[-1], End | Error | StreamLost)
 
     async def next_event(self) -> StreamEvent:
         """The next event of this stream, in order (one reader at a time)."""

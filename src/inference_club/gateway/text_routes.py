@@ -1,5 +1,6 @@
 """``/v1/chat/completions`` and ``/v1/completions``: JSON in, JSON or SSE out."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from inference_club.gateway.direct_body import direct_body
 from inference_club.gateway.disconnect import start_disconnect_watch
 from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest
-from inference_club.gateway.forwarding import OutgoingRequest
+from inference_club.gateway.forwarding import OutgoingRequest, Upstream
 from inference_club.gateway.relay import relay_buffered, relay_stream, usage_of_json
 from inference_club.gateway.routing import choose, split_model
 from inference_club.gateway.sse import UsageTap
@@ -18,42 +19,43 @@ from inference_club.gateway.sse import UsageTap
 _JSON_HEADERS = (("content-type", "application/json"), ("accept", "application/json"))
 _SSE_HEADERS = (("content-type", "application/json"), ("accept", "text/event-stream"))
 
+# Each text endpoint: the backend's path (relative to its /v1) and the field it requires.
+TEXT_ENDPOINTS = {
+    "/v1/chat/completions": ("/chat/completions", "messages"),
+    "/v1/completions": ("/completions", "prompt"),
+}
+
 
 async def chat_completions(ctx: RequestContext) -> None:
     """Proxy a chat completion to an llm provider."""
-    await _text_completion(ctx, "/chat/completions", required="messages")
+    path, required = TEXT_ENDPOINTS["/v1/chat/completions"]
+    await _text_completion(ctx, path, required=required)
 
 
 async def completions(ctx: RequestContext) -> None:
     """Proxy a legacy text completion to an llm provider."""
-    await _text_completion(ctx, "/completions", required="prompt")
+    path, required = TEXT_ENDPOINTS["/v1/completions"]
+    await _text_completion(ctx, path, required=required)
 
 
 async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> None:
     body = await read_body(ctx.scope, ctx.receive, ctx.services.settings.max_request_bytes)
     start_disconnect_watch(ctx)
-    request = parse_json_object(body)
-    model = _require_model(request)
-    ctx.exchange.model = model
-    _validate(request, required)
-    streaming = request.get("stream") is True
-    candidates = choose(ctx, model, "llm")
+    request = parse_text_request(body, required)
+    ctx.exchange.model = request.model
+    candidates = choose(ctx, request.model, "llm")
     strip_usage = False
-    if streaming:
-        body, strip_usage = _with_usage_requested(body, request)
-    model_id, _pinned = split_model(model)
-    if model_id != model:
-        # The backend knows the model by its own id, not by the pinned form.
-        request["model"] = model_id
-        body = orjson.dumps(request)
-    outgoing = OutgoingRequest(
-        method="POST",
-        path=path,
-        model=model_id,
-        body=body,
-        headers=_SSE_HEADERS if streaming else _JSON_HEADERS,
-    )
+    if request.streaming:
+        body, strip_usage = _with_usage_requested(body, request.fields)
+    outgoing = text_outgoing(request, path, body)
     upstream = await forward(ctx, candidates, outgoing)
+    await relay_text(ctx, upstream, streaming=request.streaming, strip_usage=strip_usage)
+
+
+async def relay_text(
+    ctx: RequestContext, upstream: Upstream, *, streaming: bool, strip_usage: bool = False
+) -> None:
+    """The provider's reply to the client: as a stream, or whole with its usage read."""
     if streaming:
         tap = UsageTap(strip_usage=strip_usage)
         await relay_stream(
@@ -73,6 +75,39 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
             read_usage=usage_of_json,
             direct=direct_body(ctx.scope),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TextRequest:
+    """A text completion request, checked: its fields, its model and whether it streams."""
+
+    fields: dict[str, Any]
+    model: str
+    streaming: bool
+
+
+def parse_text_request(body: bytes, required: str) -> TextRequest:
+    """The request in ``body``, or a 400 that says what is wrong with it."""
+    fields = parse_json_object(body)
+    model = _require_model(fields)
+    _validate(fields, required)
+    return TextRequest(fields, model, fields.get("stream") is True)
+
+
+def text_outgoing(request: TextRequest, path: str, body: bytes) -> OutgoingRequest:
+    """What to send the backend: ``body`` as it is, unless a pinned model must be renamed."""
+    model_id, _pinned = split_model(request.model)
+    if model_id != request.model:
+        # The backend knows the model by its own id, not by the pinned form.
+        request.fields["model"] = model_id
+        body = orjson.dumps(request.fields)
+    return OutgoingRequest(
+        method="POST",
+        path=path,
+        model=model_id,
+        body=body,
+        headers=_SSE_HEADERS if request.streaming else _JSON_HEADERS,
+    )
 
 
 def _require_model(request: dict[str, Any]) -> str:

@@ -61,54 +61,14 @@ class V1App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one /v1 request and leave one usage record for it."""
-        services = self._services()
-        method: str = scope["method"]
-        path: str = scope["path"]
-        exchange = Exchange(endpoint="unknown")
+        run = RequestRun(self._services(), Exchange(endpoint="unknown"), send)
+        await run.guard(lambda: self._handle(run, scope, receive))
 
-        async def tracked_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                exchange.response_started = True
-            await send(message)
-
-        identity: KeyIdentity | None = None
-        ctx: RequestContext | None = None
-        extra_headers: RawHeaders = []
-        try:
-            handler = self._resolve(method, path, exchange)
-            identity = await authenticate(scope, services.store)
-            await _admit(services, identity, extra_headers)
-            ctx = RequestContext(
-                scope=scope,
-                receive=receive,
-                send=tracked_send,
-                services=services,
-                identity=identity,
-                exchange=exchange,
-                caller=Caller(
-                    user_id=identity.user_id,
-                    groups=services.registry.sharing.groups_of(identity.user_id),
-                ),
-                extra_headers=extra_headers,
-            )
-            await handler(ctx)
-        except ApiError as error:
-            exchange.status = error.status
-            exchange.error_type = exchange.error_type or error.type
-            if exchange.client_gone:
-                exchange.status = CLIENT_CLOSED_REQUEST
-            elif exchange.response_started:
-                logger.warning("error after the response started", extra={"error": error.type})
-            else:
-                await send_error(send, error, extra_headers)
-        except (ClientGone, OSError):
-            exchange.client_gone = True
-            exchange.status = CLIENT_CLOSED_REQUEST
-            exchange.error_type = exchange.error_type or "client_disconnected"
-        finally:
-            if ctx is not None:
-                await stop_disconnect_watch(ctx)
-            await _finish(services, identity, exchange)
+    async def _handle(self, run: "RequestRun", scope: Scope, receive: Receive) -> None:
+        handler = self._resolve(scope["method"], scope["path"], run.exchange)
+        run.identity = await authenticate(scope, run.services.store)
+        await _admit(run.services, run.identity, run.extra_headers)
+        await handler(run.context(scope, receive))
 
     def _resolve(self, method: str, path: str, exchange: Exchange) -> Handler:
         route = ROUTES.get((method, path))
@@ -124,13 +84,86 @@ class V1App:
         raise UnknownRoute(f"Invalid URL ({method} {path}).")
 
 
+class RequestRun:
+    """One /v1 request from its start to its usage record: who made it, the headers every
+    reply of it carries, and the error handling and metering around its handling."""
+
+    __slots__ = ("_send", "ctx", "exchange", "extra_headers", "identity", "services")
+
+    def __init__(
+        self,
+        services: Services,
+        exchange: Exchange,
+        send: Send,
+        *,
+        identity: KeyIdentity | None = None,
+        extra_headers: RawHeaders | None = None,
+    ) -> None:
+        self.services = services
+        self.exchange = exchange
+        self._send = send
+        self.identity = identity
+        self.extra_headers: RawHeaders = extra_headers if extra_headers is not None else []
+        self.ctx: RequestContext | None = None
+
+    async def send(self, message: Message) -> None:
+        """ASGI send, noting when the response starts."""
+        if message["type"] == "http.response.start":
+            self.exchange.response_started = True
+        await self._send(message)
+
+    def context(
+        self, scope: Scope, receive: Receive, caller: Caller | None = None
+    ) -> RequestContext:
+        """The handler's context, once the caller is known."""
+        identity = self.identity
+        assert identity is not None, "a context is made for an authenticated request"
+        if caller is None:
+            groups = self.services.registry.sharing.groups_of(identity.user_id)
+            caller = Caller(user_id=identity.user_id, groups=groups)
+        self.ctx = RequestContext(
+            scope=scope,
+            receive=receive,
+            send=self.send,
+            services=self.services,
+            identity=identity,
+            exchange=self.exchange,
+            caller=caller,
+            extra_headers=self.extra_headers,
+        )
+        return self.ctx
+
+    async def guard(self, handle: Callable[[], Awaitable[None]]) -> None:
+        """Run ``handle``: answer its errors in the envelope, then close and meter."""
+        exchange = self.exchange
+        try:
+            await handle()
+        except ApiError as error:
+            exchange.status = error.status
+            exchange.error_type = exchange.error_type or error.type
+            if exchange.client_gone:
+                exchange.status = CLIENT_CLOSED_REQUEST
+            elif exchange.response_started:
+                logger.warning("error after the response started", extra={"error": error.type})
+            else:
+                await send_error(self._send, error, self.extra_headers)
+        except (ClientGone, OSError):
+            exchange.client_gone = True
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.error_type = exchange.error_type or "client_disconnected"
+        finally:
+            if self.ctx is not None:
+                await stop_disconnect_watch(self.ctx)
+            stream = exchange.stream
+            if stream is not None and not stream.closed:
+                await stream.cancel("the request ended", by_client=exchange.client_gone)
+            meter(self.services, self.identity, exchange)
+
+
 async def _admit(services: Services, identity: KeyIdentity, headers: RawHeaders) -> None:
     """Sharing up to date, rate limit counted (and reported in ``headers``), quotas checked."""
     await services.registry.sharing.refresh(services.store, identity.sharing_revision)
-    decision = await services.rate_counter.hit(
-        f"key:{identity.key_id}:{identity.key_prefix}",
-        identity.requests_per_minute or services.settings.requests_per_minute,
-    )
+    decision = await services.rate_counter.hit(*rate_of(services, identity))
     headers.extend(decision.headers())
     if not decision.allowed:
         raise RateLimited(
@@ -141,11 +174,14 @@ async def _admit(services: Services, identity: KeyIdentity, headers: RawHeaders)
     await services.quotas.check(identity)
 
 
-async def _finish(services: Services, identity: KeyIdentity | None, exchange: Exchange) -> None:
-    """Close what the request left open and meter it."""
-    stream = exchange.stream
-    if stream is not None and not stream.closed:
-        await stream.cancel("the request ended", by_client=exchange.client_gone)
+def rate_of(services: Services, identity: KeyIdentity) -> tuple[str, int]:
+    """The rate counter's key for the request's API key, and its limit per minute."""
+    limit = identity.requests_per_minute or services.settings.requests_per_minute
+    return f"key:{identity.key_id}:{identity.key_prefix}", limit
+
+
+def meter(services: Services, identity: KeyIdentity | None, exchange: Exchange) -> None:
+    """Release what the request held and leave its usage record (its stream is closed)."""
     if exchange.slot is not None:
         services.admission.release(exchange.slot)
         exchange.slot = None

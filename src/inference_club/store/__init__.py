@@ -9,6 +9,7 @@ from inference_club.store.errors import (
     InvalidValue,
     NotFound,
     StoreError,
+    WouldWait,
 )
 from inference_club.store.records import (
     ApiKey,
@@ -38,6 +39,7 @@ __all__ = [
     "UsageRecord",
     "UsageTotal",
     "User",
+    "WouldWait",
     "default_database_url",
     "new_asset_id",
 ]

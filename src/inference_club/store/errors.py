@@ -4,8 +4,9 @@ StoreError(Exception)
  ├── NotFound(StoreError, LookupError)           no user, key, provider, group... by that name
  ├── AlreadyExists(StoreError, ValueError)       a unique name is taken
  ├── AmbiguousPrefix(StoreError, ValueError)     a key prefix matches more than one key
- └── InvalidValue(StoreError, ValueError)        a value the schema does not allow
-      └── InvalidName(InvalidValue)              a name outside ``[A-Za-z0-9_.-]{1,64}``
+ ├── InvalidValue(StoreError, ValueError)        a value the schema does not allow
+ │    └── InvalidName(InvalidValue)              a name outside ``[A-Za-z0-9_.-]{1,64}``
+ └── WouldWait(StoreError)                       an answer asked for now needs the database
 """
 
 # The names read as what happened (NotFound, AlreadyExists) rather than ending in "Error".
@@ -33,3 +34,7 @@ class InvalidValue(StoreError, ValueError):
 
 class InvalidName(InvalidValue):
     """A name that is empty, too long or uses characters outside ``[A-Za-z0-9_.-]``."""
+
+
+class WouldWait(StoreError):
+    """A lookup asked for without waiting cannot be answered so; the awaitable one can."""

@@ -1,5 +1,6 @@
 """API keys: created once in plaintext, stored as hashes, checked on every request."""
 
+import contextlib
 import sqlite3
 from dataclasses import replace
 from typing import Any
@@ -22,7 +23,7 @@ from inference_club.store.credentials import (
     new_api_key,
     same_hash,
 )
-from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound
+from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound, WouldWait
 from inference_club.store.fastread import FastReader
 from inference_club.store.kept import MISSING
 from inference_club.store.records import ApiKey, KeyIdentity
@@ -156,17 +157,9 @@ class KeysMixin(StoreBase):
         if not secret.startswith(API_KEY_PREFIX):
             return None
         key_hash = hash_secret(secret)
-        fast = self._fast_reader
-        if fast is not None:
-            try:
-                return self._authenticate_fast(fast, key_hash)
-            except sqlite3.Error:
-                pass  # busy or not readable: the async path below waits properly
+        with contextlib.suppress(WouldWait):
+            return self._identity_now(key_hash)
         answers = self._key_answers
-        if answers is not None:
-            kept = answers.get(key_hash)
-            if kept is not MISSING:
-                return kept  # type: ignore[return-value]
         read_at = answers.generation() if answers is not None else None
         async with self._read_one() as connection:
             row = (await connection.execute(_AUTHENTICATE, {"key_hash": key_hash})).one_or_none()
@@ -174,6 +167,27 @@ class KeysMixin(StoreBase):
         if answers is not None:
             answers.put(key_hash, identity, read_at)
         return identity
+
+    def authenticate_api_key_now(self, secret: str) -> KeyIdentity | None:
+        """``authenticate_api_key`` without waiting; WouldWait when that needs the database
+        (PostgreSQL without a kept answer, or a SQLite file busy right now)."""
+        if not secret.startswith(API_KEY_PREFIX):
+            return None
+        return self._identity_now(hash_secret(secret))
+
+    def _identity_now(self, key_hash: str) -> KeyIdentity | None:
+        fast = self._fast_reader
+        if fast is not None:
+            try:
+                return self._authenticate_fast(fast, key_hash)
+            except sqlite3.Error:
+                raise WouldWait from None  # busy or not readable: the async path waits
+        answers = self._key_answers
+        if answers is not None:
+            kept = answers.get(key_hash)
+            if kept is not MISSING:
+                return kept  # type: ignore[return-value]
+        raise WouldWait
 
     def _authenticate_fast(self, fast: FastReader, key_hash: str) -> KeyIdentity | None:
         """The identity through SQLite on the loop; raises sqlite3.Error when it cannot read."""

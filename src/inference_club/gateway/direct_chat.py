@@ -1,0 +1,295 @@
+"""Non-streamed text completions answered from the protocol's callbacks, without a task.
+
+Through ASGI, every request costs a task and its steps, the ASGI messages and the request's
+way through the app's layers, whatever the request does. For the commonest request, a
+non-streamed chat or text completion with a small body, the HTTP protocol hands the request
+here the moment its body is in (``GatewayApp.direct_request``). When all it needs can be
+known at once (a kept API key, current sharing, the in-memory rate counter, no daily quota,
+a provider with a free slot whose tunnel takes the frames), ``start`` sends it and returns;
+the tunnel's callback that brings the reply's last frame writes the response and leaves the
+usage record.
+
+Anything else takes the ASGI path, so every answer is the one that path gives:
+
+- Before anything was counted or sent (an error to report, a stream, a queue to wait in, a
+  database to ask), ``start`` declines and the protocol starts the request's task as usual.
+- After the request went out (a reply in several messages, a status of 500 or more, a
+  failure, no head by the deadline, the client leaving), the request goes on in a task from
+  the attempt in flight, through the same code the ASGI path runs (``forward`` with the
+  attempt already sent, then ``relay_text``).
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import cast
+
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from inference_club.gateway.asgi import ASGIApp, Receive, Scope, Send, header
+from inference_club.gateway.auth import bearer_token
+from inference_club.gateway.context import RequestContext
+from inference_club.gateway.direct_body import direct_body
+from inference_club.gateway.disconnect import start_disconnect_watch
+from inference_club.gateway.dispatch import forward, queue_position_header
+from inference_club.gateway.errors import ApiError
+from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.forwarding import (
+    OutgoingRequest,
+    SentAttempt,
+    request_frames,
+    response_headers,
+)
+from inference_club.gateway.ratelimit import MemoryRateCounter
+from inference_club.gateway.registry import Caller, Candidate
+from inference_club.gateway.relay import usage_of_json
+from inference_club.gateway.routing import choose_in
+from inference_club.gateway.services import Services
+from inference_club.gateway.streams import TunnelStream
+from inference_club.gateway.text_routes import (
+    TEXT_ENDPOINTS,
+    TextRequest,
+    parse_text_request,
+    relay_text,
+    text_outgoing,
+)
+from inference_club.gateway.v1 import ROUTES, RequestRun, meter, rate_of
+from inference_club.protocol import Response
+from inference_club.store import KeyIdentity, WouldWait
+
+# Starts the request's task with this ASGI app (the protocol's own start, one cycle bound).
+StartTask = Callable[[ASGIApp], None]
+
+
+def direct_chat(
+    services: Services,
+    cycle: RequestResponseCycle,
+    start_task: StartTask,
+    on_done: Callable[[], None],
+) -> "DirectChat | None":
+    """A direct handler for the request of ``cycle`` if it may be one: a POST to a text
+    completion endpoint over HTTP/1.1 with a declared, small body and no 100-continue."""
+    scope = cast(Scope, cycle.scope)
+    endpoint = TEXT_ENDPOINTS.get(scope["path"])
+    if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
+        return None
+    declared = header(scope, b"content-length")
+    if declared is None or not declared.isdigit() or header(scope, b"transfer-encoding"):
+        return None
+    # Within the protocol's buffer, so reading is never paused while nothing reads the body.
+    if not 0 < int(declared) <= min(HIGH_WATER_LIMIT, services.settings.max_request_bytes):
+        return None
+    return DirectChat(services, cycle, start_task, on_done, endpoint)
+
+
+class DirectChat:
+    """One request answered from callbacks while all goes as expected."""
+
+    __slots__ = (
+        "_caller",
+        "_candidate",
+        "_candidates",
+        "_cycle",
+        "_deadline",
+        "_exchange",
+        "_extra_headers",
+        "_identity",
+        "_on_done",
+        "_outgoing",
+        "_path",
+        "_required",
+        "_services",
+        "_start_task",
+        "_stream",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        services: Services,
+        cycle: RequestResponseCycle,
+        start_task: StartTask,
+        on_done: Callable[[], None],
+        endpoint: tuple[str, str],
+    ) -> None:
+        self._services = services
+        self._cycle = cycle
+        self._start_task = start_task
+        self._on_done = on_done
+        # The backend's path and the field the request must have.
+        self._path, self._required = endpoint
+        self._exchange = Exchange(endpoint=ROUTES[("POST", cycle.scope["path"])][1])
+        self._timer: asyncio.TimerHandle | None = None
+        self._stream: TunnelStream | None = None
+
+    def start(self) -> bool:
+        """Send the request if nothing must be waited for; False, with nothing counted or
+        sent, when the ASGI path must serve it."""
+        services = self._services
+        identity = self._identity_now()
+        counter = services.rate_counter
+        if (
+            identity is None
+            or not services.quotas.allows_now(identity)
+            or not services.registry.sharing.is_current(identity.sharing_revision)
+            or not isinstance(counter, MemoryRateCounter)
+            or not counter.would_allow(*rate_of(services, identity))
+        ):
+            return False
+        caller = Caller(
+            user_id=identity.user_id, groups=services.registry.sharing.groups_of(identity.user_id)
+        )
+        planned = self._plan(caller)
+        if planned is None:
+            return False
+        request, candidates, outgoing = planned
+        slot = services.admission.reserve_now(candidates, caller, outgoing.model)
+        if slot is None:
+            return False
+        stream = self._send(slot.candidate, outgoing)
+        if stream is None:
+            services.admission.release(slot)
+            return False
+        # Sent: from here on the request is this object's to finish, or its task's.
+        exchange = self._exchange
+        exchange.model = request.model
+        exchange.slot = slot
+        exchange.queue_position = 0
+        exchange.stream = stream
+        exchange.provider_id = slot.candidate.connection.provider_id
+        self._extra_headers = counter.hit_now(*rate_of(services, identity)).headers()
+        self._identity = identity
+        self._caller = caller
+        self._candidates = candidates
+        self._candidate = slot.candidate
+        self._outgoing = outgoing
+        self._stream = stream
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + services.settings.upstream_timeout
+        self._timer = loop.call_at(self._deadline, self._go_on_in_task)
+        stream.listen(self._on_event)
+        return True
+
+    def client_left(self) -> None:
+        """The client's connection closed while the reply was awaited."""
+        self._exchange.client_gone = True
+        self._go_on_in_task()
+
+    def _plan(self, caller: Caller) -> tuple[TextRequest, list[Candidate], OutgoingRequest] | None:
+        """The request, its candidates and what to send them; None for a stream or an error."""
+        body = bytes(self._cycle.body)
+        try:
+            request = parse_text_request(body, self._required)
+            if request.streaming:
+                return None
+            candidates = choose_in(self._services.registry, caller, request.model, "llm")
+        except ApiError:
+            return None
+        return request, candidates, text_outgoing(request, self._path, body)
+
+    def _identity_now(self) -> KeyIdentity | None:
+        token = bearer_token(header(cast(Scope, self._cycle.scope), b"authorization"))
+        if token is None:
+            return None
+        try:
+            return self._services.store.authenticate_api_key_now(token)
+        except WouldWait:
+            return None
+
+    def _send(self, candidate: Candidate, outgoing: OutgoingRequest) -> TunnelStream | None:
+        """A stream on ``candidate`` with the whole request queued on it, or None (nothing
+        sent) when it does not fit one message or the tunnel pushes back."""
+        connection = candidate.connection
+        stream = connection.open_stream()
+        frames = request_frames(stream, outgoing, self._services.settings.upstream_timeout)
+        if (
+            frames is None
+            or not stream.send_window.try_spend(len(outgoing.body))
+            or not connection.try_send_many(frames)
+        ):
+            stream.close()
+            return None
+        return stream
+
+    def _on_event(self) -> None:
+        """An event of the reply arrived; answer once it holds the whole reply."""
+        stream = self._stream
+        assert stream is not None
+        if stream.is_finished():
+            self._answer(stream)
+            return
+        head = stream.first_event()
+        if isinstance(head, Response):
+            # The deadline is for the head only, as on the ASGI path.
+            self._stop_timer()
+            if head.status >= 500 or stream.buffered > stream.initial_window // 2:
+                # A failover to try, or a body whose window must be granted on the way.
+                self._go_on_in_task()
+
+    def _answer(self, stream: TunnelStream) -> None:
+        whole = stream.whole_reply()
+        if whole is None or whole[0].status >= 500:
+            self._go_on_in_task()  # an error or a loss: the ASGI path's code reports it
+            return
+        head, chunks = whole
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        exchange = self._exchange
+        status = head.status
+        exchange.status = status
+        exchange.usage = usage_of_json(body) if status < 400 else None
+        headers = response_headers(head)
+        headers.extend(self._extra_headers)
+        headers.append(queue_position_header(0))
+        exchange.mark_first_byte()
+        cycle = self._cycle
+        direct = direct_body(cycle.scope)
+        # Done before the write: a written reply lets the connection's next request start.
+        self._stop()
+        if direct is not None and direct.respond(status, headers, body):
+            exchange.response_started = True
+        elif cycle.disconnected:
+            exchange.client_gone = True
+            exchange.error_type = "client_disconnected"
+        else:
+            # The client pushes back, or a header cannot go out this way: ASGI sends it.
+            self._start_task(self._go_on)
+            return
+        stream.close()
+        meter(self._services, self._identity, exchange)
+
+    def _go_on_in_task(self) -> None:
+        """Hand the request to a task that goes on from the attempt in flight."""
+        if self._stream is None:
+            return  # answered, or handed over already
+        self._stop()
+        self._start_task(self._go_on)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _stop(self) -> None:
+        self._stop_timer()
+        if self._stream is not None:
+            self._stream.listen(None)
+            self._stream = None
+        self._on_done()
+
+    async def _go_on(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of the task: the rest of the ASGI path, with its error handling and
+        metering, from the attempt in flight."""
+        run = RequestRun(
+            self._services,
+            self._exchange,
+            send,
+            identity=self._identity,
+            extra_headers=self._extra_headers,
+        )
+        await run.guard(lambda: self._relay(run.context(scope, receive, self._caller)))
+
+    async def _relay(self, ctx: RequestContext) -> None:
+        start_disconnect_watch(ctx)
+        sent = SentAttempt(self._candidate, self._deadline)
+        upstream = await forward(ctx, self._candidates, self._outgoing, sent)
+        await relay_text(ctx, upstream, streaming=False)
