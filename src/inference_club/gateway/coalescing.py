@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from inference_club.gateway.asgi import ASGIApp
+from inference_club.gateway.direct_body import DIRECT_BODY, DirectBody
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGI3Application
-from inference_club.gateway.direct_body import DIRECT_BODY, DirectBody
 
 logger = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def direct_chat(
     on_done: Callable[[], None],
 ) -> "DirectChat | None":
     """A direct handler for the request of ``cycle`` if it may be one: a POST to a text
-    completion endpoint over HTTP/1.1 with a declared, small body and no 100-continue."""
+    completion endpoint with a declared, small body and no 100-continue."""
     scope = cast(Scope, cycle.scope)
     endpoint = TEXT_ENDPOINTS.get(scope["path"])
     if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
@@ -101,6 +101,7 @@ class DirectChat:
         "_services",
         "_start_task",
         "_stream",
+        "_timed_out",
         "_timer",
     )
 
@@ -120,6 +121,7 @@ class DirectChat:
         self._path, self._required = endpoint
         self._exchange = Exchange(endpoint=ROUTES[("POST", cycle.scope["path"])][1])
         self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
         self._stream: TunnelStream | None = None
 
     def start(self) -> bool:
@@ -146,6 +148,9 @@ class DirectChat:
         slot = services.admission.reserve_now(candidates, caller, outgoing.model)
         if slot is None:
             return False
+        # The deadline counts from before the send, as on the ASGI path.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + services.settings.upstream_timeout
         stream = self._send(slot.candidate, outgoing)
         if stream is None:
             services.admission.release(slot)
@@ -164,16 +169,16 @@ class DirectChat:
         self._candidate = slot.candidate
         self._outgoing = outgoing
         self._stream = stream
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + services.settings.upstream_timeout
-        self._timer = loop.call_at(self._deadline, self._go_on_in_task)
+        self._deadline = deadline
+        self._timer = loop.call_at(self._deadline, self._time_out)
         stream.listen(self._on_event)
         return True
 
     def client_left(self) -> None:
         """The client's connection closed while the reply was awaited."""
-        self._exchange.client_gone = True
-        self._go_on_in_task()
+        if self._stream is not None:
+            self._exchange.client_gone = True
+            self._go_on_in_task()
 
     def _plan(self, caller: Caller) -> tuple[TextRequest, list[Candidate], OutgoingRequest] | None:
         """The request, its candidates and what to send them; None for a stream or an error."""
@@ -257,6 +262,12 @@ class DirectChat:
         stream.close()
         meter(self._services, self._identity, exchange)
 
+    def _time_out(self) -> None:
+        """No head by the deadline: the task reports it, whatever arrives meanwhile."""
+        self._timer = None
+        self._timed_out = True
+        self._go_on_in_task()
+
     def _go_on_in_task(self) -> None:
         """Hand the request to a task that goes on from the attempt in flight."""
         if self._stream is None:
@@ -290,6 +301,6 @@ class DirectChat:
 
     async def _relay(self, ctx: RequestContext) -> None:
         start_disconnect_watch(ctx)
-        sent = SentAttempt(self._candidate, self._deadline)
+        sent = SentAttempt(self._candidate, self._deadline, self._timed_out)
         upstream = await forward(ctx, self._candidates, self._outgoing, sent)
         await relay_text(ctx, upstream, streaming=False)

@@ -49,10 +49,22 @@ class OutgoingRequest:
 @dataclass(frozen=True, slots=True)
 class SentAttempt:
     """A first attempt whose request already went out: on ``exchange.stream``, holding
-    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time)."""
+    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time), or it
+    ``timed_out`` already (whatever arrived since came too late)."""
 
     candidate: Candidate
     deadline: float
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    candidate: Candidate
+    stream: TunnelStream
+    deadline: float
+    # Whether the request still has to be sent (not for a sent attempt).
+    send: bool
+    timed_out: bool = False
 
 
 async def open_upstream(
@@ -84,7 +96,7 @@ async def open_upstream(
             if found is None:
                 break
             attempt = _new_attempt(found, exchange, timeout)
-        candidate, stream, deadline, send = attempt
+        candidate, stream = attempt.candidate, attempt.stream
         attempts += 1
         is_last = not remaining or attempts == max_attempts
         connection = candidate.connection
@@ -94,8 +106,10 @@ async def open_upstream(
         exchange.provider_id = connection.provider_id
         try:
             # A timeout scope rather than wait_for: no extra task per request.
-            async with asyncio.timeout_at(deadline):
-                if send:
+            async with asyncio.timeout_at(attempt.deadline):
+                if attempt.timed_out:
+                    raise TimeoutError
+                if attempt.send:
                     await send_request(connection, stream, request, timeout)
                 head = await _await_head(stream)
         except TimeoutError:
@@ -125,22 +139,18 @@ async def open_upstream(
     raise UpstreamError(f"The provider failed: {last_error}.")
 
 
-def _sent_attempt(
-    sent: SentAttempt, remaining: list[Candidate], exchange: Exchange
-) -> tuple[Candidate, TunnelStream, float, bool]:
-    """The attempt already sent: its candidate, stream and deadline; it needs no sending."""
+def _sent_attempt(sent: SentAttempt, remaining: list[Candidate], exchange: Exchange) -> _Attempt:
+    """The attempt already sent, on its stream; it needs no sending."""
     remaining.remove(sent.candidate)
     assert exchange.stream is not None, "a sent attempt has its stream"
-    return sent.candidate, exchange.stream, sent.deadline, False
+    return _Attempt(sent.candidate, exchange.stream, sent.deadline, False, sent.timed_out)
 
 
-def _new_attempt(
-    candidate: Candidate, exchange: Exchange, timeout: float
-) -> tuple[Candidate, TunnelStream, float, bool]:
-    """A stream opened on ``candidate``, its deadline, and that its request is to be sent."""
+def _new_attempt(candidate: Candidate, exchange: Exchange, timeout: float) -> _Attempt:
+    """A stream opened on ``candidate``, with its deadline; its request is to be sent."""
     stream = candidate.connection.open_stream()
     exchange.stream = stream
-    return candidate, stream, asyncio.get_running_loop().time() + timeout, True
+    return _Attempt(candidate, stream, asyncio.get_running_loop().time() + timeout, True)
 
 
 async def _next_candidate(
