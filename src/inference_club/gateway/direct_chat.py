@@ -68,7 +68,10 @@ def direct_chat(
     on_done: Callable[[], None],
 ) -> "DirectChat | None":
     """A direct handler for the request of ``cycle`` if it may be one: a POST to a text
-    completion endpoint with a declared, small body and no 100-continue."""
+    completion endpoint with a declared, small body and no 100-continue, on a gateway that
+    counts rates in memory (counting in Redis waits for it)."""
+    if not isinstance(services.rate_counter, MemoryRateCounter):
+        return None
     scope = cast(Scope, cycle.scope)
     endpoint = TEXT_ENDPOINTS.get(scope["path"])
     if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
@@ -130,11 +133,11 @@ class DirectChat:
         services = self._services
         identity = self._identity_now()
         counter = services.rate_counter
+        assert isinstance(counter, MemoryRateCounter), "offered only with one (direct_chat)"
         if (
             identity is None
             or not services.quotas.allows_now(identity)
             or not services.registry.sharing.is_current(identity.sharing_revision)
-            or not isinstance(counter, MemoryRateCounter)
             or not counter.would_allow(*rate_of(services, identity))
         ):
             return False

@@ -152,8 +152,9 @@ class RequestRun:
             exchange.status = CLIENT_CLOSED_REQUEST
             exchange.error_type = exchange.error_type or "client_disconnected"
         finally:
-            if self.ctx is not None:
-                await stop_disconnect_watch(self.ctx)
+            ctx, self.ctx = self.ctx, None  # the context's send refers back to this run
+            if ctx is not None:
+                await stop_disconnect_watch(ctx)
             stream = exchange.stream
             if stream is not None and not stream.closed:
                 await stream.cancel("the request ended", by_client=exchange.client_gone)
