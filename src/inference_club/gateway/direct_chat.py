@@ -20,6 +20,7 @@ Anything else takes the ASGI path, so every answer is the one that path gives:
 """
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import cast
 
@@ -56,6 +57,8 @@ from inference_club.gateway.text_routes import (
 from inference_club.gateway.v1 import ROUTES, RequestRun, meter, rate_of
 from inference_club.protocol import Response
 from inference_club.store import KeyIdentity, WouldWait
+
+logger = logging.getLogger(__name__)
 
 # Starts the request's task with this ASGI app (the protocol's own start, one cycle bound).
 StartTask = Callable[[ASGIApp], None]
@@ -220,7 +223,18 @@ class DirectChat:
         return stream
 
     def _on_event(self) -> None:
-        """An event of the reply arrived; answer once it holds the whole reply."""
+        """An event of the reply arrived; answer once it holds the whole reply.
+
+        Called while the tunnel's message is dispatched: a failure here must not reach the
+        tunnel (and every other stream on it), so it is logged and the task takes over.
+        """
+        try:
+            self._on_reply_event()
+        except Exception:
+            logger.exception("a direct reply failed; the request's task goes on with it")
+            self._go_on_in_task()
+
+    def _on_reply_event(self) -> None:
         stream = self._stream
         assert stream is not None
         if stream.is_finished():
