@@ -4,19 +4,19 @@ Through ASGI, every request costs a task and its steps, the ASGI messages and th
 way through the app's layers, whatever the request does. For the commonest request, a
 non-streamed chat or text completion with a small body, the HTTP protocol hands the request
 here the moment its body is in (``GatewayApp.direct_request``). When all it needs can be
-known at once (a kept API key, current sharing, the in-memory rate counter, no daily quota,
-a provider with a free slot whose tunnel takes the frames), ``start`` sends it and returns;
-the tunnel's callback that brings the reply's last frame writes the response and leaves the
-usage record.
+known at once (a kept API key, current sharing, the in-memory rate counter, today's quota
+totals already loaded, a provider with a free slot whose tunnel takes the frames), ``start``
+sends it and returns; the tunnel's callback that brings the reply's last frame writes the
+response and leaves the usage record.
 
 Anything else takes the ASGI path, so every answer is the one that path gives:
 
 - Before anything was counted or sent (an error to report, a stream, a queue to wait in, a
   database to ask), ``start`` declines and the protocol starts the request's task as usual.
-- After the request went out (a reply in several messages, a status of 500 or more, a
-  failure, no head by the deadline, the client leaving), the request goes on in a task from
-  the attempt in flight, through the same code the ASGI path runs (``forward`` with the
-  attempt already sent, then ``relay_text``).
+- After the request went out (a body past half the stream's window, a status of 500 or
+  more, a failure, no head by the deadline, the client leaving), the request goes on in a
+  task from the attempt in flight, through the same code the ASGI path runs (``forward``
+  with the attempt already sent, then ``relay_text``).
 """
 
 import asyncio
