@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_backend import FakeBackend
-from tests.support.processes import Gateway, Process, start_agent, start_gateway
+from tests.support.processes import Gateway, Process, start_agent, start_gateway, wait_for_models
 
 
 @pytest.fixture
@@ -55,3 +55,18 @@ def agent_factory(tmp_path: Path, gateway: Gateway) -> Iterator[Callable[..., Pr
     yield make
     for agent in started:
         agent.stop()
+
+
+@pytest.fixture
+def key(
+    gateway: Gateway,
+    backend_factory: Callable[..., FakeBackend],
+    agent_factory: Callable[..., Process],
+) -> str:
+    """Alice's key, with her provider serving ``fake-llm`` online."""
+    key = gateway.add_user("alice")
+    token = gateway.add_provider("alice", "alice-home")
+    backend = backend_factory("fake-llm")
+    agent_factory(token, backend.url)
+    wait_for_models(gateway.v1, key, {"fake-llm"})
+    return key

@@ -8,29 +8,13 @@ too large to arrive in one tunnel message.
 import asyncio
 import socket
 import time
-from collections.abc import Callable
 
 import openai
 import orjson
-import pytest
 
-from tests.support.fake_backend import FakeBackend
 from tests.support.in_process import read_reply
-from tests.support.processes import Gateway, Process, wait_for_models
+from tests.support.processes import Gateway
 from tests.support.usage import chat_records
-
-
-@pytest.fixture
-def key(
-    gateway: Gateway,
-    backend_factory: Callable[..., FakeBackend],
-    agent_factory: Callable[..., Process],
-) -> str:
-    """Alice's API key, with her provider serving ``fake-llm``."""
-    key = gateway.add_user("alice")
-    agent_factory(gateway.add_provider("alice", "alice-home"), backend_factory("fake-llm").url)
-    wait_for_models(gateway.v1, key, {"fake-llm"})
-    return key
 
 
 def chat_request(key: str, content: str) -> bytes:

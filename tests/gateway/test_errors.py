@@ -1,29 +1,12 @@
 """Every /v1 error: status, OpenAI envelope and message."""
 
 import socket
-from collections.abc import Callable
 
 import httpx
 import openai
 import pytest
 
-from tests.support.fake_backend import FakeBackend
-from tests.support.processes import Gateway, Process, wait_for_models
-
-
-@pytest.fixture
-def key(
-    gateway: Gateway,
-    backend_factory: Callable[..., FakeBackend],
-    agent_factory: Callable[..., Process],
-) -> str:
-    """Alice's key, with her provider serving ``fake-llm`` online."""
-    key = gateway.add_user("alice")
-    token = gateway.add_provider("alice", "alice-home")
-    backend = backend_factory("fake-llm")
-    agent_factory(token, backend.url)
-    wait_for_models(gateway.v1, key, {"fake-llm"})
-    return key
+from tests.support.processes import Gateway
 
 
 def post(

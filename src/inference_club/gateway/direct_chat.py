@@ -39,17 +39,15 @@ from inference_club.gateway.forwarding import (
     OutgoingRequest,
     SentAttempt,
     request_frames,
-    response_headers,
 )
 from inference_club.gateway.ratelimit import MemoryRateCounter
 from inference_club.gateway.registry import Caller, Candidate
-from inference_club.gateway.relay import usage_of_json
+from inference_club.gateway.relay import answer_whole, usage_of_json
 from inference_club.gateway.routing import choose_in
 from inference_club.gateway.services import Services
 from inference_club.gateway.streams import TunnelStream
 from inference_club.gateway.text_routes import (
     TEXT_ENDPOINTS,
-    TextRequest,
     parse_text_request,
     relay_text,
     text_outgoing,
@@ -150,7 +148,7 @@ class DirectChat:
         planned = self._plan(caller)
         if planned is None:
             return False
-        request, candidates, outgoing = planned
+        candidates, outgoing = planned
         slot = services.admission.reserve_now(candidates, caller, outgoing.model)
         if slot is None:
             return False
@@ -163,7 +161,6 @@ class DirectChat:
             return False
         # Sent: from here on the request is this object's to finish, or its task's.
         exchange = self._exchange
-        exchange.model = request.model
         exchange.slot = slot
         exchange.queue_position = 0
         exchange.stream = stream
@@ -186,17 +183,17 @@ class DirectChat:
             self._exchange.client_gone = True
             self._go_on_in_task()
 
-    def _plan(self, caller: Caller) -> tuple[TextRequest, list[Candidate], OutgoingRequest] | None:
-        """The request, its candidates and what to send them; None for a stream or an error."""
+    def _plan(self, caller: Caller) -> tuple[list[Candidate], OutgoingRequest] | None:
+        """The request's candidates and what to send them; None for a stream or an error."""
         body = bytes(self._cycle.body)
         try:
-            request = parse_text_request(body, self._required)
+            request = parse_text_request(body, self._required, self._exchange)
             if request.streaming:
                 return None
             candidates = choose_in(self._services.registry, caller, request.model, "llm")
         except ApiError:
             return None
-        return request, candidates, text_outgoing(request, self._path, body)
+        return candidates, text_outgoing(request, self._path, body)
 
     def _identity_now(self) -> KeyIdentity | None:
         token = bearer_token(header(cast(Scope, self._cycle.scope), b"authorization"))
@@ -256,26 +253,25 @@ class DirectChat:
         head, chunks = whole
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         exchange = self._exchange
-        status = head.status
-        exchange.status = status
-        exchange.usage = usage_of_json(body) if status < 400 else None
-        headers = response_headers(head)
-        headers.extend(self._extra_headers)
-        headers.append(queue_position_header(0))
-        exchange.mark_first_byte()
         cycle = self._cycle
-        direct = direct_body(cycle.scope)
         # Done before the write: a written reply lets the connection's next request start.
         self._stop()
-        if direct is not None and direct.respond(status, headers, body):
-            exchange.response_started = True
-        elif cycle.disconnected:
+        extra_headers = [*self._extra_headers, queue_position_header(0)]
+        unwritten = answer_whole(
+            head,
+            body,
+            exchange,
+            extra_headers,
+            read_usage=usage_of_json,
+            direct=direct_body(cycle.scope),
+        )
+        if unwritten is not None:
+            if not cycle.disconnected:
+                # The client pushes back, or a header cannot go out this way: ASGI sends it.
+                self._start_task(self._go_on)
+                return
             exchange.client_gone = True
             exchange.error_type = "client_disconnected"
-        else:
-            # The client pushes back, or a header cannot go out this way: ASGI sends it.
-            self._start_task(self._go_on)
-            return
         stream.close()
         meter(self._services, self._identity, exchange)
 

@@ -197,7 +197,14 @@ def request_frames(
         stream.max_chunk, stream.send_window.credit
     ):
         return None
-    head = Request(
+    head = _head_frame(stream, request, timeout)
+    frames: list[Frame] = [head, Body(stream.stream_id, body)] if body else [head]
+    frames.append(End(stream.stream_id))
+    return frames
+
+
+def _head_frame(stream: TunnelStream, request: OutgoingRequest, timeout: float) -> Request:
+    return Request(
         stream.stream_id,
         request.method,
         request.path,
@@ -206,9 +213,6 @@ def request_frames(
         headers=request.headers,
         timeout=timeout,
     )
-    frames: list[Frame] = [head, Body(stream.stream_id, body)] if body else [head]
-    frames.append(End(stream.stream_id))
-    return frames
 
 
 async def send_request(
@@ -223,17 +227,7 @@ async def send_request(
         await stream.send_window.acquire(len(request.body))
         await connection.send_many(frames)
         return
-    await connection.send(
-        Request(
-            stream.stream_id,
-            request.method,
-            request.path,
-            request.model,
-            query=request.query,
-            headers=request.headers,
-            timeout=timeout,
-        )
-    )
+    await connection.send(_head_frame(stream, request, timeout))
     try:
         if request.body_source is not None:
             async with contextlib.aclosing(request.body_source()) as chunks:

@@ -57,7 +57,7 @@ class _Today:
         self.loaded = loaded
 
 
-def has_daily_quota(identity: KeyIdentity) -> bool:
+def _has_daily_quota(identity: KeyIdentity) -> bool:
     """Whether the member has any daily quota to check."""
     return (
         identity.daily_tokens is not None
@@ -78,7 +78,7 @@ class QuotaLedger:
 
     async def check(self, identity: KeyIdentity) -> None:
         """Refuse with 429 quota_exceeded when a daily quota of the member is used up."""
-        if not has_daily_quota(identity):
+        if not _has_daily_quota(identity):
             return
         today = self._today_now(identity.user_id)
         if today is None:
@@ -89,7 +89,7 @@ class QuotaLedger:
 
     def allows_now(self, identity: KeyIdentity) -> bool:
         """Whether ``check`` would pass without waiting (False: it would wait, or refuse)."""
-        if not has_daily_quota(identity):
+        if not _has_daily_quota(identity):
             return True
         today = self._today_now(identity.user_id)
         return today is not None and _exceeded(today, identity) is None

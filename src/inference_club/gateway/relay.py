@@ -68,18 +68,38 @@ async def relay_buffered(
     if status >= 500:
         exchange.error_type = "upstream_error"
         raise UpstreamError(upstream_error_message(status, body))
-    if read_usage is not None and status < 400:
-        exchange.usage = read_usage(body)
-    exchange.status = status
-    headers = response_headers(upstream.head)
-    headers.extend(extra_headers)
-    exchange.mark_first_byte()
-    if direct is not None and direct.respond(status, headers, body):
-        exchange.response_started = True
+    headers = answer_whole(
+        upstream.head, body, exchange, extra_headers, read_usage=read_usage, direct=direct
+    )
+    if headers is None:
         return
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def answer_whole(
+    head: Response,
+    body: bytes,
+    exchange: Exchange,
+    extra_headers: RawHeaders,
+    *,
+    read_usage: Callable[[bytes], dict[str, Any] | None] | None,
+    direct: DirectBody | None,
+) -> RawHeaders | None:
+    """Note a whole reply (below 500) on ``exchange`` and write it through ``direct`` when it
+    can: None once written, else the headers to send it with through ASGI."""
+    status = head.status
+    if read_usage is not None and status < 400:
+        exchange.usage = read_usage(body)
+    exchange.status = status
+    headers = response_headers(head)
+    headers.extend(extra_headers)
+    exchange.mark_first_byte()
+    if direct is not None and direct.respond(status, headers, body):
+        exchange.response_started = True
+        return None
+    return headers
 
 
 def usage_of_json(body: bytes) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from inference_club.gateway.direct_body import direct_body
 from inference_club.gateway.disconnect import start_disconnect_watch
 from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest
+from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.forwarding import OutgoingRequest, Upstream
 from inference_club.gateway.relay import relay_buffered, relay_stream, usage_of_json
 from inference_club.gateway.routing import choose, split_model
@@ -41,8 +42,7 @@ async def completions(ctx: RequestContext) -> None:
 async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> None:
     body = await read_body(ctx.scope, ctx.receive, ctx.services.settings.max_request_bytes)
     start_disconnect_watch(ctx)
-    request = parse_text_request(body, required)
-    ctx.exchange.model = request.model
+    request = parse_text_request(body, required, ctx.exchange)
     candidates = choose(ctx, request.model, "llm")
     strip_usage = False
     if request.streaming:
@@ -86,10 +86,11 @@ class TextRequest:
     streaming: bool
 
 
-def parse_text_request(body: bytes, required: str) -> TextRequest:
-    """The request in ``body``, or a 400 that says what is wrong with it."""
+def parse_text_request(body: bytes, required: str, exchange: Exchange) -> TextRequest:
+    """The request in ``body``, or a 400 that says what is wrong with it; its model goes on
+    ``exchange`` once known, so a request refused after that is metered under it."""
     fields = parse_json_object(body)
-    model = _require_model(fields)
+    model = exchange.model = _require_model(fields)
     _validate(fields, required)
     return TextRequest(fields, model, fields.get("stream") is True)
 
