@@ -20,6 +20,7 @@ from inference_club.agent.images import MAX_IMAGE_REPLY, carries_image_urls, inl
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import BackendSettings
 from inference_club.protocol import (
+    BACKEND_TIMEOUT,
     Body,
     CloseCode,
     End,
@@ -200,7 +201,7 @@ class StreamRelay:
                 response = await self._open(backend)
         except TimeoutError:
             message = f"the model server did not answer within {self.request.timeout:g} s"
-            return await self._fail("backend_timeout", message)
+            return await self._fail(BACKEND_TIMEOUT, message)
         except (BackendError, OSError) as exc:
             message = f"cannot reach the model server ({_describe(exc)})"
             return await self._fail("backend_unreachable", message)

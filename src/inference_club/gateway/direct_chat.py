@@ -105,7 +105,6 @@ class DirectChat:
         "_services",
         "_start_task",
         "_stream",
-        "_timed_out",
         "_timer",
     )
 
@@ -125,7 +124,6 @@ class DirectChat:
         self._path, self._required = endpoint
         self._exchange = Exchange(endpoint=ROUTES[("POST", cycle.scope["path"])][1])
         self._timer: asyncio.TimerHandle | None = None
-        self._timed_out = False
         self._stream: TunnelStream | None = None
 
     def start(self) -> bool:
@@ -173,7 +171,7 @@ class DirectChat:
         self._outgoing = outgoing
         self._stream = stream
         self._deadline = deadline
-        self._timer = loop.call_at(self._deadline, self._time_out)
+        self._timer = loop.call_at(self._deadline, self._go_on_in_task)
         stream.listen(self._on_event)
         return True
 
@@ -275,12 +273,6 @@ class DirectChat:
         stream.close()
         meter(self._services, self._identity, exchange)
 
-    def _time_out(self) -> None:
-        """No head by the deadline: the task reports it, whatever arrives meanwhile."""
-        self._timer = None
-        self._timed_out = True
-        self._go_on_in_task()
-
     def _go_on_in_task(self) -> None:
         """Hand the request to a task that goes on from the attempt in flight."""
         if self._stream is None:
@@ -314,6 +306,6 @@ class DirectChat:
 
     async def _relay(self, ctx: RequestContext) -> None:
         start_disconnect_watch(ctx)
-        sent = SentAttempt(self._candidate, self._deadline, self._timed_out)
+        sent = SentAttempt(self._candidate, self._deadline)
         upstream = await forward(ctx, self._candidates, self._outgoing, sent)
         await relay_text(ctx, upstream, streaming=False)

@@ -15,7 +15,16 @@ from inference_club.gateway.errors import UpstreamError
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.registry import Caller, Candidate
 from inference_club.gateway.streams import StreamLost, TunnelStream
-from inference_club.protocol import Body, End, Error, Frame, Request, Response, WindowClosed
+from inference_club.protocol import (
+    BACKEND_TIMEOUT,
+    Body,
+    End,
+    Error,
+    Frame,
+    Request,
+    Response,
+    WindowClosed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +58,10 @@ class OutgoingRequest:
 @dataclass(frozen=True, slots=True)
 class SentAttempt:
     """A first attempt whose request already went out: on ``exchange.stream``, holding
-    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time), or it
-    ``timed_out`` already (whatever arrived since came too late)."""
+    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time)."""
 
     candidate: Candidate
     deadline: float
-    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +71,6 @@ class _Attempt:
     deadline: float
     # Whether the request still has to be sent (not for a sent attempt).
     send: bool
-    timed_out: bool = False
 
 
 async def open_upstream(
@@ -107,8 +113,6 @@ async def open_upstream(
         try:
             # A timeout scope rather than wait_for: no extra task per request.
             async with asyncio.timeout_at(attempt.deadline):
-                if attempt.timed_out:
-                    raise TimeoutError
                 if attempt.send:
                     await send_request(connection, stream, request, timeout)
                 head = await _await_head(stream)
@@ -143,14 +147,14 @@ def _sent_attempt(sent: SentAttempt, remaining: list[Candidate], exchange: Excha
     """The attempt already sent, on its stream; it needs no sending."""
     remaining.remove(sent.candidate)
     assert exchange.stream is not None, "a sent attempt has its stream"
-    return _Attempt(sent.candidate, exchange.stream, sent.deadline, False, sent.timed_out)
+    return _Attempt(sent.candidate, exchange.stream, sent.deadline, send=False)
 
 
 def _new_attempt(candidate: Candidate, exchange: Exchange, timeout: float) -> _Attempt:
     """A stream opened on ``candidate``, with its deadline; its request is to be sent."""
     stream = candidate.connection.open_stream()
     exchange.stream = stream
-    return _Attempt(candidate, stream, asyncio.get_running_loop().time() + timeout, True)
+    return _Attempt(candidate, stream, asyncio.get_running_loop().time() + timeout, send=True)
 
 
 async def _next_candidate(
@@ -245,6 +249,10 @@ async def _await_head(stream: TunnelStream) -> Response:
     match event:
         case Response():
             return event
+        case Error() if event.type == BACKEND_TIMEOUT:
+            # The agent's wait and this one end together; whichever is heard first, the
+            # client hears the same: the provider did not answer in time.
+            raise TimeoutError
         case Error():
             raise _AttemptFailed(f"{event.type}: {event.message}")
         case StreamLost():

@@ -6,6 +6,7 @@ This package imports nothing else of inference-club, so both sides can depend on
 from inference_club.protocol.errors import CloseCode, ProtocolError
 from inference_club.protocol.flow import ReceiveWindow, SendWindow, WindowClosed
 from inference_club.protocol.frames import (
+    BACKEND_TIMEOUT,
     CONTROL_STREAM,
     DEFAULT_INITIAL_WINDOW,
     MAX_BODY_CHUNK,
@@ -36,6 +37,7 @@ from inference_club.protocol.models import SERVICE_TYPES, ModelCard
 from inference_club.protocol.outbox import DirectWriter, Outbox
 
 __all__ = [
+    "BACKEND_TIMEOUT",
     "CONTROL_STREAM",
     "DEFAULT_INITIAL_WINDOW",
     "MAX_BODY_CHUNK",

@@ -145,6 +145,11 @@ class Error:
     message: str
 
 
+# The error type of a stream whose model server sent no head within the request's timeout:
+# the gateway's own wait for that head ends at the same moment.
+BACKEND_TIMEOUT = "backend_timeout"
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """Either way: the receiver consumed ``increment`` more bytes of this stream's body."""
