@@ -30,6 +30,7 @@ from inference_club.protocol import (
     decode_message,
     encode,
     encode_batch,
+    read_message,
 )
 
 CARD = ModelCard(
@@ -252,3 +253,58 @@ def test_malformed_bodies_in_a_batch_are_refused(
     assert reason in raised.value.reason
     if code is not None:
         assert raised.value.code == code
+
+
+def _read(data: bytes) -> list[object]:
+    """What ``read_message`` hands on, in order: ("body", stream id, bytes) or a frame."""
+    seen: list[object] = []
+
+    def on_body(stream_id: int, chunk: bytes) -> None:
+        seen.append(("body", stream_id, chunk))
+
+    read_message(data, on_body, seen.append)
+    return seen
+
+
+def test_read_message_hands_bodies_apart_and_keeps_order() -> None:
+    """Body chunks go to their own handler as plain bytes, between the other frames, in order."""
+    frames: list[Frame] = [Response(1, 200), Body(1, b"a"), Window(2, 10), Body(2, b""), End(1)]
+
+    assert _read(encode_batch(frames)) == [
+        Response(1, 200),
+        ("body", 1, b"a"),
+        Window(2, 10),
+        ("body", 2, b""),
+        End(1),
+    ]
+    assert _read(encode(Body(9, b"alone"))) == [("body", 9, b"alone")]
+    assert _read(encode(End(9))) == [End(9)]
+
+
+def test_read_message_stops_at_the_first_malformed_frame() -> None:
+    """Frames before a malformed one are handed on; the bad one raises; nothing after it."""
+    bad_body = bytes([FrameType.BODY]) + struct.pack(">I", 0) + b"data"
+    seen: list[object] = []
+    with pytest.raises(ProtocolError) as raised:
+        read_message(
+            _batch(encode(Body(1, b"x")), bad_body, encode(End(1))),
+            lambda stream_id, chunk: seen.append((stream_id, chunk)),
+            seen.append,
+        )
+
+    assert "stream id" in raised.value.reason
+    assert seen == [(1, b"x")]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (bytes([FrameType.BODY]) + struct.pack(">I", 0) + b"data", "stream id"),
+        (bytes([FrameType.BODY]) + struct.pack(">I", 4) + b"x" * (MAX_BODY_CHUNK + 1), "exceeds"),
+    ],
+)
+def test_read_message_refuses_a_malformed_lone_body(data: bytes, reason: str) -> None:
+    """A body sent as its own message is checked as one in a batch is."""
+    with pytest.raises(ProtocolError) as raised:
+        _read(data)
+    assert reason in raised.value.reason

@@ -9,7 +9,6 @@ from inference_club.protocol import (
     DEFAULT_INITIAL_WINDOW,
     MAX_BODY_CHUNK,
     MAX_STREAM_ID,
-    Body,
     CloseCode,
     DirectWriter,
     End,
@@ -23,7 +22,7 @@ from inference_club.protocol import (
     ProtocolError,
     Response,
     Window,
-    decode_message,
+    read_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -140,12 +139,18 @@ class ProviderConnection:
         """Dispatch one message from the agent without waiting; protocol violations raise
         ProtocolError."""
         self.last_received = time.monotonic()
-        for frame in decode_message(data):
-            self._dispatch(frame)
+        read_message(data, self._on_body, self._dispatch)
+
+    def _on_body(self, stream_id: int, data: bytes) -> None:
+        stream = self._streams.get(stream_id)
+        # Frames for a stream we already closed (cancel raced the reply) are dropped.
+        if stream is not None and not stream.deliver_body(data):
+            msg = f"stream {stream_id} overran its flow-control window"
+            raise ProtocolError(msg)
 
     def _dispatch(self, frame: Frame) -> None:
         match frame:
-            case Response() | Body() | End() | Error():
+            case Response() | End() | Error():
                 stream = self._streams.get(frame.stream_id)
                 # Frames for a stream we already closed (cancel raced the reply) are dropped.
                 if stream is not None and not stream.deliver(frame):

@@ -83,21 +83,27 @@ class TunnelStream:
         self.closed = False
 
     def deliver(self, event: StreamEvent) -> bool:
-        """Queue an event from the tunnel; False if the peer overran this stream's window.
-
-        A body chunk goes to the body sink instead when one is set, the reader waits for its
-        next event (so it holds no chunk of its own, and none is queued) and the sink takes it;
-        its credit is then granted back at once.
-        """
+        """Queue an event from the tunnel; False if the peer overran this stream's window."""
         if isinstance(event, Body):
-            sink = self._body_sink
-            if sink is not None and self._waiter is not None and sink(event.data):
-                self._granted(len(event.data))
-                return True
-            self._buffered += len(event.data)
-            if self._buffered > self._initial_window + self.max_chunk:
-                return False
+            return self.deliver_body(event.data)
         self._push(event)
+        return True
+
+    def deliver_body(self, data: bytes) -> bool:
+        """Take a body chunk from the tunnel; False if the peer overran this stream's window.
+
+        The chunk goes to the body sink instead of the queue when one is set, the reader waits
+        for its next event (so it holds no chunk of its own, and none is queued) and the sink
+        takes it; its credit is then granted back at once.
+        """
+        sink = self._body_sink
+        if sink is not None and self._waiter is not None and sink(data):
+            self._granted(len(data))
+            return True
+        self._buffered += len(data)
+        if self._buffered > self._initial_window + self.max_chunk:
+            return False
+        self._push(Body(self.stream_id, data))
         return True
 
     def _push(self, event: StreamEvent) -> None:

@@ -32,6 +32,7 @@ from inference_club.protocol.frames import (
     encode,
     encode_batch,
     pack_messages,
+    read_message,
 )
 from inference_club.protocol.models import SERVICE_TYPES, ModelCard
 from inference_club.protocol.outbox import DirectWriter, Outbox
@@ -72,4 +73,5 @@ __all__ = [
     "encode",
     "encode_batch",
     "pack_messages",
+    "read_message",
 ]

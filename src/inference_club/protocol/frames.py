@@ -8,7 +8,7 @@ Stream 0 is the connection itself (hello, welcome, models, ping, pong).
 """
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -188,6 +188,9 @@ Frame = (
     | Ping
     | Pong
 )
+# Where ``read_message`` hands a body chunk (stream id, bytes) and every other frame.
+BodyHandler = Callable[[int, bytes], None]
+FrameHandler = Callable[[Frame], None]
 
 
 def encode(frame: Frame) -> bytes:
@@ -245,39 +248,57 @@ def _batch_of(encoded: list[bytes]) -> bytes:
 
 def decode_message(data: bytes) -> list[Frame]:
     """Every frame of one WebSocket message, in order; malformed input raises ProtocolError."""
-    if len(data) < _HEADER.size or data[0] != FrameType.BATCH:
-        return [decode(data)]
-    if len(data) > MAX_FRAME_SIZE:
-        msg = f"batch of {len(data)} bytes exceeds {MAX_FRAME_SIZE}"
-        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
     frames: list[Frame] = []
-    view = memoryview(data)
+    append = frames.append
+    read_message(data, lambda stream_id, chunk: append(Body(stream_id, chunk)), append)
+    return frames
+
+
+def read_message(data: bytes, on_body: BodyHandler, on_frame: FrameHandler) -> None:
+    """Hand every frame of one WebSocket message on, in order, as it is read.
+
+    A body chunk goes to ``on_body(stream_id, data)`` with no frame object made (every relayed
+    chunk takes this path); any other frame is decoded and goes to ``on_frame``. Malformed
+    input raises ProtocolError, after the frames before it were handed on.
+    """
+    size = len(data)
+    if size < _HEADER.size or data[0] != FrameType.BATCH:
+        if size > _HEADER.size and data[0] == FrameType.BODY:
+            (stream_id,) = _STREAM_ID.unpack_from(data, 1)
+            payload = data[_HEADER.size :]
+            _check_body(stream_id, payload)
+            on_body(stream_id, payload)
+        else:
+            on_frame(decode(data))
+        return
+    if size > MAX_FRAME_SIZE:
+        msg = f"batch of {size} bytes exceeds {MAX_FRAME_SIZE}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    if size == _HEADER.size:
+        msg = "empty batch"
+        raise ProtocolError(msg)
     offset = _HEADER.size
-    while offset < len(data):
-        if offset + _LENGTH.size > len(data):
+    while offset < size:
+        if offset + _LENGTH.size > size:
             msg = "batch ends inside a frame length"
             raise ProtocolError(msg)
         (length,) = _LENGTH.unpack_from(data, offset)
         offset += _LENGTH.size
-        if offset + length > len(data):
+        end = offset + length
+        if end > size:
             msg = "batch frame runs past the end of the message"
             raise ProtocolError(msg)
-        end = offset + length
         if length >= _HEADER.size and data[offset] == FrameType.BODY:
-            # Every relayed chunk takes this path: one copy, no enum lookup.
             (stream_id,) = _STREAM_ID.unpack_from(data, offset + 1)
-            frames.append(_body(stream_id, data[offset + _HEADER.size : end]))
+            payload = data[offset + _HEADER.size : end]
+            _check_body(stream_id, payload)
+            on_body(stream_id, payload)
+        elif length and data[offset] == FrameType.BATCH:
+            msg = "batches may not nest"
+            raise ProtocolError(msg)
         else:
-            part = bytes(view[offset:end])
-            if part[:1] == bytes([FrameType.BATCH]):
-                msg = "batches may not nest"
-                raise ProtocolError(msg)
-            frames.append(decode(part))
+            on_frame(decode(data[offset:end]))
         offset = end
-    if not frames:
-        msg = "empty batch"
-        raise ProtocolError(msg)
-    return frames
 
 
 def _payload(frame: Frame) -> tuple[FrameType, bytes]:  # noqa: PLR0911 - one branch per type
@@ -363,11 +384,17 @@ def decode(data: bytes) -> Frame:
 
 
 def _body(stream_id: int, payload: bytes) -> Body:
+    _check_body(stream_id, payload)
+    return Body(stream_id, payload)
+
+
+def _check_body(stream_id: int, payload: bytes) -> None:
     if len(payload) > MAX_BODY_CHUNK:
         msg = f"body chunk of {len(payload)} bytes exceeds {MAX_BODY_CHUNK}"
         raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
-    _require_stream(FrameType.BODY, stream_id)
-    return Body(stream_id, payload)
+    if stream_id == CONTROL_STREAM:
+        msg = "body frame needs a stream id other than 0"
+        raise ProtocolError(msg)
 
 
 def _decode_control(frame_type: FrameType, stream_id: int, payload: bytes) -> Frame:
