@@ -1,5 +1,6 @@
 """Chat and completions through gateway, tunnel and agent against a fake backend."""
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 
 from tests.support.fake_backend import FakeBackend
 from tests.support.processes import Gateway, Process, wait_for_models
+from tests.support.usage import chat_records
 
 
 @pytest.fixture
@@ -277,3 +279,23 @@ def _dechunk(data: bytes) -> bytes:
         start = line_end + 2
         out += data[start : start + size]
         position = start + size + 2
+
+
+def test_pinned_stream_still_asks_for_usage_and_is_metered(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
+    """A stream pinned to a provider (its body encoded again with the plain model id) asks the
+    backend for usage all the same, keeps it from the client, and is metered with it."""
+    key, backend, _agent = member
+    chunks = list(
+        client(gateway, key).chat.completions.create(
+            model="fake-llm@alice-home", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+
+    assert all(c.usage is None for c in chunks)
+    seen = backend.requests[-1]
+    assert seen["model"] == "fake-llm"
+    assert seen["stream_options"] == {"include_usage": True}
+    [record] = asyncio.run(chat_records(gateway.data, 1))
+    assert record.completion_tokens == 5

@@ -80,7 +80,7 @@ class GatewayApp:
         on_done: Callable[[], None],
     ) -> DirectChat | None:
         """The HTTP protocol's offer of a request before its task starts (``DirectRequests``):
-        taken when it is a non-streamed text completion that may be answered directly."""
+        taken when it is a text completion that may be sent directly (``direct_chat``)."""
         if self._services is None:
             return None
         return direct_chat(self._services, cycle, start_task, on_done)

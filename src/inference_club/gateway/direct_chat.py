@@ -1,22 +1,24 @@
-"""Non-streamed text completions answered from the protocol's callbacks, without a task.
+"""Text completions sent from the protocol's callbacks; whole replies answered there too.
 
 Through ASGI, every request costs a task and its steps, the ASGI messages and the request's
-way through the app's layers, whatever the request does. For the commonest request, a
-non-streamed chat or text completion with a small body, the HTTP protocol hands the request
-here the moment its body is in (``GatewayApp.direct_request``). When all it needs can be
-known at once (a kept API key, current sharing, the in-memory rate counter, today's quota
-totals already loaded, a provider with a free slot whose tunnel takes the frames), ``start``
-sends it and returns; the tunnel's callback that brings the reply's last frame writes the
-response and leaves the usage record.
+way through the app's layers, whatever the request does. For the commonest requests, a chat
+or text completion with a small body, the HTTP protocol hands the request here the moment
+its body is in (``GatewayApp.direct_request``). When all it needs can be known at once (a
+kept API key, current sharing, the in-memory rate counter, today's quota totals already
+loaded, a provider with a free slot whose tunnel takes the frames), ``start`` sends it and
+returns. For a non-streamed request, the tunnel's callback that brings the reply's last frame
+writes the response and leaves the usage record. A streamed one is relayed by a task from
+its first event on (its chunks then go from the tunnel's callbacks to the client's socket,
+``relay_stream``); it has skipped the task's way to the send.
 
 Anything else takes the ASGI path, so every answer is the one that path gives:
 
-- Before anything was counted or sent (an error to report, a stream, a queue to wait in, a
-  database to ask), ``start`` declines and the protocol starts the request's task as usual.
-- After the request went out (a body past half the stream's window, a status of 500 or
-  more, a failure, no head by the deadline, the client leaving), the request goes on in a
-  task from the attempt in flight, through the same code the ASGI path runs (``forward``
-  with the attempt already sent, then ``relay_text``).
+- Before anything was counted or sent (an error to report, a queue to wait in, a database
+  to ask), ``start`` declines and the protocol starts the request's task as usual.
+- After the request went out (a stream's first event, a body past half the stream's window,
+  a status of 500 or more, a failure, no head by the deadline, the client leaving), the
+  request goes on in a task from the attempt in flight, through the same code the ASGI path
+  runs (``forward`` with the attempt already sent, then ``relay_text``).
 """
 
 import asyncio
@@ -87,7 +89,7 @@ def direct_chat(
 
 
 class DirectChat:
-    """One request answered from callbacks while all goes as expected."""
+    """One request sent, and a whole reply answered, from callbacks while all goes as expected."""
 
     __slots__ = (
         "_caller",
@@ -105,6 +107,8 @@ class DirectChat:
         "_services",
         "_start_task",
         "_stream",
+        "_streaming",
+        "_strip_usage",
         "_timer",
     )
 
@@ -125,6 +129,8 @@ class DirectChat:
         self._exchange = Exchange(endpoint=ROUTES[("POST", cycle.scope["path"])][1])
         self._timer: asyncio.TimerHandle | None = None
         self._stream: TunnelStream | None = None
+        self._streaming = False
+        self._strip_usage = False
 
     def start(self) -> bool:
         """Send the request if nothing must be waited for; False, with nothing counted or
@@ -182,16 +188,16 @@ class DirectChat:
             self._go_on_in_task()
 
     def _plan(self, caller: Caller) -> tuple[list[Candidate], OutgoingRequest] | None:
-        """The request's candidates and what to send them; None for a stream or an error."""
+        """The request's candidates and what to send them; None for an error to report."""
         body = bytes(self._cycle.body)
         try:
             request = parse_text_request(body, self._required, self._exchange)
-            if request.streaming:
-                return None
             candidates = choose_in(self._services.registry, caller, request.model, "llm")
+            outgoing, self._strip_usage = text_outgoing(request, self._path, body)
         except ApiError:
             return None
-        return candidates, text_outgoing(request, self._path, body)
+        self._streaming = request.streaming
+        return candidates, outgoing
 
     def _identity_now(self) -> KeyIdentity | None:
         token = bearer_token(header(cast(Scope, self._cycle.scope), b"authorization"))
@@ -232,6 +238,10 @@ class DirectChat:
     def _on_reply_event(self) -> None:
         stream = self._stream
         assert stream is not None
+        if self._streaming:
+            # Its task relays it from here; the deadline then is the task's.
+            self._go_on_in_task()
+            return
         if stream.is_finished():
             self._answer(stream)
             return
@@ -308,4 +318,4 @@ class DirectChat:
         start_disconnect_watch(ctx)
         sent = SentAttempt(self._candidate, self._deadline)
         upstream = await forward(ctx, self._candidates, self._outgoing, sent)
-        await relay_text(ctx, upstream, streaming=False)
+        await relay_text(ctx, upstream, streaming=self._streaming, strip_usage=self._strip_usage)

@@ -44,10 +44,7 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
     start_disconnect_watch(ctx)
     request = parse_text_request(body, required, ctx.exchange)
     candidates = choose(ctx, request.model, "llm")
-    strip_usage = False
-    if request.streaming:
-        body, strip_usage = _with_usage_requested(body, request.fields)
-    outgoing = text_outgoing(request, path, body)
+    outgoing, strip_usage = text_outgoing(request, path, body)
     upstream = await forward(ctx, candidates, outgoing)
     await relay_text(ctx, upstream, streaming=request.streaming, strip_usage=strip_usage)
 
@@ -95,20 +92,28 @@ def parse_text_request(body: bytes, required: str, exchange: Exchange) -> TextRe
     return TextRequest(fields, model, fields.get("stream") is True)
 
 
-def text_outgoing(request: TextRequest, path: str, body: bytes) -> OutgoingRequest:
-    """What to send the backend: ``body`` as it is, unless a pinned model must be renamed."""
+def text_outgoing(request: TextRequest, path: str, body: bytes) -> tuple[OutgoingRequest, bool]:
+    """What to send the backend, and whether the usage chunk must be kept from the client.
+
+    ``body`` goes as it is, unless a pinned model must be renamed; a stream always asks the
+    backend for its usage chunk (for metering), which is stripped when the client did not ask.
+    """
+    strip_usage = False
+    if request.streaming:
+        body, strip_usage = _with_usage_requested(body, request.fields)
     model_id, _pinned = split_model(request.model)
     if model_id != request.model:
         # The backend knows the model by its own id, not by the pinned form.
         request.fields["model"] = model_id
         body = orjson.dumps(request.fields)
-    return OutgoingRequest(
+    outgoing = OutgoingRequest(
         method="POST",
         path=path,
         model=model_id,
         body=body,
         headers=_SSE_HEADERS if request.streaming else _JSON_HEADERS,
     )
+    return outgoing, strip_usage
 
 
 def _require_model(request: dict[str, Any]) -> str:
@@ -137,6 +142,8 @@ def _with_usage_requested(body: bytes, request: dict[str, Any]) -> tuple[bytes, 
     """Ask the backend for the usage chunk; say whether the client did not ask for it."""
     options = request.get("stream_options")
     if options is None:
+        # Kept in the fields too, for a body that is encoded again (a pinned model renamed).
+        request["stream_options"] = {"include_usage": True}
         # Splice after the opening brace: no re-encoding of the client's body.
         start = body.index(b"{") + 1
         spliced = body[:start] + b'"stream_options":{"include_usage":true},' + body[start:]
