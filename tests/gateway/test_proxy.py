@@ -299,3 +299,31 @@ def test_pinned_stream_still_asks_for_usage_and_is_metered(
     assert seen["stream_options"] == {"include_usage": True}
     [record] = asyncio.run(chat_records(gateway.data, 1))
     assert record.completion_tokens == 5
+
+
+def test_stream_with_null_stream_options_is_metered(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
+    """``"stream_options": null`` is the same as none: the backend is asked for usage (the
+    client's null does not win over it), the client does not see it, and the record has it."""
+    key, backend, _agent = member
+    with httpx.stream(
+        "POST",
+        f"{gateway.v1}/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "fake-llm",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": None,
+        },
+        timeout=10,
+    ) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: {")]
+
+    assert response.status_code == 200
+    assert events
+    assert all("usage" not in orjson.loads(line.removeprefix("data: ")) for line in events)
+    assert backend.requests[-1]["stream_options"] == {"include_usage": True}
+    [record] = asyncio.run(chat_records(gateway.data, 1))
+    assert record.completion_tokens == 5

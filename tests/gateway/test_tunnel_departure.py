@@ -7,7 +7,6 @@ soon as its task ends, with the cycle collector switched off.
 """
 
 import asyncio
-import socket
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,47 +15,26 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from inference_club.gateway import GatewaySettings
-from inference_club.gateway.app import GatewayApp, create_app
+from inference_club.gateway.app import GatewayApp
 from inference_club.protocol import (
-    PROTOCOL_VERSION,
     Body,
     End,
-    Hello,
-    ModelCard,
     Request,
     Response,
-    Welcome,
-    decode,
     decode_message,
     encode,
 )
-from tests.support.in_process import serve_in_process
+from tests.support.in_process import connect_agent, gateway_in_process
 
 MODEL = "departure-model"
 
 
-class Gateway:
-    """The real gateway app served by uvicorn in this test's event loop."""
-
-    def __init__(self, app: GatewayApp, server: uvicorn.Server, sock: socket.socket) -> None:
-        self.app = app
-        self.server = server
-        self.sock = sock
-        self.port: int = sock.getsockname()[1]
-
-
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    app = create_app(GatewaySettings(data_dir=tmp_path, port=0))
-    server, sock = await serve_in_process(app, lifespan="on")
-    try:
-        yield Gateway(app, server, sock)
-    finally:
-        await server.shutdown(sockets=[sock])
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[GatewayApp, int]]:
+    async with gateway_in_process(tmp_path) as served:
+        yield served
 
 
 async def _answer_one_request(ws: ClientConnection) -> None:
@@ -83,11 +61,14 @@ async def _answer_one_request(ws: ClientConnection) -> None:
 
 
 @pytest.mark.usefixtures("without_the_cycle_collector")
-async def test_a_departed_tunnel_is_freed_as_soon_as_it_closes(gateway: Gateway) -> None:
+async def test_a_departed_tunnel_is_freed_as_soon_as_it_closes(
+    gateway: tuple[GatewayApp, int],
+) -> None:
     """An agent connects, serves a request, and its network drops: the objects its tunnel
     names on leaving (task, connection, direct hand-over) are gone once the tunnel's task
     ends, so no full collection is needed to reclaim them."""
-    services = gateway.app.services()
+    app, port = gateway
+    services = app.services()
     await services.store.add_user("alice")
     _, api_key = await services.store.create_api_key("alice")
     _, token = await services.store.add_provider("alice", "home")
@@ -101,13 +82,8 @@ async def test_a_departed_tunnel_is_freed_as_soon_as_it_closes(gateway: Gateway)
 
     heap.left = left  # type: ignore[method-assign]
 
-    url = f"ws://127.0.0.1:{gateway.port}/api/tunnel"
-    ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"})
-    await ws.send(encode(Hello(PROTOCOL_VERSION, "test", (ModelCard(MODEL),))))
-    welcome = await asyncio.wait_for(ws.recv(), 5)
-    assert isinstance(welcome, bytes)
-    assert isinstance(decode(welcome), Welcome)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.port}/v1") as client:
+    ws = await connect_agent(port, token, MODEL)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
         asking = asyncio.create_task(
             client.post(
                 "/chat/completions",

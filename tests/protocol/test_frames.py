@@ -278,6 +278,7 @@ def test_read_message_hands_bodies_apart_and_keeps_order() -> None:
         End(1),
     ]
     assert _read(encode(Body(9, b"alone"))) == [("body", 9, b"alone")]
+    assert _read(encode(Body(9, b""))) == [("body", 9, b"")]
     assert _read(encode(End(9))) == [End(9)]
 
 

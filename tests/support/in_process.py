@@ -1,14 +1,20 @@
 """An ASGI app served by uvicorn in the test's own event loop, with the gateway's protocols."""
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
 
+from inference_club.gateway import GatewaySettings
+from inference_club.gateway.app import GatewayApp, create_app
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.direct_messages import DirectMessagesProtocol
+from inference_club.protocol import PROTOCOL_VERSION, Hello, ModelCard, Welcome, decode, encode
 
 
 async def serve_in_process(
@@ -39,6 +45,29 @@ async def serve_in_process(
     server.lifespan = config.lifespan_class(config)
     await server.startup(sockets=[sock])
     return server, sock
+
+
+@contextlib.asynccontextmanager
+async def gateway_in_process(data_dir: Path) -> AsyncIterator[tuple[GatewayApp, int]]:
+    """The real gateway app, started, served in this event loop; yields it and its port."""
+    app = create_app(GatewaySettings(data_dir=data_dir, port=0))
+    server, sock = await serve_in_process(app, lifespan="on")
+    try:
+        yield app, sock.getsockname()[1]
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+async def connect_agent(port: int, token: str, model: str) -> ClientConnection:
+    """A tunnel to the gateway on ``port`` offering ``model``, welcomed (the test plays the
+    agent)."""
+    url = f"ws://127.0.0.1:{port}/api/tunnel"
+    ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"})
+    await ws.send(encode(Hello(PROTOCOL_VERSION, "test", (ModelCard(model),))))
+    welcome = await asyncio.wait_for(ws.recv(), 5)
+    assert isinstance(welcome, bytes)
+    assert isinstance(decode(welcome), Welcome)
+    return ws
 
 
 # The date uvicorn's main loop would put in every reply (a server started here does not run it).

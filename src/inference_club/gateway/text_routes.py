@@ -140,8 +140,7 @@ def _validate(request: dict[str, Any], required: str) -> None:
 
 def _with_usage_requested(body: bytes, request: dict[str, Any]) -> tuple[bytes, bool]:
     """Ask the backend for the usage chunk; say whether the client did not ask for it."""
-    options = request.get("stream_options")
-    if options is None:
+    if "stream_options" not in request:
         # Kept in the fields too, for a body that is encoded again (a pinned model renamed).
         request["stream_options"] = {"include_usage": True}
         # Splice after the opening brace: no re-encoding of the client's body.
@@ -150,6 +149,11 @@ def _with_usage_requested(body: bytes, request: dict[str, Any]) -> tuple[bytes, 
         if body[start:].lstrip().startswith(b"}"):
             spliced = body[:start] + b'"stream_options":{"include_usage":true}' + body[start:]
         return spliced, True
+    options = request["stream_options"]
+    if options is None:
+        # Present as null: a splice would leave it later in the body, where it wins.
+        request["stream_options"] = {"include_usage": True}
+        return orjson.dumps(request), True
     if not isinstance(options, dict):
         raise BadRequest("'stream_options' must be an object.", param="stream_options")
     if options.get("include_usage") is True:

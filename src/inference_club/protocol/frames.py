@@ -263,7 +263,7 @@ def read_message(data: bytes, on_body: BodyHandler, on_frame: FrameHandler) -> N
     """
     size = len(data)
     if size < _HEADER.size or data[0] != FrameType.BATCH:
-        if size > _HEADER.size and data[0] == FrameType.BODY:
+        if size >= _HEADER.size and data[0] == FrameType.BODY:
             (stream_id,) = _STREAM_ID.unpack_from(data, 1)
             payload = data[_HEADER.size :]
             _check_body(stream_id, payload)

@@ -1,0 +1,104 @@
+"""A streamed chat leaves for the agent from the HTTP protocol's callback, before any task runs
+for it; a task relays it from the reply's first event on.
+
+The real gateway runs in this event loop and the test plays the agent, so it can see which
+request tasks exist at each step.
+"""
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection
+
+from inference_club.protocol import (
+    Body,
+    End,
+    Frame,
+    Request,
+    Response,
+    decode_message,
+    encode_batch,
+)
+from tests.support.in_process import connect_agent, gateway_in_process
+
+MODEL = "stream-model"
+CONTENT_CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"hello"}}]}\n\n'
+USAGE_CHUNK = (
+    b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3}}\n\n'
+)
+
+
+def request_tasks() -> list[asyncio.Task[object]]:
+    """The tasks running an HTTP request through the app (uvicorn's ``run_asgi``)."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
+    ]
+
+
+async def frames_until_end(ws: ClientConnection) -> list[Frame]:
+    frames: list[Frame] = []
+    while not any(isinstance(frame, End) for frame in frames):
+        data = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(data, bytes)
+        frames.extend(decode_message(data))
+    return frames
+
+
+def stream_request(api_key: str) -> bytes:
+    body = orjson.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    )
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Path) -> None:
+    """When the agent receives the request no request task exists; once the head is relayed
+    one does, and the client gets every event but the usage chunk it did not ask for."""
+    async with gateway_in_process(tmp_path) as (app, port):
+        services = app.services()
+        await services.store.add_user("alice")
+        _, api_key = await services.store.create_api_key("alice")
+        _, token = await services.store.add_provider("alice", "home")
+        ws = await connect_agent(port, token, MODEL)
+        # The member's first request waits for the gateway to learn the new sharing (in its
+        # task); after it, nothing needs waiting for.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            listed = await client.get("/models", headers={"Authorization": f"Bearer {api_key}"})
+        assert [model["id"] for model in listed.json()["data"]] == [MODEL]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(stream_request(api_key))
+            frames = await frames_until_end(ws)
+
+            assert request_tasks() == []
+            [request] = [frame for frame in frames if isinstance(frame, Request)]
+            sent = b"".join(frame.data for frame in frames if isinstance(frame, Body))
+            assert orjson.loads(sent)["stream_options"] == {"include_usage": True}
+
+            stream_id = request.stream_id
+            head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
+            await ws.send(encode_batch([head, Body(stream_id, CONTENT_CHUNK)]))
+            reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert reply_head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"transfer-encoding: chunked" in reply_head
+            assert len(request_tasks()) == 1
+
+            rest = [Body(stream_id, USAGE_CHUNK), Body(stream_id, b"data: [DONE]\n\n")]
+            await ws.send(encode_batch([*rest, End(stream_id)]))
+            reply_body = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+        finally:
+            writer.close()
+            await ws.close()
+
+    assert CONTENT_CHUNK in reply_body
+    assert b"data: [DONE]" in reply_body
+    assert b"usage" not in reply_body
