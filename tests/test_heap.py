@@ -1,4 +1,5 @@
-"""Startup objects kept out of full collections, and the gateway's hook that does it."""
+"""Startup objects kept out of full collections, full collections spaced out, and the
+gateway's hook that does it."""
 
 import gc
 from pathlib import Path
@@ -7,7 +8,11 @@ from starlette.testclient import TestClient
 
 from inference_club.gateway import GatewaySettings
 from inference_club.gateway.app import GatewayApp, create_app
-from inference_club.heap import freeze_startup_objects
+from inference_club.heap import (
+    FULL_COLLECTION_EVERY,
+    freeze_startup_objects,
+    space_out_full_collections,
+)
 
 
 def test_freezing_moves_live_objects_out_of_collections_and_drops_garbage() -> None:
@@ -31,6 +36,16 @@ def test_freezing_moves_live_objects_out_of_collections_and_drops_garbage() -> N
         assert all(kept is not obj for generation in range(3) for obj in gc.get_objects(generation))
     finally:
         gc.unfreeze()
+
+
+def test_full_collections_are_spaced_out_and_young_ones_left_as_they_are() -> None:
+    """Only the old generation's threshold changes."""
+    before = gc.get_threshold()
+    try:
+        space_out_full_collections()
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_gateway_runs_its_after_startup_hook_once_services_are_up(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
 from inference_club.agent.tunnel import TunnelSession
-from inference_club.heap import freeze_startup_objects
+from inference_club.heap import settle_long_running_heap
 from inference_club.protocol import MAX_FRAME_SIZE, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -218,8 +218,9 @@ class Agent:
 async def run_agent(settings: AgentSettings) -> None:
     """Run an agent until cancelled (Ctrl-C, SIGTERM, or the caller's task being cancelled)."""
     async with Agent(settings) as agent:
-        # The process lives long: what startup made is kept out of full collections.
-        freeze_startup_objects()
+        # The process lives long: what startup made is kept out of full collections, which
+        # come rarely.
+        settle_long_running_heap()
         await agent.wait()
 
 

@@ -13,7 +13,7 @@ from inference_club.gateway.app import create_app
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
 from inference_club.gateway.direct_messages import DirectMessagesProtocol
 from inference_club.gateway.settings import GatewaySettings
-from inference_club.heap import freeze_startup_objects
+from inference_club.heap import settle_long_running_heap
 from inference_club.protocol import MAX_FRAME_SIZE
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ async def serve(settings: GatewaySettings) -> None:
         # The asset URLs need the real port when none was given.
         settings = replace(settings, port=port)
     config = uvicorn.Config(
-        # The process lives long: what startup made is kept out of full collections.
+        # The process lives long: what startup made is kept out of full collections, which
+        # come rarely.
         create_app(
             settings,
-            after_startup=freeze_startup_objects,
+            after_startup=settle_long_running_heap,
             # uvicorn's own default; the app applies it where the client's address is read.
             forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         ),
