@@ -4,6 +4,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -174,22 +175,30 @@ def test_backend_dropping_mid_stream_ends_with_an_error_event(
     assert "mid-stream" in str(raised.value)
 
 
-def test_client_disconnect_reaches_the_backend(
-    gateway: Gateway, member: tuple[str, FakeBackend, Process]
-) -> None:
-    """Closing the client mid-stream makes the backend see its connection close."""
-    key, backend, _agent = member
-    with httpx.stream(
+def stream_chat(
+    gateway: Gateway, key: str, content: str, **fields: object
+) -> AbstractContextManager[httpx.Response]:
+    """A streamed chat through httpx, to read the raw events (a context manager)."""
+    return httpx.stream(
         "POST",
         f"{gateway.v1}/chat/completions",
         headers={"Authorization": f"Bearer {key}"},
         json={
             "model": "fake-llm",
-            "messages": [{"role": "user", "content": "slow"}],
+            "messages": [{"role": "user", "content": content}],
             "stream": True,
+            **fields,
         },
         timeout=10,
-    ) as response:
+    )
+
+
+def test_client_disconnect_reaches_the_backend(
+    gateway: Gateway, member: tuple[str, FakeBackend, Process]
+) -> None:
+    """Closing the client mid-stream makes the backend see its connection close."""
+    key, backend, _agent = member
+    with stream_chat(gateway, key, "slow") as response:
         for _line in response.iter_lines():
             break
     deadline = time.monotonic() + 5
@@ -307,18 +316,7 @@ def test_stream_with_null_stream_options_is_metered(
     """``"stream_options": null`` is the same as none: the backend is asked for usage (the
     client's null does not win over it), the client does not see it, and the record has it."""
     key, backend, _agent = member
-    with httpx.stream(
-        "POST",
-        f"{gateway.v1}/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
-            "model": "fake-llm",
-            "messages": [{"role": "user", "content": "hi"}],
-            "stream": True,
-            "stream_options": None,
-        },
-        timeout=10,
-    ) as response:
+    with stream_chat(gateway, key, "hi", stream_options=None) as response:
         events = [line for line in response.iter_lines() if line.startswith("data: {")]
 
     assert response.status_code == 200

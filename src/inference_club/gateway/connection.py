@@ -151,11 +151,10 @@ class ProviderConnection:
     def _dispatch(self, frame: Frame) -> None:
         match frame:
             case Response() | End() | Error():
+                # Only body chunks count against the window (``_on_body``).
                 stream = self._streams.get(frame.stream_id)
-                # Frames for a stream we already closed (cancel raced the reply) are dropped.
-                if stream is not None and not stream.deliver(frame):
-                    msg = f"stream {frame.stream_id} overran its flow-control window"
-                    raise ProtocolError(msg)
+                if stream is not None:
+                    stream.deliver(frame)
             case Window():
                 stream = self._streams.get(frame.stream_id)
                 if stream is not None:
