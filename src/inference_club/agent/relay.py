@@ -40,6 +40,8 @@ SendFrame = Callable[[Frame], Awaitable[None]]
 SendFrames = Callable[[Sequence[Frame]], Awaitable[None]]
 # Queues frames, in order, unless the tunnel is backed up; never waits.
 TrySendFrames = Callable[[Sequence[Frame]], bool]
+# The same for one body chunk of a stream, without a frame object.
+TrySendBody = Callable[[int, bytes], bool]
 
 _EVENT_STREAM = "text/event-stream"
 
@@ -71,6 +73,7 @@ class StreamRelay:
         limits: StreamLimits,
         request_log: RequestLog | None = None,
         try_send: TrySendFrames | None = None,
+        try_send_body: TrySendBody | None = None,
     ) -> None:
         self.request = request
         self._started = time.monotonic()
@@ -82,6 +85,7 @@ class StreamRelay:
         self._send = send
         self._send_many = send_many
         self._try_send = try_send
+        self._try_send_body = try_send_body
         self._limits = limits
         # The largest body frame this stream sends: a chunk, and never more than the window.
         self._largest_piece = min(limits.max_body_chunk, limits.initial_window)
@@ -251,7 +255,7 @@ class StreamRelay:
         """
         stream_id = self.request.stream_id
         await self._send(Response(stream_id, response.status, response_headers(response.headers)))
-        if self._try_send is not None:
+        if self._try_send_body is not None:
             response.sink_body(self._sink_body)
         try:
             while True:
@@ -275,8 +279,8 @@ class StreamRelay:
             return False
         if not self.send_window.try_spend(size):
             return False
-        assert self._try_send is not None  # only installed with one
-        if not self._try_send((Body(self.request.stream_id, chunk),)):
+        assert self._try_send_body is not None  # only installed with one
+        if not self._try_send_body(self.request.stream_id, chunk):
             self.send_window.grant(size)  # not sent: the credit is still ours
             return False
         self._bytes_out += size

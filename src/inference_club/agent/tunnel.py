@@ -104,6 +104,10 @@ class TunnelSession:
         """Queue frames, in order, unless the tunnel is backed up or gone; never waits."""
         return self._outbox.try_post(frames)
 
+    def try_send_body(self, stream_id: int, data: bytes) -> bool:
+        """``try_send`` for one body chunk, without a frame object."""
+        return self._outbox.try_post_body(stream_id, data)
+
     def _post(self, frame: Frame) -> None:
         """Queue a reply the frame handler owes (pong, credit) without waiting or a task."""
         with contextlib.suppress(ConnectionError):  # the tunnel closed: nothing is owed
@@ -254,6 +258,7 @@ class TunnelSession:
             limits=self._limits,
             request_log=self._request_log,
             try_send=self.try_send,
+            try_send_body=self.try_send_body,
         )
         # Its task, if it needs one, starts once the batch that opened it is handled.
         self._streams[request.stream_id] = (relay, None)

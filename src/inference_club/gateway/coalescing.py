@@ -72,6 +72,17 @@ class CoalescingTransport(asyncio.Transport):
         for data in list_of_data:
             self.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` at once, in one write with anything this turn queued before it.
+
+        For a relayed chunk, which nothing else in its turn joins: it leaves without waiting for
+        the turn's other callbacks, and without a callback of its own."""
+        if self._pending:
+            self.write(data)
+            self._flush()
+        elif data and not self._transport.is_closing():
+            self._transport.write(data)
+
     def flush(self) -> None:
         """Send what is queued now instead of at the end of the turn."""
         self._flush()

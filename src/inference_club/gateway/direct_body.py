@@ -53,10 +53,10 @@ class DirectBody:
         )
 
     def write(self, data: bytes) -> None:
-        """Write one chunk of the body (call only when ``writable()``)."""
+        """Send one chunk of the body now (call only when ``writable()``)."""
         cycle = self._cycle()
         assert cycle is not None, "write only when writable()"
-        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        cycle.transport.write_now(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """Write a whole reply, its Content-Length added, and complete the response.

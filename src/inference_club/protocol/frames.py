@@ -196,16 +196,21 @@ FrameHandler = Callable[[Frame], None]
 def encode(frame: Frame) -> bytes:
     """The bytes of one WebSocket binary message carrying ``frame``."""
     if isinstance(frame, Body):
-        if len(frame.data) > MAX_BODY_CHUNK:
-            msg = f"body chunk of {len(frame.data)} bytes exceeds {MAX_BODY_CHUNK}"
-            raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
-        return _HEADER.pack(FrameType.BODY, frame.stream_id) + frame.data
+        return encode_body(frame.stream_id, frame.data)
     frame_type, payload = _payload(frame)
     data = _HEADER.pack(frame_type, frame.stream_id) + payload
     if len(data) > MAX_FRAME_SIZE:
         msg = f"frame of {len(data)} bytes exceeds {MAX_FRAME_SIZE}"
         raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
     return data
+
+
+def encode_body(stream_id: int, data: bytes) -> bytes:
+    """The bytes of a ``Body`` frame, without making one."""
+    if len(data) > MAX_BODY_CHUNK:
+        msg = f"body chunk of {len(data)} bytes exceeds {MAX_BODY_CHUNK}"
+        raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
+    return _HEADER.pack(FrameType.BODY, stream_id) + data
 
 
 def encode_batch(frames: Sequence[Frame]) -> bytes:

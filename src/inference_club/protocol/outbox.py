@@ -23,7 +23,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from inference_club.protocol.frames import MAX_FRAME_SIZE, Frame, encode, pack_messages
+from inference_club.protocol.frames import (
+    MAX_FRAME_SIZE,
+    Frame,
+    encode,
+    encode_body,
+    pack_messages,
+)
 
 WriteMessage = Callable[[bytes], Awaitable[None]]
 
@@ -99,6 +105,18 @@ class Outbox:
         self._queue(frames)
         return True
 
+    def try_post_body(self, stream_id: int, data: bytes) -> bool:
+        """``try_post`` for one body chunk, with no frame object to make and take apart: the
+        relays' path for every chunk of a stream."""
+        if self._error is not None or self._queued_bytes > self._high_water:
+            return False
+        encoded = encode_body(stream_id, data)
+        self._queued.append(encoded)
+        self._queued_bytes += len(encoded)
+        if self._written is None:
+            self._arrange_write()
+        return True
+
     def _queue(self, frames: Sequence[Frame]) -> asyncio.Future[None]:
         if self._error is not None:
             raise self._error
@@ -107,18 +125,24 @@ class Outbox:
         self._queued_bytes += sum(map(len, encoded))
         written = self._written
         if written is None:
-            loop = asyncio.get_running_loop()
-            written = self._written = loop.create_future()
-            # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
-            written.add_done_callback(_retrieve)
-            if self._direct is None or self._writing:
-                self._wake_writer()
-            elif self._wrote_in_turn:
-                loop.call_soon(self._write_direct)  # with the rest of this turn, at its end
-            else:
-                self._wrote_in_turn = True
-                loop.call_soon(self._end_turn)
-                self._write_direct()
+            written = self._arrange_write()
+        return written
+
+    def _arrange_write(self) -> asyncio.Future[None]:
+        """The first frames since the last write are queued: have them written, now or by the
+        writer task, and return the future their senders wait on."""
+        loop = asyncio.get_running_loop()
+        written = self._written = loop.create_future()
+        # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
+        written.add_done_callback(_retrieve)
+        if self._direct is None or self._writing:
+            self._wake_writer()
+        elif self._wrote_in_turn:
+            loop.call_soon(self._write_direct)  # with the rest of this turn, at its end
+        else:
+            self._wrote_in_turn = True
+            loop.call_soon(self._end_turn)
+            self._write_direct()
         return written
 
     def _wake_writer(self) -> None:
