@@ -2,15 +2,11 @@
 
 import pytest
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from inference_club.gateway.client_frames import (
-    NOT_PLAIN,
-    ClientFrames,
-    server_frame_header,
-)
+from inference_club.gateway.client_frames import NOT_PLAIN, ClientFrames
+from inference_club.protocol.websocket_frames import frame_header
 
 # One of each header length: 7-bit, 16-bit and 64-bit.
 SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
@@ -83,24 +79,6 @@ def test_an_unmasked_frame_is_left_for_the_general_parser() -> None:
     """A client must mask its frames; one that does not is not read here (websockets then
     fails the connection)."""
     frames = ClientFrames(max_size=None)
-    frames.feed(server_frame_header(3) + b"abc")
+    frames.feed(frame_header(3) + b"abc")
 
     assert frames.next_message() is NOT_PLAIN
-
-
-@pytest.mark.parametrize("size", SIZES)
-def test_a_server_frame_header_is_what_a_client_parses(size: int) -> None:
-    """A frame made of ``server_frame_header`` and the payload reads, on websockets' client
-    side, as one binary message of that payload."""
-    client = _client()
-    payload = _payload(size)
-
-    client.receive_data(server_frame_header(size) + payload)
-
-    events = client.events_received()
-    assert len(events) == 1
-    frame = events[0]
-    assert isinstance(frame, Frame)
-    assert frame.opcode is Opcode.BINARY
-    assert frame.fin
-    assert bytes(frame.data) == payload

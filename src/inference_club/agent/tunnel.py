@@ -15,6 +15,7 @@ from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.relay import StreamLimits, StreamRelay
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
+from inference_club.agent.tunnel_writer import TunnelWriter
 from inference_club.protocol import (
     MAX_BODY_CHUNK,
     PROTOCOL_VERSION,
@@ -76,7 +77,7 @@ class TunnelSession:
         self._catalog = catalog
         # One writer task: aiohttp's drain waiter is not for concurrent writers, and frames
         # of many streams sent in one loop turn leave as one message.
-        self._outbox = Outbox(ws.send_bytes)
+        self._outbox = Outbox(ws.send_bytes, direct=TunnelWriter.of(ws))
         # Each open stream's relay, and its task once it has one.
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None] | None]] = {}
         # Streams that ended before their request body did: the rest of the body is granted

@@ -11,16 +11,13 @@ which knows how to answer it or fail the connection.
 
 from typing import Final
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-    from websockets.utils import apply_mask
+from inference_club.protocol.websocket_frames import (
+    FINAL_BINARY,
+    LENGTH_16,
+    MASKED,
+    apply_mask,
+)
 
-# FIN with the binary opcode and no extension bits: the only first byte taken here.
-_FINAL_BINARY: Final = 0x82
-_MASKED: Final = 0x80
-_LENGTH_16: Final = 126
-_LENGTH_64: Final = 127
 _MASK_SIZE: Final = 4
 
 
@@ -78,24 +75,15 @@ def _head(buffer: bytearray, max_size: int | None) -> tuple[int, int] | NotPlain
     size = len(buffer)
     if size < 2:
         return None
-    if buffer[0] != _FINAL_BINARY or not buffer[1] & _MASKED:
+    if buffer[0] != FINAL_BINARY or not buffer[1] & MASKED:
         return NOT_PLAIN
     length = buffer[1] & 0x7F
     mask_start = 2
-    if length >= _LENGTH_16:
-        mask_start = 4 if length == _LENGTH_16 else 10
+    if length >= LENGTH_16:
+        mask_start = 4 if length == LENGTH_16 else 10
         if size < mask_start:
             return None
         length = int.from_bytes(buffer[2:mask_start], "big")
     if max_size is not None and length > max_size:
         return NOT_PLAIN
     return mask_start, mask_start + _MASK_SIZE + length
-
-
-def server_frame_header(length: int) -> bytes:
-    """The header of a final, unmasked binary frame of ``length`` bytes (a server's)."""
-    if length < _LENGTH_16:
-        return bytes((_FINAL_BINARY, length))
-    if length < 1 << 16:
-        return bytes((_FINAL_BINARY, _LENGTH_16)) + length.to_bytes(2, "big")
-    return bytes((_FINAL_BINARY, _LENGTH_64)) + length.to_bytes(8, "big")

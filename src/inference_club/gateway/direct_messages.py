@@ -21,7 +21,8 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from inference_club.gateway.asgi import extension
-from inference_club.gateway.client_frames import ClientFrames, NotPlain, server_frame_header
+from inference_club.gateway.client_frames import ClientFrames, NotPlain
+from inference_club.protocol.websocket_frames import frame_header
 
 # The key of the protocol's ``DirectMessages`` in ``scope["extensions"]``.
 DIRECT_MESSAGES = "inference_club.direct_messages"
@@ -63,7 +64,7 @@ class DirectMessages:
             msg = "the connection is closed"
             raise ConnectionError(msg)
         transport = protocol.transport
-        transport.write(server_frame_header(len(message)))
+        transport.write(frame_header(len(message)))
         transport.write(message)
 
     def detach(self) -> None:
