@@ -75,8 +75,9 @@ class TunnelSession:
         self._settings = settings
         self._http = http
         self._catalog = catalog
-        # One writer task: aiohttp's drain waiter is not for concurrent writers, and frames
-        # of many streams sent in one loop turn leave as one message.
+        # Frames of many streams sent in one loop turn leave together. The first of a turn are
+        # written at once (``TunnelWriter``); one writer task, through aiohttp, takes over when
+        # the socket pushes back (aiohttp's drain waiter is not for concurrent writers).
         self._outbox = Outbox(ws.send_bytes, direct=TunnelWriter.of(ws))
         # Each open stream's relay, and its task once it has one.
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None] | None]] = {}
