@@ -20,6 +20,7 @@ from inference_club.agent.backend_client import (
     InvalidResponse,
     ServerDisconnected,
 )
+from inference_club.agent.backend_connection import BackendResponse, Connection
 
 from .fakes import WAIT, wait_until
 
@@ -814,3 +815,63 @@ async def test_an_abandoned_early_request_hangs_up(serve, client):
 
     await asyncio.wait_for(hung_up.wait(), WAIT)
     assert client.send_now("GET", url) is None
+
+
+class _Transport(asyncio.Transport):
+    """Takes what a connection writes; the test feeds the replies by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def _sent_connection() -> tuple[Connection, "asyncio.Future[BackendResponse]"]:
+    connection = Connection([], lambda _connection: None, lambda _connection: None)
+    connection.connection_made(_Transport())
+    head = connection.send(
+        b"GET /x HTTP/1.1\r\n\r\n", None, None, head_request=False, keep_alive=True
+    )
+    return connection, head
+
+
+async def test_a_complete_response_is_announced_in_the_call_that_reads_its_end() -> None:
+    """The completion callback runs inside the read that ends the response, with the body
+    whole, not a loop turn later; a response still arriving does not call it."""
+    connection, head = _sent_connection()
+    seen: list[bytes] = []
+    connection.when_complete(lambda: seen.append(head.result().body()))
+
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe")
+    assert seen == []
+    connection.data_received(b"llo")
+
+    assert seen == [b"hello"]
+    assert head.result().complete
+
+
+async def test_a_completion_callback_is_for_the_request_it_was_set_for() -> None:
+    """A lost connection forgets the callback, and so does the next request on the connection."""
+    connection, head = _sent_connection()
+    called: list[str] = []
+    connection.when_complete(lambda: called.append("first"))
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe")
+    connection.connection_lost(None)
+    assert called == []
+
+    connection, head = _sent_connection()
+    connection.when_complete(lambda: called.append("first"))
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    head.result().release()
+    connection.send(b"GET /y HTTP/1.1\r\n\r\n", None, None, head_request=False, keep_alive=True)
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert called == ["first"]

@@ -504,9 +504,19 @@ class DetachedRelays:
     async def _send_many(self, frames) -> None:
         self.sent.extend(frames)
 
-    def with_whole_body(self, stream_id: int, path: str, body: bytes) -> StreamRelay:
+    def _try_send(self, frames) -> bool:
+        self.sent.extend(frames)
+        return True
+
+    def _try_send_body(self, stream_id: int, data: bytes) -> bool:
+        self.sent.append(Body(stream_id, data))
+        return True
+
+    def with_whole_body(
+        self, stream_id: int, path: str, body: bytes, headers: tuple[tuple[str, str], ...] = ()
+    ) -> StreamRelay:
         """A relay whose request and whole body have arrived, as after one batch of frames."""
-        request = Request(stream_id, "POST", path, "tiny-llm")
+        request = Request(stream_id, "POST", path, "tiny-llm", headers=headers)
         relay = StreamRelay(
             request,
             self.settings,
@@ -514,6 +524,8 @@ class DetachedRelays:
             send=self._send,
             send_many=self._send_many,
             limits=StreamLimits(MAX_BODY_CHUNK, 1 << 20),
+            try_send=self._try_send,
+            try_send_body=self._try_send_body,
         )
         relay.feed(body)
         relay.end_body()
@@ -647,3 +659,36 @@ async def test_a_request_for_an_event_stream_has_its_task_waiting_for_the_head(t
     assert len(set(backend.client_ports[-2:])) == 1  # it was still sent early
     await peer.send(Cancel(stream))
     await asyncio.wait_for(backend.disconnected.wait(), WAIT)
+
+
+async def test_a_streams_head_and_first_event_leave_as_they_arrive_before_its_task_runs(
+    backend_factory,
+):
+    """The reply to a request for an event stream: its head and first event go to the tunnel
+    from the call that reads them from the model server, while the stream's task has not
+    run; the task then relays the rest after them, without sending the head again."""
+    backend = await backend_factory("tiny-llm")
+    relays = DetachedRelays(backend.url)
+    await relays.with_whole_body(1, "/chat/completions", CHAT).run()  # leaves a pooled connection
+    accept = (("accept", "text/event-stream"),)
+    relay = relays.with_whole_body(3, "/chat/completions", SSE_CHAT, accept)
+    relay.send_early()
+
+    def sent_on_3() -> list[Frame]:
+        return [frame for frame in relays.sent if frame.stream_id == 3]
+
+    await wait_until(lambda: len(sent_on_3()) >= 2)  # no task of stream 3 exists
+    head, first = sent_on_3()[:2]
+    assert isinstance(head, Response)
+    assert head.status == 200
+    assert isinstance(first, Body)
+    assert first.data.startswith(b"data: ")
+
+    await relay.run()
+    frames = sent_on_3()
+    assert [type(frame) for frame in frames].count(Response) == 1
+    assert isinstance(frames[-1], End)
+    body = b"".join(frame.data for frame in frames if isinstance(frame, Body))
+    assert body.count(b"data: ") == 4
+    assert body.endswith(b"data: [DONE]\n\n")
+    relays.http.close()

@@ -7,11 +7,14 @@ request tasks exist at each step.
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection
 
+from inference_club.gateway import direct_chat
 from inference_club.protocol import (
     Body,
     End,
@@ -102,3 +105,55 @@ async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Pat
     assert CONTENT_CHUNK in reply_body
     assert b"data: [DONE]" in reply_body
     assert b"usage" not in reply_body
+
+
+async def test_a_stream_head_reaches_the_client_without_waiting_for_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head goes out from the callback that sees it arrive: a task held back before it
+    relays anything does not hold it. The task then relays the body after it, unchanged."""
+    task_may_go_on = asyncio.Event()
+    real_forward = direct_chat.forward
+
+    async def held_forward(*args: Any, **kwargs: Any) -> Any:
+        await task_may_go_on.wait()
+        return await real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(direct_chat, "forward", held_forward)
+    async with gateway_in_process(tmp_path) as (app, port):
+        services = app.services()
+        await services.store.add_user("alice")
+        _, api_key = await services.store.create_api_key("alice")
+        _, token = await services.store.add_provider("alice", "home")
+        ws = await connect_agent(port, token, MODEL)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
+            await client.get("/models", headers={"Authorization": f"Bearer {api_key}"})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(stream_request(api_key))
+            [request] = [f for f in await frames_until_end(ws) if isinstance(f, Request)]
+            stream_id = request.stream_id
+            head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
+            await ws.send(encode_batch([head, Body(stream_id, CONTENT_CHUNK)]))
+
+            reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            lines = reply_head.decode().split("\r\n")
+            assert lines[0] == "HTTP/1.1 200 OK"
+            fields = dict(line.split(": ", 1) for line in lines[1:] if line)
+            assert fields["content-type"] == "text/event-stream"
+            assert fields["transfer-encoding"] == "chunked"
+            assert fields["cache-control"] == "no-cache"
+            assert fields["x-accel-buffering"] == "no"
+            assert fields["x-queue-position"] == "0"
+            assert "x-ratelimit-limit" in fields
+            assert "content-length" not in fields
+
+            task_may_go_on.set()
+            await ws.send(encode_batch([Body(stream_id, b"data: [DONE]\n\n"), End(stream_id)]))
+            reply_body = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+        finally:
+            writer.close()
+            await ws.close()
+
+    assert reply_body.startswith(b"%x\r\n%b\r\n" % (len(CONTENT_CHUNK), CONTENT_CHUNK))
+    assert b"data: [DONE]" in reply_body

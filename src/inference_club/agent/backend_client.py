@@ -102,9 +102,17 @@ class PendingResponse:
         return await self._send_fresh(self._exchange)
 
     def when_answered(self, callback: Callable[[], None]) -> None:
-        """Have ``callback`` called (soon, from the loop) once the response head arrived, the
-        exchange failed or it was abandoned; ``answered`` then tells which."""
+        """Have ``callback`` called once the whole response is in (at once, from the
+        connection's parser), and once the response head arrived, the exchange failed or it
+        was abandoned (soon, from the loop); ``answered`` then tells which. The first call
+        that finds what it waits for acts; the callback must let the other pass."""
+        self._connection.when_complete(callback)
         self._head.add_done_callback(lambda _head: callback())
+
+    def when_head(self, callback: Callable[[BackendResponse], None]) -> None:
+        """Have ``callback`` called with the response once its head is in, from the
+        connection's parser; never when the exchange fails first (``response()`` says how)."""
+        self._connection.when_head(callback)
 
     def answered(self) -> BackendResponse | None:
         """The response, if its head has arrived; None while it has not, or when the exchange

@@ -8,12 +8,15 @@ BackendError(AgentError)        the model server could not be asked or did not a
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import httptools
 
 from inference_club.agent.errors import AgentError
+
+logger = logging.getLogger(__name__)
 
 RequestBody = bytes | AsyncIterator[bytes] | None
 
@@ -66,6 +69,7 @@ class BackendResponse:
         "_done",
         "_error",
         "_parts",
+        "_sink_before_reading",
         "_size",
         "_waiter",
         "content_length",
@@ -91,6 +95,7 @@ class BackendResponse:
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
         self._body_sink: Callable[[bytes], bool] | None = None
+        self._sink_before_reading = False
 
     def header(self, name: str) -> str | None:
         """The first value of the header ``name`` (lower-case), or None."""
@@ -111,6 +116,7 @@ class BackendResponse:
 
     async def read_chunk(self) -> bytes:
         """The body bytes that arrived since the last read, waiting for some; b"" at the end."""
+        self._sink_before_reading = False
         while not self._parts:
             if self._complete:
                 return b""
@@ -131,6 +137,7 @@ class BackendResponse:
 
     async def read_all(self) -> bytes:
         """The rest of the body."""
+        self._sink_before_reading = False
         if not self._complete:
             pieces = [await self.read_chunk()]
             while piece := await self.read_chunk():
@@ -153,25 +160,25 @@ class BackendResponse:
             self._done = True
             self._connection.close()
 
-    def sink_body(self, sink: Callable[[bytes], bool] | None) -> None:
+    def sink_body(
+        self, sink: Callable[[bytes], bool] | None, *, before_reading: bool = False
+    ) -> None:
         """Hand body bytes to ``sink`` as they arrive (None: keep them for ``read_chunk``).
 
-        Only while a reader waits in ``read_chunk`` with nothing kept, so bytes never overtake
-        ones read earlier; when ``sink`` returns False the bytes are kept as usual.
+        Only while a reader waits in ``read_chunk`` with nothing kept (``before_reading``: or
+        while nothing was read nor kept yet), so bytes never overtake ones read earlier; when
+        ``sink`` returns False the bytes are kept as usual.
         """
         self._body_sink = sink
+        self._sink_before_reading = before_reading and sink is not None
 
     def _feed(self, data: bytes) -> None:
         sink = self._body_sink
-        waiter = self._waiter
-        if (
-            sink is not None
-            and waiter is not None
-            and not waiter.done()
-            and not self._parts
-            and sink(data)
-        ):
-            return
+        if sink is not None and not self._parts:
+            waiter = self._waiter
+            reader_waits = waiter is not None and not waiter.done()
+            if (reader_waits or self._sink_before_reading) and sink(data):
+                return
         self._parts.append(data)
         self._size += len(data)
         if self._size > _HIGH_WATER:
@@ -231,6 +238,9 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._read_paused = False
+        # Called, once, in the calls that see the current response's head, and its end.
+        self._on_head: Callable[[BackendResponse], None] | None = None
+        self._on_complete: Callable[[], None] | None = None
 
     # -- the exchange, driven by the client and the response
 
@@ -260,6 +270,8 @@ class Connection(asyncio.Protocol):
         self._reusable = False
         waiter: asyncio.Future[BackendResponse] = loop.create_future()
         self._head = waiter
+        self._on_head = None
+        self._on_complete = None
         if body is None:
             transport.write(head)
             self._body_sent = True
@@ -275,6 +287,16 @@ class Connection(asyncio.Protocol):
             transport.write(head)
             self._writer = loop.create_task(self._write_stream(body, length))
         return waiter
+
+    def when_head(self, callback: Callable[[BackendResponse], None]) -> None:
+        """Call ``callback`` with the response to the request just sent as soon as its head is
+        in: from the parser's callback that reads it, before its body."""
+        self._on_head = callback
+
+    def when_complete(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as soon as the whole response to the request just sent is in:
+        from the parser's callback that sees it end, before it reads any further byte."""
+        self._on_complete = callback
 
     def finish(self, *, complete: bool) -> None:
         """The response is done with: back to the pool after a clean exchange, else closed."""
@@ -392,6 +414,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._on_head = None
+        self._on_complete = None
         error = self._error or ServerDisconnected()
         head = self._head
         if head is not None and not head.done():
@@ -457,6 +481,13 @@ class Connection(asyncio.Protocol):
         head, self._head = self._head, None
         if head is not None and not head.done():
             head.set_result(response)
+            on_head, self._on_head = self._on_head, None
+            if on_head is not None:
+                try:
+                    on_head(response)
+                except Exception:
+                    # The response goes on to whoever awaits its head.
+                    logger.exception("handling a response head failed")
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None and not self._response._complete:
@@ -468,3 +499,10 @@ class Connection(asyncio.Protocol):
             return  # an interim response ended, or one nobody waits for any more
         self._reusable = self._may_reuse and self._parser.should_keep_alive()
         response._finish()
+        on_complete, self._on_complete = self._on_complete, None
+        if on_complete is not None:
+            try:
+                on_complete()
+            except Exception:
+                # The response is whole either way; its reader still has it.
+                logger.exception("handling a complete response failed")

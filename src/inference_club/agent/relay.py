@@ -44,6 +44,8 @@ TrySendFrames = Callable[[Sequence[Frame]], bool]
 TrySendBody = Callable[[int, bytes], bool]
 
 _EVENT_STREAM = "text/event-stream"
+# A stream's head that arrives this close to its deadline is left for the task to send.
+_DEADLINE_MARGIN = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class StreamRelay:
         self._start_task: Callable[[], None] | None = None
         self._on_answered: Callable[[], None] | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
+        # Whether a stream's head went to the gateway from the call that read it.
+        self._head_sent = False
 
     def feed(self, data: bytes) -> None:
         """Queue one request body chunk; the gateway may never exceed the window it was given."""
@@ -254,9 +258,11 @@ class StreamRelay:
         tunnel as the backend connection receives it, without waking this task.
         """
         stream_id = self.request.stream_id
-        await self._send(Response(stream_id, response.status, response_headers(response.headers)))
-        if self._try_send_body is not None:
-            response.sink_body(self._sink_body)
+        if not self._head_sent:  # else sent, and the sink set, as the head arrived
+            head = Response(stream_id, response.status, response_headers(response.headers))
+            await self._send(head)
+            if self._try_send_body is not None:
+                response.sink_body(self._sink_body)
         try:
             while True:
                 try:
@@ -344,6 +350,29 @@ class StreamRelay:
         # A request that cannot be sent fails the same way in the task, which reports it.
         with contextlib.suppress(Exception):
             self._pending = self._http.send_now(request.method, self._url(backend), headers, body)
+        if self._pending is not None and self._asks_for_a_stream():
+            self._pending.when_head(self._stream_head_arrived)
+
+    def _stream_head_arrived(self, response: BackendResponse) -> None:
+        """The head of a reply to a request that asked for a stream: when it is an event
+        stream, it goes to the gateway now, and the body after it as it arrives, rather than
+        once the stream's task has run. Anything else waits for the task, as does a head that
+        comes near the deadline (whose timer may end the task before it sees the head)."""
+        if self._head_sent or self._try_send is None or self._try_send_body is None:
+            return
+        if asyncio.get_running_loop().time() > self._deadline - _DEADLINE_MARGIN:
+            return
+        content_type = response.header("content-type") or ""
+        if not content_type.lower().startswith(_EVENT_STREAM) or carries_image_urls(
+            self.request.path, response.status, content_type
+        ):
+            return
+        head = Response(self.request.stream_id, response.status, response_headers(response.headers))
+        if not self._try_send((head,)):
+            return
+        self._head_sent = True
+        self._status = response.status
+        response.sink_body(self._sink_body, before_reading=True)
 
     def answer_without_task(
         self, start_task: Callable[[], None], answered: Callable[[], None]

@@ -25,6 +25,8 @@ from inference_club.gateway.asgi import extension
 DIRECT_BODY = "inference_club.direct_body"
 # Control bytes no header may hold (tab aside); line breaks are counted apart.
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Headers by which uvicorn's send would frame the body or end the connection itself.
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 class DirectBody:
@@ -74,12 +76,8 @@ class DirectBody:
             or status not in STATUS_LINE
         ):
             return False
-        lines = [b"%b: %b\r\n" % pair for pair in (*cycle.default_headers, *headers)]
-        block = b"".join(lines)
-        # One line per header, and nothing that would split or end the head early.
-        if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
-            return False
-        if _CONTROL.search(block) is not None:
+        block = _header_block(cycle, headers)
+        if block is None:
             return False
         parts = [STATUS_LINE[status], block, b"content-length: %d\r\n" % len(body)]
         if not cycle.keep_alive:
@@ -97,6 +95,41 @@ class DirectBody:
         cycle.on_response()
         return True
 
+    def start_chunked(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Write the head of a reply whose body follows in chunks, now, as uvicorn's send
+        writes it for a start message without a length; its body then goes on through ASGI
+        (or ``write``).
+
+        False, with nothing written, when it must go through ASGI instead: as for ``respond``,
+        and for a HEAD request, a status without a body, or headers that set the framing or
+        the connection themselves.
+        """
+        cycle = self._cycle()
+        if (
+            cycle is None
+            or cycle.response_started
+            or cycle.disconnected
+            or cycle.flow.write_paused
+            or status not in STATUS_LINE
+            or status in (204, 304)
+            or cycle.scope["method"] == "HEAD"
+            or any(name.lower() in _FRAMING for name, _ in headers)
+        ):
+            return False
+        block = _header_block(cycle, headers)
+        if block is None:
+            return False
+        parts = [STATUS_LINE[status], block]
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n\r\n")
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.chunked_encoding = True
+        cycle.expected_content_length = 0
+        cycle.transport.write_now(b"".join(parts))  # type: ignore[attr-defined]
+        return True
+
     def flush(self) -> None:
         """Send what this connection's writes queued in this turn now, not at its end."""
         cycle = self._cycle()
@@ -104,6 +137,19 @@ class DirectBody:
             flush = getattr(cycle.transport, "flush", None)
             if flush is not None:
                 flush()
+
+
+def _header_block(cycle: RequestResponseCycle, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The header lines of a head, the server's own first; None when one holds a line break
+    or another control byte (uvicorn's send then refuses it, as for any reply)."""
+    lines = [b"%b: %b\r\n" % pair for pair in (*cycle.default_headers, *headers)]
+    block = b"".join(lines)
+    # One line per header, and nothing that would split or end the head early.
+    if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
+        return None
+    if _CONTROL.search(block) is not None:
+        return None
+    return block
 
 
 def direct_body(scope: Mapping[str, Any]) -> DirectBody | None:

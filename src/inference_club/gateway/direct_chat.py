@@ -44,7 +44,7 @@ from inference_club.gateway.forwarding import (
 )
 from inference_club.gateway.ratelimit import MemoryRateCounter
 from inference_club.gateway.registry import Caller, Candidate
-from inference_club.gateway.relay import answer_whole, usage_of_json
+from inference_club.gateway.relay import answer_whole, stream_headers, usage_of_json
 from inference_club.gateway.routing import choose_in
 from inference_club.gateway.services import Services
 from inference_club.gateway.streams import TunnelStream
@@ -99,6 +99,7 @@ class DirectChat:
         "_deadline",
         "_exchange",
         "_extra_headers",
+        "_head_written",
         "_identity",
         "_on_done",
         "_outgoing",
@@ -131,6 +132,8 @@ class DirectChat:
         self._stream: TunnelStream | None = None
         self._streaming = False
         self._strip_usage = False
+        # Whether a stream's head went out from the callback that saw it arrive.
+        self._head_written = False
 
     def start(self) -> bool:
         """Send the request if nothing must be waited for; False, with nothing counted or
@@ -239,7 +242,10 @@ class DirectChat:
         stream = self._stream
         assert stream is not None
         if self._streaming:
-            # Its task relays it from here; the deadline then is the task's.
+            # The head leaves now; its task relays the rest, and the deadline then is its own.
+            head = stream.first_event()
+            if isinstance(head, Response) and head.status < 400:
+                self._head_written = self._write_stream_head(head)
             self._go_on_in_task()
             return
         if stream.is_finished():
@@ -283,6 +289,18 @@ class DirectChat:
         stream.close()
         meter(self._services, self._identity, exchange)
 
+    def _write_stream_head(self, head: Response) -> bool:
+        """Write a stream's head to the client now, rather than once its task has run; True
+        when it went out (the task then starts from the body)."""
+        direct = direct_body(self._cycle.scope)
+        extra_headers = [*self._extra_headers, queue_position_header(0)]
+        if direct is None or not direct.start_chunked(
+            head.status, stream_headers(head, extra_headers)
+        ):
+            return False
+        self._exchange.response_started = True
+        return True
+
     def _go_on_in_task(self) -> None:
         """Hand the request to a task that goes on from the attempt in flight."""
         if self._stream is None:
@@ -318,4 +336,10 @@ class DirectChat:
         start_disconnect_watch(ctx)
         sent = SentAttempt(self._candidate, self._deadline)
         upstream = await forward(ctx, self._candidates, self._outgoing, sent)
-        await relay_text(ctx, upstream, streaming=self._streaming, strip_usage=self._strip_usage)
+        await relay_text(
+            ctx,
+            upstream,
+            streaming=self._streaming,
+            strip_usage=self._strip_usage,
+            head_written=self._head_written,
+        )

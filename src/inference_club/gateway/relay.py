@@ -122,11 +122,13 @@ async def relay_stream(
     tap: UsageTap | None,
     *,
     direct: DirectBody | None = None,
+    head_written: bool = False,
 ) -> None:
     """Pass the body through as it arrives; a failure after the head ends it with an error event.
 
     With ``direct``, chunks are written to the client as the tunnel delivers them, without
     waking this task; it still writes what queued meanwhile, the end and any error.
+    ``head_written``: the head (below 400) went out already, through ``direct``.
     """
     head = upstream.head
     stream = upstream.stream
@@ -135,11 +137,7 @@ async def relay_stream(
         await relay_buffered(send, upstream, exchange, extra_headers, direct=direct)
         return
     exchange.status = head.status
-    headers = response_headers(head)
-    headers.append((b"cache-control", b"no-cache"))
-    headers.append((b"x-accel-buffering", b"no"))
-    headers.extend(extra_headers)
-    await send({"type": "http.response.start", "status": head.status, "headers": headers})
+    await _start_stream(send, head, extra_headers, written=head_written)
     stream.sink_bodies(_direct_sink(direct, exchange, tap))
     try:
         while True:
@@ -180,6 +178,25 @@ async def relay_stream(
         stream.sink_bodies(None)
         if tap is not None and tap.usage is not None:
             exchange.usage = tap.usage
+
+
+async def _start_stream(
+    send: Send, head: Response, extra_headers: RawHeaders, *, written: bool
+) -> None:
+    if written:
+        return  # by the callback that saw the head arrive
+    headers = stream_headers(head, extra_headers)
+    await send({"type": "http.response.start", "status": head.status, "headers": headers})
+
+
+def stream_headers(head: Response, extra_headers: RawHeaders) -> list[tuple[bytes, bytes]]:
+    """The headers of a streamed reply: the backend's a client should see, no caching or
+    proxy buffering, then the gateway's own."""
+    headers = response_headers(head)
+    headers.append((b"cache-control", b"no-cache"))
+    headers.append((b"x-accel-buffering", b"no"))
+    headers.extend(extra_headers)
+    return headers
 
 
 def _flush_before_waiting(stream: TunnelStream, direct: DirectBody | None) -> None:

@@ -50,9 +50,16 @@ async def _text_completion(ctx: RequestContext, path: str, *, required: str) -> 
 
 
 async def relay_text(
-    ctx: RequestContext, upstream: Upstream, *, streaming: bool, strip_usage: bool = False
+    ctx: RequestContext,
+    upstream: Upstream,
+    *,
+    streaming: bool,
+    strip_usage: bool = False,
+    head_written: bool = False,
 ) -> None:
-    """The provider's reply to the client: as a stream, or whole with its usage read."""
+    """The provider's reply to the client: as a stream, or whole with its usage read.
+
+    ``head_written``: a stream's head went out already (see ``relay_stream``)."""
     if streaming:
         tap = UsageTap(strip_usage=strip_usage)
         await relay_stream(
@@ -62,6 +69,7 @@ async def relay_text(
             ctx.extra_headers,
             tap,
             direct=direct_body(ctx.scope),
+            head_written=head_written,
         )
     else:
         await relay_buffered(
