@@ -1,6 +1,7 @@
 """Requests relayed through the tunnel to a local model server, and how they fail."""
 
 import asyncio
+import gc
 import hashlib
 import logging
 import random
@@ -692,3 +693,16 @@ async def test_a_streams_head_and_first_event_leave_as_they_arrive_before_its_ta
     assert body.count(b"data: ") == 4
     assert body.endswith(b"data: [DONE]\n\n")
     relays.http.close()
+
+
+@pytest.mark.usefixtures("without_the_cycle_collector")
+async def test_relays_leave_no_reference_cycle_behind(tunnel):
+    """A relay is freed by its last reference going, whether its reply went out with a task
+    or without one: none waits for the cycle collector."""
+    peer, _, _ = tunnel
+    await peer.collect(await peer.request("tiny-llm", body=CHAT))  # by a task
+    relayed = await peer.collect(await peer.request("tiny-llm", body=CHAT))  # without one
+    assert relayed.end is not None
+    await asyncio.sleep(0.05)  # what the replies scheduled has run
+
+    assert [thing for thing in gc.get_objects() if isinstance(thing, StreamRelay)] == []

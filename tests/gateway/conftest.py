@@ -1,6 +1,5 @@
 """Fixtures for gateway tests: a real gateway process, agents and fake backends."""
 
-import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -8,15 +7,6 @@ import pytest
 
 from tests.support.fake_backend import FakeBackend
 from tests.support.processes import Gateway, Process, start_agent, start_gateway, wait_for_models
-
-
-@pytest.fixture
-def without_the_cycle_collector() -> Iterator[None]:
-    """Garbage collected only by reference counts: what a reference cycle holds stays."""
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
 
 
 @pytest.fixture

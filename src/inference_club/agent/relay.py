@@ -110,8 +110,10 @@ class StreamRelay:
         self._pending: PendingResponse | None = None
         # While answering without a task: how to hand over to one, and the deadline's timer.
         self._answering = False
-        self._start_task: Callable[[], None] | None = None
-        self._on_answered: Callable[[], None] | None = None
+        # Called with this relay, never bound to it: a relay must not refer to itself, or
+        # each one would wait for the cycle collector to be freed.
+        self._start_task: Callable[[StreamRelay], None] | None = None
+        self._on_answered: Callable[[StreamRelay], None] | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         # Whether a stream's head went to the gateway from the call that read it.
         self._head_sent = False
@@ -375,7 +377,9 @@ class StreamRelay:
         response.sink_body(self._sink_body, before_reading=True)
 
     def answer_without_task(
-        self, start_task: Callable[[], None], answered: Callable[[], None]
+        self,
+        start_task: Callable[["StreamRelay"], None],
+        answered: Callable[["StreamRelay"], None],
     ) -> bool:
         """Wait for the reply to the request ``send_early`` sent without a task of its own.
 
@@ -383,7 +387,8 @@ class StreamRelay:
         with no task for the stream. ``start_task`` is called instead for anything else: a
         reply to stream or too large for one message, an image reply, a failed exchange, a
         tunnel that pushes back, or no head by the deadline. Its ``run`` takes over from there.
-        ``answered`` is called once the reply went out without it.
+        ``answered`` is called once the reply went out without it. Both are called with this
+        relay.
 
         False, with nothing done, when no request was sent early, or when the request asks for
         an event stream: its task should be waiting already when the head arrives.
@@ -431,7 +436,7 @@ class StreamRelay:
     def _hand_to_task(self) -> None:
         if self._stop_waiting():
             assert self._start_task is not None
-            self._start_task()
+            self._start_task(self)
 
     def _answered(self) -> None:
         if not self._answering:
@@ -471,7 +476,7 @@ class StreamRelay:
         response.release()
         self._end("ok")
         assert self._on_answered is not None
-        self._on_answered()
+        self._on_answered(self)
         return True
 
     def abandon_early(self) -> None:

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import aiohttp
 
@@ -277,10 +276,7 @@ class TunnelSession:
             if not self._holds(relay, None):
                 continue
             relay.send_early()
-            stream_id = relay.request.stream_id
-            if not relay.answer_without_task(
-                partial(self._start_task, relay), partial(self._answered, stream_id)
-            ):
+            if not relay.answer_without_task(self._start_task, self._answered):
                 self._start_task(relay)
 
     def _holds(self, relay: StreamRelay, task: asyncio.Task[None] | None) -> bool:
@@ -295,9 +291,11 @@ class TunnelSession:
         self._streams[stream_id] = (relay, task)
         task.add_done_callback(lambda done: self._forget(relay, done))
 
-    def _answered(self, stream_id: int) -> None:
+    def _answered(self, relay: StreamRelay) -> None:
         """A stream's reply went out without a task: the stream is over."""
-        self._streams.pop(stream_id, None)
+        stream_id = relay.request.stream_id
+        if self._holds(relay, None):
+            del self._streams[stream_id]
 
     def _forget(self, relay: StreamRelay, task: asyncio.Task[None]) -> None:
         relay.abandon_early()
