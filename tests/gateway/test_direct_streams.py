@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from inference_club.gateway import direct_chat
+from inference_club.gateway.services import Services
 from inference_club.protocol import (
     Body,
     End,
@@ -24,6 +25,7 @@ from inference_club.protocol import (
     decode_message,
     encode_batch,
 )
+from inference_club.store import UsageRecord
 from tests.support.in_process import connect_agent, gateway_in_process
 
 MODEL = "stream-model"
@@ -49,6 +51,20 @@ async def frames_until_end(ws: ClientConnection) -> list[Frame]:
         assert isinstance(data, bytes)
         frames.extend(decode_message(data))
     return frames
+
+
+async def chat_record(services: Services) -> UsageRecord:
+    """The one chat completion's usage record, once its request has ended and it is stored."""
+    for _ in range(100):
+        await services.usage.flush()
+        records = await services.store.list_usage()
+        chats = [record for record in records if record.endpoint == "chat.completions"]
+        if chats:
+            [record] = chats
+            return record
+        await asyncio.sleep(0.02)
+    msg = "no usage record for the chat completion"
+    raise AssertionError(msg)
 
 
 def stream_request(api_key: str) -> bytes:
@@ -107,11 +123,12 @@ async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Pat
     assert b"usage" not in reply_body
 
 
-async def test_a_stream_head_reaches_the_client_without_waiting_for_the_task(
+async def test_a_stream_head_and_first_events_reach_the_client_without_waiting_for_the_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The head goes out from the callback that sees it arrive: a task held back before it
-    relays anything does not hold it. The task then relays the body after it, unchanged."""
+    """The head and the events after it go out from the callbacks that see them arrive: a
+    task held back before it relays anything holds none of them, and the usage chunk the
+    client did not ask for is still kept from it and metered. The task then relays the rest."""
     task_may_go_on = asyncio.Event()
     real_forward = direct_chat.forward
 
@@ -134,7 +151,8 @@ async def test_a_stream_head_reaches_the_client_without_waiting_for_the_task(
             [request] = [f for f in await frames_until_end(ws) if isinstance(f, Request)]
             stream_id = request.stream_id
             head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
-            await ws.send(encode_batch([head, Body(stream_id, CONTENT_CHUNK)]))
+            first = [head, Body(stream_id, CONTENT_CHUNK), Body(stream_id, USAGE_CHUNK)]
+            await ws.send(encode_batch(first))
 
             reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             lines = reply_head.decode().split("\r\n")
@@ -147,13 +165,16 @@ async def test_a_stream_head_reaches_the_client_without_waiting_for_the_task(
             assert fields["x-queue-position"] == "0"
             assert "x-ratelimit-limit" in fields
             assert "content-length" not in fields
+            first_chunk = b"%x\r\n%b\r\n" % (len(CONTENT_CHUNK), CONTENT_CHUNK)
+            assert await asyncio.wait_for(reader.readexactly(len(first_chunk)), 5) == first_chunk
 
             task_may_go_on.set()
             await ws.send(encode_batch([Body(stream_id, b"data: [DONE]\n\n"), End(stream_id)]))
-            reply_body = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+            reply_rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+            record = await chat_record(services)
         finally:
             writer.close()
             await ws.close()
 
-    assert reply_body.startswith(b"%x\r\n%b\r\n" % (len(CONTENT_CHUNK), CONTENT_CHUNK))
-    assert b"data: [DONE]" in reply_body
+    assert reply_rest == b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+    assert (record.status_code, record.prompt_tokens, record.completion_tokens) == (200, 2, 1)

@@ -156,6 +156,36 @@ async def test_chunks_queue_while_the_reader_holds_one_or_the_sink_refuses() -> 
     reader.cancel()
 
 
+async def test_a_sink_before_reading_takes_chunks_until_one_is_queued() -> None:
+    """Before the reader starts on the body, chunks go to the sink with nobody waiting, behind
+    a head the reader has yet to take; once one is queued, the rest queue behind it until the
+    reader has consumed them."""
+    stream, _ = await _stream(window=100, post=True)
+    sink = Sink()
+    stream.deliver(Response(1, 200, ()))
+    stream.sink_bodies(sink, before_reading=True)
+    stream.deliver(Body(1, b"1"))
+    sink.open = False
+    stream.deliver(Body(1, b"2"))
+    sink.open = True
+    stream.deliver(Body(1, b"3"))
+    assert sink.taken == [b"1"]
+
+    assert await stream.next_event() == Response(1, 200, ())
+    second = await stream.next_event()
+    assert isinstance(second, Body)
+    assert stream.with_ready_bodies(second.data) == b"23"
+    stream.deliver(Body(1, b"4"))  # the reader holds "23": "4" must not overtake it
+    await stream.consumed(2)
+    stream.deliver(Body(1, b"5"))  # "4" waits in the queue: "5" goes behind it
+    assert sink.taken == [b"1"]
+    assert await stream.next_event() == Body(1, b"4")
+    assert await stream.next_event() == Body(1, b"5")
+    await stream.consumed(2)
+    stream.deliver(Body(1, b"6"))  # nothing queued or held
+    assert sink.taken == [b"1", b"6"]
+
+
 async def test_without_a_sink_or_a_poster_chunks_are_queued() -> None:
     """Removing the sink queues chunks again; a stream that cannot post credit never sinks."""
     stream, _ = await _stream(window=100, post=True)

@@ -44,9 +44,15 @@ from inference_club.gateway.forwarding import (
 )
 from inference_club.gateway.ratelimit import MemoryRateCounter
 from inference_club.gateway.registry import Caller, Candidate
-from inference_club.gateway.relay import answer_whole, stream_headers, usage_of_json
+from inference_club.gateway.relay import (
+    answer_whole,
+    direct_sink,
+    stream_headers,
+    usage_of_json,
+)
 from inference_club.gateway.routing import choose_in
 from inference_club.gateway.services import Services
+from inference_club.gateway.sse import UsageTap
 from inference_club.gateway.streams import TunnelStream
 from inference_club.gateway.text_routes import (
     TEXT_ENDPOINTS,
@@ -110,6 +116,7 @@ class DirectChat:
         "_stream",
         "_streaming",
         "_strip_usage",
+        "_tap",
         "_timer",
     )
 
@@ -132,8 +139,10 @@ class DirectChat:
         self._stream: TunnelStream | None = None
         self._streaming = False
         self._strip_usage = False
-        # Whether a stream's head went out from the callback that saw it arrive.
+        # Whether a stream's head went out from the callback that saw it arrive, and what
+        # read the chunks written after it meanwhile.
         self._head_written = False
+        self._tap: UsageTap | None = None
 
     def start(self) -> bool:
         """Send the request if nothing must be waited for; False, with nothing counted or
@@ -245,7 +254,7 @@ class DirectChat:
             # The head leaves now; its task relays the rest, and the deadline then is its own.
             head = stream.first_event()
             if isinstance(head, Response) and head.status < 400:
-                self._head_written = self._write_stream_head(head)
+                self._head_written = self._write_stream_head(stream, head)
             self._go_on_in_task()
             return
         if stream.is_finished():
@@ -289,9 +298,10 @@ class DirectChat:
         stream.close()
         meter(self._services, self._identity, exchange)
 
-    def _write_stream_head(self, head: Response) -> bool:
-        """Write a stream's head to the client now, rather than once its task has run; True
-        when it went out (the task then starts from the body)."""
+    def _write_stream_head(self, stream: TunnelStream, head: Response) -> bool:
+        """Write a stream's head to the client now, and the chunks that follow it as they
+        arrive, rather than once its task has run; True when the head went out (the task
+        then goes on from the body, with the same usage tap)."""
         direct = direct_body(self._cycle.scope)
         extra_headers = [*self._extra_headers, queue_position_header(0)]
         if direct is None or not direct.start_chunked(
@@ -299,6 +309,8 @@ class DirectChat:
         ):
             return False
         self._exchange.response_started = True
+        self._tap = tap = UsageTap(strip_usage=self._strip_usage)
+        stream.sink_bodies(direct_sink(direct, self._exchange, tap), before_reading=True)
         return True
 
     def _go_on_in_task(self) -> None:
@@ -342,4 +354,5 @@ class DirectChat:
             streaming=self._streaming,
             strip_usage=self._strip_usage,
             head_written=self._head_written,
+            tap=self._tap,
         )

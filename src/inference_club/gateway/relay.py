@@ -138,7 +138,7 @@ async def relay_stream(
         return
     exchange.status = head.status
     await _start_stream(send, head, extra_headers, written=head_written)
-    stream.sink_bodies(_direct_sink(direct, exchange, tap))
+    stream.sink_bodies(direct_sink(direct, exchange, tap))
     try:
         while True:
             _flush_before_waiting(stream, direct)
@@ -206,9 +206,11 @@ def _flush_before_waiting(stream: TunnelStream, direct: DirectBody | None) -> No
         direct.flush()
 
 
-def _direct_sink(
+def direct_sink(
     direct: DirectBody | None, exchange: Exchange, tap: UsageTap | None
 ) -> BodySink | None:
+    """What writes a stream's chunks straight to the client through ``direct`` (through
+    ``tap`` first) while it can; None without ``direct``."""
     if direct is None:
         return None
 

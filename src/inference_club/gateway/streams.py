@@ -47,6 +47,7 @@ class TunnelStream:
         "_post_frame",
         "_receive_window",
         "_send_frame",
+        "_sink_before_reading",
         "_waiter",
         "closed",
         "max_chunk",
@@ -68,6 +69,7 @@ class TunnelStream:
         self._send_frame = send_frame
         self._post_frame = post_frame
         self._body_sink: BodySink | None = None
+        self._sink_before_reading = False
         self._on_close = on_close
         # The agent may not send more than the window allows, so this queue stays bounded.
         # A deque and one waiter rather than asyncio.Queue: one reader, and every chunk of
@@ -97,7 +99,11 @@ class TunnelStream:
         takes it; its credit is then granted back at once.
         """
         sink = self._body_sink
-        if sink is not None and self._waiter is not None and sink(data):
+        if (
+            sink is not None
+            and (self._waiter is not None or (self._sink_before_reading and not self._buffered))
+            and sink(data)
+        ):
             self._granted(len(data))
             return True
         self._buffered += len(data)
@@ -185,12 +191,16 @@ class TunnelStream:
             events.popleft()
         return b"".join(parts)
 
-    def sink_bodies(self, sink: BodySink | None) -> None:
+    def sink_bodies(self, sink: BodySink | None, *, before_reading: bool = False) -> None:
         """Hand body chunks to ``sink`` as they arrive (None: queue them again).
 
-        Needs a ``post_frame`` to grant credit without waiting; without one, chunks are queued.
+        Only while the reader waits for its next event, so chunks never overtake ones it
+        holds; ``before_reading``: also while no chunk is queued or held at all (the reader
+        has not started on the body). Needs a ``post_frame`` to grant credit without waiting;
+        without one, chunks are queued.
         """
         self._body_sink = sink if self._post_frame is not None else None
+        self._sink_before_reading = before_reading and self._body_sink is not None
 
     def _granted(self, size: int) -> None:
         increment = self._receive_window.consumed(size)

@@ -56,12 +56,14 @@ async def relay_text(
     streaming: bool,
     strip_usage: bool = False,
     head_written: bool = False,
+    tap: UsageTap | None = None,
 ) -> None:
     """The provider's reply to the client: as a stream, or whole with its usage read.
 
-    ``head_written``: a stream's head went out already (see ``relay_stream``)."""
+    ``head_written``: a stream's head went out already (see ``relay_stream``), and ``tap``
+    read the chunks that followed it meanwhile."""
     if streaming:
-        tap = UsageTap(strip_usage=strip_usage)
+        tap = tap or UsageTap(strip_usage=strip_usage)
         await relay_stream(
             ctx.send,
             upstream,
