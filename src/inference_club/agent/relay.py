@@ -62,6 +62,8 @@ class StreamRelay:
     ``run`` relays it in a task of its own. A request that ``send_early`` sent needs no task
     while it waits: ``answer_without_task`` relays a small whole reply from the callback that
     sees it arrive, and hands anything else (a stream, a failure, the deadline) to ``run``.
+    A request for an event stream has its task waiting, but its reply's head and first
+    events still leave from the callback that reads them; the task goes on from there.
     """
 
     def __init__(
