@@ -6,10 +6,9 @@ every /v1 request makes (the API-key check) a plain ``sqlite3`` connection on th
 is faster than the round trip to the thread. It sees every committed write at once, from any
 process, so a revoked key still stops working on the next request.
 
-``generation()`` says whether the database changed, so answers can be kept until it moves: the
-header of the WAL index, which any connection's commit rewrites, in this process or another
-(``walindex``), read from memory; or, where it cannot be mapped, SQLite's
-``PRAGMA data_version``, which moves on the same commits and costs a read transaction.
+``generation()`` says whether the database changed: SQLite's ``PRAGMA data_version`` moves
+whenever any other connection, in this process or another, commits a write, and asking it
+costs a fraction of the query it saves, so answers can be kept until it moves.
 """
 
 import sqlite3
@@ -19,8 +18,6 @@ from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy.engine import URL
-
-from inference_club.store.walindex import WalIndex
 
 # A read waits at most this long for a writer's checkpoint before the async path takes over.
 _BUSY_TIMEOUT_MS = 50
@@ -35,8 +32,6 @@ class FastReader:
         # Asked before every kept answer is used: a plain cursor kept for it, with tuple rows.
         self._version_cursor: sqlite3.Cursor | None = None
         self._compiled: dict[int, tuple[str, Any]] = {}
-        # Mapped once the connection is open, and unmapped before it closes.
-        self._wal_index: WalIndex | None = None
 
     @staticmethod
     def usable(url: URL) -> bool:
@@ -52,27 +47,15 @@ class FastReader:
         row: SimpleNamespace | None = self._open().execute(sql, ordered).fetchone()
         return row
 
-    def generation(self) -> object:
+    def generation(self) -> int:
         """What moves on whenever a write was committed since (raises sqlite3.Error when the
-        file cannot be read); take it before reading what is to be kept under it.
-
-        The WAL index's header where it can be mapped (a memory read), else SQLite's
-        ``PRAGMA data_version`` (a read transaction)."""
-        index = self._wal_index
-        if index is not None:
-            return index.header()
+        file cannot be read); take it before reading what is to be kept under it."""
         cursor = self._version_cursor
         if cursor is None:
             cursor = self._version_cursor = self._open().cursor()
             cursor.row_factory = None
-            # The first read attaches this connection to the WAL index, which keeps it mapped.
-            version: int = cursor.execute("PRAGMA data_version").fetchone()[0]
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                self._wal_index = WalIndex.open(self._path)
-                if self._wal_index is not None:
-                    return self._wal_index.header()
-            return version
-        return cursor.execute("PRAGMA data_version").fetchone()[0]
+        version: int = cursor.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
     def _compile(self, statement: Select[Any]) -> tuple[str, Any]:
         cached = self._compiled.get(id(statement))
@@ -96,9 +79,6 @@ class FastReader:
 
     def close(self) -> None:
         """Close the connection."""
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
         self._version_cursor = None
         if self._connection is not None:
             self._connection.close()

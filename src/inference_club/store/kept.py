@@ -1,9 +1,8 @@
 """Answers kept for one generation of the data, and dropped when the data moves on.
 
-A generation is whatever says the database changed: SQLite's WAL index header (or its
-``PRAGMA data_version``), or the count of PostgreSQL change notices. Lookups on the request
-path (the API-key check) read it, and only go to the database when it moved since the answer
-was kept.
+A generation is whatever says the database changed: SQLite's ``PRAGMA data_version``, or the
+count of PostgreSQL change notices. Lookups on the request path (the API-key check) read it,
+and only go to the database when it moved since the answer was kept.
 """
 
 # What ``KeptAnswers.get`` returns when it holds no answer (None is a valid answer).
