@@ -14,13 +14,13 @@ from .fakes import TOKEN, FakeBackend, FakeGateway, TunnelPeer
 
 GatewayFactory = Callable[..., Awaitable[FakeGateway]]
 # Modules whose tests run on each event loop: their transports behave differently.
-_ON_EVERY_LOOP = {"test_backend_client.py"}
+_ON_EVERY_LOOP = {"test_backend_client.py", "test_tunnel_writer.py"}
 BackendFactory = Callable[..., Awaitable[FakeBackend]]
 AgentFactory = Callable[..., Awaitable[Agent]]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """The backend client runs on uvloop in the agent and on asyncio's loop where there is none."""
+    """The agent runs on uvloop, and on asyncio's loop where there is none."""
     factories: dict[str, Any] = {"asyncio": asyncio.new_event_loop}
     if item.path.name in _ON_EVERY_LOOP and importlib.util.find_spec("uvloop") is not None:
         import uvloop  # noqa: PLC0415 - not installed on Windows

@@ -13,11 +13,14 @@ whenever the transport pushes back or the connection closes.
 
 import asyncio
 import os
+from typing import cast
 
 import aiohttp
 
 from inference_club.protocol.websocket_frames import apply_mask, frame_header
 
+# What this writer asks of the transport.
+_TRANSPORT_METHODS = ("write", "is_closing", "get_write_buffer_size")
 # The transport's buffer beyond which a message waits for the writer task (and its drain).
 _WRITE_LIMIT = 64 * 1024
 
@@ -38,9 +41,10 @@ class TunnelWriter:
     def of(cls, ws: aiohttp.ClientWebSocketResponse) -> "TunnelWriter | None":
         """The writer for ``ws``, or None when aiohttp does not show its transport."""
         transport = getattr(getattr(ws, "_writer", None), "transport", None)
-        if not isinstance(transport, asyncio.Transport):
+        # uvloop's transports do not derive from asyncio.Transport: ask for what is used.
+        if not all(hasattr(transport, name) for name in _TRANSPORT_METHODS):
             return None
-        return cls(ws, transport)
+        return cls(ws, cast(asyncio.Transport, transport))
 
     def ready(self) -> bool:
         """Whether a message may be written now: open, and the transport keeps up."""
