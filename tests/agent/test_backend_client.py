@@ -835,12 +835,14 @@ class _Transport(asyncio.Transport):
         self.closing = True
 
 
-def _sent_connection() -> tuple[Connection, "asyncio.Future[BackendResponse]"]:
+def _sent_connection(
+    *, head_request: bool = False
+) -> tuple[Connection, "asyncio.Future[BackendResponse]"]:
     connection = Connection([], lambda _connection: None, lambda _connection: None)
     connection.connection_made(_Transport())
-    head = connection.send(
-        b"GET /x HTTP/1.1\r\n\r\n", None, None, head_request=False, keep_alive=True
-    )
+    method = b"HEAD" if head_request else b"GET"
+    request = method + b" /x HTTP/1.1\r\n\r\n"
+    head = connection.send(request, None, None, head_request=head_request, keep_alive=True)
     return connection, head
 
 
@@ -857,6 +859,17 @@ async def test_a_complete_response_is_announced_in_the_call_that_reads_its_end()
 
     assert seen == [b"hello"]
     assert head.result().complete
+
+
+async def test_a_reply_to_a_head_request_is_complete_with_its_head() -> None:
+    """A HEAD reply has no body whatever length it names: its head completes it."""
+    connection, head = _sent_connection(head_request=True)
+    called: list[bool] = []
+    connection.when_complete(lambda: called.append(head.result().complete))
+
+    connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+
+    assert called == [True]
 
 
 async def test_a_completion_callback_is_for_the_request_it_was_set_for() -> None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -277,3 +278,33 @@ def test_fast_datetime_text_matches_what_sqlalchemy_stores(moment: datetime) -> 
     processor = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     assert UtcDateTime.sqlite_text(moment) == processor(moment)
+
+
+async def test_a_key_revoked_by_another_process_is_refused_on_the_next_check(
+    tmp_path: Path,
+) -> None:
+    """The check the gateway makes without waiting sees a revocation that another process
+    committed, though it kept the key's answer a moment before."""
+    url = default_database_url(tmp_path)
+    gateway = await Store.open(url)
+    try:
+        await gateway.add_user("alice")
+        key, secret = await gateway.create_api_key("alice")
+        assert gateway.authenticate_api_key_now(secret) is not None
+        assert gateway.authenticate_api_key_now(secret) is not None  # kept
+
+        script = (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1])\n"
+            "c.execute(\"UPDATE api_keys SET revoked_at = '2026-01-01 00:00:00.000000' "
+            'WHERE prefix = ?", (sys.argv[2],))\n'
+            "c.commit()\n"
+        )
+        revoke = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(_database_file(url)), key.prefix
+        )
+        assert await revoke.wait() == 0
+
+        assert gateway.authenticate_api_key_now(secret) is None
+    finally:
+        await gateway.close()

@@ -488,6 +488,8 @@ class Connection(asyncio.Protocol):
                 except Exception:
                     # The response goes on to whoever awaits its head.
                     logger.exception("handling a response head failed")
+        if self._head_request:
+            self._completed()  # its parser will not say so: it was replaced
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None and not self._response._complete:
@@ -499,6 +501,10 @@ class Connection(asyncio.Protocol):
             return  # an interim response ended, or one nobody waits for any more
         self._reusable = self._may_reuse and self._parser.should_keep_alive()
         response._finish()
+        self._completed()
+
+    def _completed(self) -> None:
+        """The current response is whole: call what ``when_complete`` set, once."""
         on_complete, self._on_complete = self._on_complete, None
         if on_complete is not None:
             try:
