@@ -1,15 +1,13 @@
-"""Frames made by ``frame_header`` read, on websockets' side, as the one message they carry."""
-
-import os
+"""Frames made by ``frame_header`` read, on websockets' client side, as the one message they
+carry."""
 
 import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from inference_club.protocol.websocket_frames import apply_mask, frame_header
+from inference_club.protocol.websocket_frames import frame_header
 
 # One of each header length: 7-bit, 16-bit and 64-bit.
 SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
@@ -37,16 +35,3 @@ def test_an_unmasked_frame_is_what_a_client_reads(size: int) -> None:
     client.receive_data(frame_header(size) + payload)
 
     assert _one_binary_frame(client.events_received()) == payload
-
-
-@pytest.mark.parametrize("size", SIZES)
-def test_a_masked_frame_is_what_a_server_reads(size: int) -> None:
-    """The agent's frames: a server, which refuses unmasked ones, reads the payload back."""
-    server = ServerProtocol(state=State.OPEN, max_size=None)
-    payload = _payload(size)
-    key = os.urandom(4)
-
-    server.receive_data(frame_header(size, masked=True) + key + apply_mask(payload, key))
-
-    assert _one_binary_frame(server.events_received()) == payload
-    assert server.state is State.OPEN

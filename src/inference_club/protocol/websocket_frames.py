@@ -1,5 +1,6 @@
-"""The one kind of WebSocket frame the tunnel's fast paths write and read (RFC 6455, section 5):
-final and binary, with no extension bits; masked when the agent (the client) sends it."""
+"""The one kind of WebSocket frame the gateway's tunnel fast paths write and read (RFC 6455,
+section 5): final and binary, with no extension bits; masked when the agent (the client) sent
+it, and unmasked from the gateway."""
 
 from typing import Final
 
@@ -18,11 +19,10 @@ LENGTH_16: Final = 126
 LENGTH_64: Final = 127
 
 
-def frame_header(length: int, *, masked: bool = False) -> bytes:
-    """The header of a final binary frame of ``length`` bytes; a masked one's key follows it."""
-    mask_bit = MASKED if masked else 0
+def frame_header(length: int) -> bytes:
+    """The header of a final, unmasked binary frame of ``length`` bytes (a server's)."""
     if length < LENGTH_16:
-        return bytes((FINAL_BINARY, mask_bit | length))
+        return bytes((FINAL_BINARY, length))
     if length < 1 << 16:
-        return bytes((FINAL_BINARY, mask_bit | LENGTH_16)) + length.to_bytes(2, "big")
-    return bytes((FINAL_BINARY, mask_bit | LENGTH_64)) + length.to_bytes(8, "big")
+        return bytes((FINAL_BINARY, LENGTH_16)) + length.to_bytes(2, "big")
+    return bytes((FINAL_BINARY, LENGTH_64)) + length.to_bytes(8, "big")
