@@ -53,6 +53,21 @@ async def frames_until_end(ws: ClientConnection) -> list[Frame]:
     return frames
 
 
+async def member_with_agent(
+    services: Services, port: int
+) -> tuple[str, ClientConnection, list[str]]:
+    """A member's API key, the agent of a provider of theirs serving ``MODEL`` (the test plays
+    it), and the models the member's first request listed. That request waits for the gateway
+    to learn the new sharing (in its task); after it, nothing needs waiting for."""
+    await services.store.add_user("alice")
+    _, api_key = await services.store.create_api_key("alice")
+    _, token = await services.store.add_provider("alice", "home")
+    ws = await connect_agent(port, token, MODEL)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
+        listed = await client.get("/models", headers={"Authorization": f"Bearer {api_key}"})
+    return api_key, ws, [model["id"] for model in listed.json()["data"]]
+
+
 async def chat_record(services: Services) -> UsageRecord:
     """The one chat completion's usage record, once its request has ended and it is stored."""
     for _ in range(100):
@@ -83,16 +98,8 @@ async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Pat
     """When the agent receives the request no request task exists; once the head is relayed
     one does, and the client gets every event but the usage chunk it did not ask for."""
     async with gateway_in_process(tmp_path) as (app, port):
-        services = app.services()
-        await services.store.add_user("alice")
-        _, api_key = await services.store.create_api_key("alice")
-        _, token = await services.store.add_provider("alice", "home")
-        ws = await connect_agent(port, token, MODEL)
-        # The member's first request waits for the gateway to learn the new sharing (in its
-        # task); after it, nothing needs waiting for.
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
-            listed = await client.get("/models", headers={"Authorization": f"Bearer {api_key}"})
-        assert [model["id"] for model in listed.json()["data"]] == [MODEL]
+        api_key, ws, listed = await member_with_agent(app.services(), port)
+        assert listed == [MODEL]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(stream_request(api_key))
@@ -139,12 +146,7 @@ async def test_a_stream_head_and_first_events_reach_the_client_without_waiting_f
     monkeypatch.setattr(direct_chat, "forward", held_forward)
     async with gateway_in_process(tmp_path) as (app, port):
         services = app.services()
-        await services.store.add_user("alice")
-        _, api_key = await services.store.create_api_key("alice")
-        _, token = await services.store.add_provider("alice", "home")
-        ws = await connect_agent(port, token, MODEL)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
-            await client.get("/models", headers={"Authorization": f"Bearer {api_key}"})
+        api_key, ws, _ = await member_with_agent(services, port)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(stream_request(api_key))

@@ -38,6 +38,15 @@ class Sink:
         return self.open
 
 
+def deliver_around_a_refusal(stream: TunnelStream, sink: Sink) -> None:
+    """Chunks "1", "2" and "3", the sink refusing "2"."""
+    stream.deliver(Body(1, b"1"))
+    sink.open = False
+    stream.deliver(Body(1, b"2"))
+    sink.open = True
+    stream.deliver(Body(1, b"3"))
+
+
 async def test_events_come_out_in_the_order_they_arrived() -> None:
     """Events delivered before anyone reads are read back in order."""
     stream, _ = await _stream()
@@ -138,11 +147,7 @@ async def test_chunks_queue_while_the_reader_holds_one_or_the_sink_refuses() -> 
     sink = Sink()
     stream.sink_bodies(sink)
     reader = await _parked(stream)
-    stream.deliver(Body(1, b"1"))
-    sink.open = False
-    stream.deliver(Body(1, b"2"))
-    sink.open = True
-    stream.deliver(Body(1, b"3"))
+    deliver_around_a_refusal(stream, sink)
     assert sink.taken == [b"1"]
     first = await asyncio.wait_for(reader, 1)
     assert isinstance(first, Body)
@@ -164,11 +169,7 @@ async def test_a_sink_before_reading_takes_chunks_until_one_is_queued() -> None:
     sink = Sink()
     stream.deliver(Response(1, 200, ()))
     stream.sink_bodies(sink, before_reading=True)
-    stream.deliver(Body(1, b"1"))
-    sink.open = False
-    stream.deliver(Body(1, b"2"))
-    sink.open = True
-    stream.deliver(Body(1, b"3"))
+    deliver_around_a_refusal(stream, sink)
     assert sink.taken == [b"1"]
 
     assert await stream.next_event() == Response(1, 200, ())

@@ -67,14 +67,8 @@ class DirectBody:
         started, the client left or reads slowly, or a header holds a line break or another
         control byte (uvicorn's send then refuses it, as for any reply).
         """
-        cycle = self._cycle()
-        if (
-            cycle is None
-            or cycle.response_started
-            or cycle.disconnected
-            or cycle.flow.write_paused
-            or status not in STATUS_LINE
-        ):
+        cycle = self._startable(status)
+        if cycle is None:
             return False
         block = _header_block(cycle, headers)
         if block is None:
@@ -104,13 +98,9 @@ class DirectBody:
         and for a HEAD request, a status without a body, or headers that set the framing or
         the connection themselves.
         """
-        cycle = self._cycle()
+        cycle = self._startable(status)
         if (
             cycle is None
-            or cycle.response_started
-            or cycle.disconnected
-            or cycle.flow.write_paused
-            or status not in STATUS_LINE
             or status in (204, 304)
             or cycle.scope["method"] == "HEAD"
             or any(name.lower() in _FRAMING for name, _ in headers)
@@ -129,6 +119,20 @@ class DirectBody:
         cycle.expected_content_length = 0
         cycle.transport.write_now(b"".join(parts))  # type: ignore[attr-defined]
         return True
+
+    def _startable(self, status: int) -> RequestResponseCycle | None:
+        """The request's cycle, when a head with ``status`` may be written to it now: the
+        response has not started, the client is there and keeps up, the status is known."""
+        cycle = self._cycle()
+        if (
+            cycle is None
+            or cycle.response_started
+            or cycle.disconnected
+            or cycle.flow.write_paused
+            or status not in STATUS_LINE
+        ):
+            return None
+        return cycle
 
     def flush(self) -> None:
         """Send what this connection's writes queued in this turn now, not at its end."""

@@ -105,7 +105,6 @@ class DirectChat:
         "_deadline",
         "_exchange",
         "_extra_headers",
-        "_head_written",
         "_identity",
         "_on_done",
         "_outgoing",
@@ -139,9 +138,8 @@ class DirectChat:
         self._stream: TunnelStream | None = None
         self._streaming = False
         self._strip_usage = False
-        # Whether a stream's head went out from the callback that saw it arrive, and what
-        # read the chunks written after it meanwhile.
-        self._head_written = False
+        # Set once a stream's head went out from the callback that saw it arrive: what reads
+        # the chunks written after it, before and after its task takes over.
         self._tap: UsageTap | None = None
 
     def start(self) -> bool:
@@ -254,7 +252,7 @@ class DirectChat:
             # The head leaves now; its task relays the rest, and the deadline then is its own.
             head = stream.first_event()
             if isinstance(head, Response) and head.status < 400:
-                self._head_written = self._write_stream_head(stream, head)
+                self._write_stream_head(stream, head)
             self._go_on_in_task()
             return
         if stream.is_finished():
@@ -298,20 +296,19 @@ class DirectChat:
         stream.close()
         meter(self._services, self._identity, exchange)
 
-    def _write_stream_head(self, stream: TunnelStream, head: Response) -> bool:
+    def _write_stream_head(self, stream: TunnelStream, head: Response) -> None:
         """Write a stream's head to the client now, and the chunks that follow it as they
-        arrive, rather than once its task has run; True when the head went out (the task
-        then goes on from the body, with the same usage tap)."""
+        arrive, rather than once its task has run; when the head went out, the task goes on
+        from the body, with the same usage tap."""
         direct = direct_body(self._cycle.scope)
         extra_headers = [*self._extra_headers, queue_position_header(0)]
         if direct is None or not direct.start_chunked(
             head.status, stream_headers(head, extra_headers)
         ):
-            return False
+            return
         self._exchange.response_started = True
         self._tap = tap = UsageTap(strip_usage=self._strip_usage)
         stream.sink_bodies(direct_sink(direct, self._exchange, tap), before_reading=True)
-        return True
 
     def _go_on_in_task(self) -> None:
         """Hand the request to a task that goes on from the attempt in flight."""
@@ -353,6 +350,6 @@ class DirectChat:
             upstream,
             streaming=self._streaming,
             strip_usage=self._strip_usage,
-            head_written=self._head_written,
+            head_written=self._tap is not None,
             tap=self._tap,
         )
