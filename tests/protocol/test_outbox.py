@@ -293,3 +293,42 @@ async def test_a_failed_direct_write_fails_its_senders_and_later_sends() -> None
         await outbox.send_soon([End(1)])
     assert socket.messages == []
     await outbox.close()
+
+
+async def test_at_turn_end_a_turns_frames_leave_in_one_write_when_it_ends() -> None:
+    """With ``at_turn_end``, nothing is written in the calls that queue frames, even the turn's
+    first; all of them leave as one message once the turn ends, and a waiting sender is done
+    then. The writer is never used."""
+    socket, direct = Socket(), DirectSocket()
+    outbox = Outbox(socket.write, direct=direct, at_turn_end=True)
+    frames = [Body(stream_id, b"chunk %d" % stream_id) for stream_id in range(1, 4)]
+
+    for frame in frames:
+        assert outbox.try_post_body(frame.stream_id, frame.data)
+    outbox.post([Ping(b"beat")])
+    assert direct.messages == []
+    await outbox.send([End(1)])  # returns once the turn's one write is done
+    assert [decode_message(message) for message in direct.messages] == [
+        [*frames, Ping(b"beat"), End(1)]
+    ]
+
+    outbox.post([End(2)])  # the next turn: one more write, at its end
+    assert len(direct.messages) == 1
+    await asyncio.sleep(0)
+    assert [decode_message(message) for message in direct.messages[1:]] == [[End(2)]]
+    assert socket.messages == []
+    await outbox.close()
+
+
+async def test_at_turn_end_frames_go_through_the_writer_while_the_socket_pushes_back() -> None:
+    """A socket that is not ready when the turn ends hands the frames to the writer, and a
+    sender waiting for them is done once the writer wrote them."""
+    socket, direct = Socket(), DirectSocket()
+    direct.is_ready = False
+    outbox = Outbox(socket.write, direct=direct, at_turn_end=True)
+
+    await asyncio.wait_for(outbox.send([Body(1, b"held"), End(1)]), 1)
+
+    assert direct.messages == []
+    assert [decode_message(message) for message in socket.messages] == [[Body(1, b"held"), End(1)]]
+    await outbox.close()

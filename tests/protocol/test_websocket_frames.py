@@ -1,13 +1,15 @@
-"""Frames made by ``frame_header`` read, on websockets' client side, as the one message they
-carry."""
+"""Frames made here read, on websockets' client side (the gateway's frames) and server side (the
+agent's masked frames), as the one message they carry."""
 
 import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from inference_club.protocol.websocket_frames import frame_header
+from inference_club.protocol import websocket_frames
+from inference_club.protocol.websocket_frames import MaskKeys, frame_header, masked_frame
 
 # One of each header length: 7-bit, 16-bit and 64-bit.
 SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
@@ -35,3 +37,39 @@ def test_an_unmasked_frame_is_what_a_client_reads(size: int) -> None:
     client.receive_data(frame_header(size) + payload)
 
     assert _one_binary_frame(client.events_received()) == payload
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_masked_frame_is_what_a_server_reads(size: int) -> None:
+    """The agent's frames: a server reads one binary message of the payload, unmasked."""
+    server = ServerProtocol(state=State.OPEN, max_size=None)
+    payload = _payload(size)
+    key = b"\x01\x9a\xff\x3c"
+
+    frame = masked_frame(payload, key)
+    server.receive_data(frame)
+
+    assert _one_binary_frame(server.events_received()) == payload
+    if size >= 4:
+        assert payload not in frame  # the payload travels masked
+
+
+def test_mask_keys_take_each_drawn_byte_once_and_draw_again_when_used_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys are consecutive four-byte slices of what the system's entropy source gave, none
+    used twice; a new draw comes only once a draw is used up."""
+    draws: list[bytes] = []
+
+    def urandom(size: int) -> bytes:
+        draw = bytes((len(draws) * 31 + index) % 251 for index in range(size))
+        draws.append(draw)
+        return draw
+
+    monkeypatch.setattr(websocket_frames.os, "urandom", urandom)
+    keys = MaskKeys()
+
+    drawn = [keys.next() for _ in range(1025)]
+
+    assert len(draws) == 2
+    assert b"".join(drawn) == draws[0] + draws[1][:4]

@@ -14,6 +14,7 @@ from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.relay import StreamLimits, StreamRelay
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
+from inference_club.agent.tunnel_writer import TunnelWriter
 from inference_club.protocol import (
     MAX_BODY_CHUNK,
     PROTOCOL_VERSION,
@@ -73,9 +74,10 @@ class TunnelSession:
         self._settings = settings
         self._http = http
         self._catalog = catalog
-        # One writer task: aiohttp's drain waiter is not for concurrent writers, and frames
-        # of many streams sent in one loop turn leave as one message.
-        self._outbox = Outbox(ws.send_bytes)
+        # Frames of many streams sent in one loop turn leave as one message, written to the
+        # socket when the turn ends, or by one writer task while the socket pushes back
+        # (aiohttp's drain waiter is not for concurrent writers).
+        self._outbox = Outbox(ws.send_bytes, direct=TunnelWriter.of(ws), at_turn_end=True)
         # Each open stream's relay, and its task once it has one.
         self._streams: dict[int, tuple[StreamRelay, asyncio.Task[None] | None]] = {}
         # Streams that ended before their request body did: the rest of the body is granted

@@ -14,11 +14,10 @@ from typing import Final
 from inference_club.protocol.websocket_frames import (
     FINAL_BINARY,
     LENGTH_16,
+    MASK_SIZE,
     MASKED,
     apply_mask,
 )
-
-_MASK_SIZE: Final = 4
 
 
 class NotPlain:
@@ -55,7 +54,7 @@ class ClientFrames:
         mask_start, end = head
         if len(buffer) < end:
             return None
-        payload_start = mask_start + _MASK_SIZE
+        payload_start = mask_start + MASK_SIZE
         mask = bytes(buffer[mask_start:payload_start])
         with memoryview(buffer) as view:
             payload = apply_mask(view[payload_start:end], mask)
@@ -86,4 +85,4 @@ def _head(buffer: bytearray, max_size: int | None) -> tuple[int, int] | NotPlain
         length = int.from_bytes(buffer[2:mask_start], "big")
     if max_size is not None and length > max_size:
         return NOT_PLAIN
-    return mask_start, mask_start + _MASK_SIZE + length
+    return mask_start, mask_start + MASK_SIZE + length

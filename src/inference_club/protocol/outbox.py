@@ -11,11 +11,16 @@ stream writer's ``drain``: back-pressure still reaches a sender on a congested t
 uncongested one costs no wake-up per frame.
 
 Given a ``DirectWriter`` (a socket it can write to without waiting), the writer task is
-left out whenever the socket is ready and the task has nothing in hand: the first frames
-queued in a turn are written in the call that queued them, and frames queued later in that
-turn gather and leave in one write when the turn ends. A lone reply leaves without waiting
-for the loop to come round, while a busy turn still costs two writes, not one per sender.
-Otherwise the task writes them, in order.
+left out whenever the socket is ready and the task has nothing in hand. By default the first
+frames queued in a turn are written in the call that queued them, and frames queued later in
+that turn gather and leave in one write when the turn ends: a lone reply leaves without
+waiting for the loop to come round, while a busy turn still costs two writes, not one per
+sender. With ``at_turn_end``, everything queued in a turn leaves in one write when it ends:
+one write per turn however the turn began, for a sender whose frames come from many sockets
+read in the same turn (the agent's chunks). Otherwise the task writes them, in order.
+
+A sender that waits for its frames to be written gets a future for them; frames nobody waits
+for cost none.
 """
 
 import asyncio
@@ -57,16 +62,20 @@ class Outbox:
         max_message: int = MAX_FRAME_SIZE,
         high_water: int = HIGH_WATER,
         direct: DirectWriter | None = None,
+        at_turn_end: bool = False,
     ) -> None:
         self._write = write
         self._direct = direct
+        self._at_turn_end = at_turn_end
         # The writer task holds a batch it is writing: the direct path must not overtake it.
         self._writing = False
         self._max_message = max_message
         self._high_water = high_water
         self._queued: list[bytes] = []
         self._queued_bytes = 0
-        # Resolved when the frames queued so far are written; None while nothing is queued.
+        # Whether the frames queued so far have their write arranged (a call or the writer).
+        self._arranged = False
+        # Resolved when the frames queued so far are written; made only once a sender waits.
         self._written: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
         # Set once this turn wrote to the direct socket; cleared when the turn ends.
@@ -79,7 +88,11 @@ class Outbox:
 
         Raises ConnectionError once a write failed or the outbox was closed.
         """
-        await asyncio.shield(self._queue(frames))
+        self._queue(frames)
+        if self._queued:  # not written in the call that queued them
+            await asyncio.shield(self._written_future())
+        elif self._error is not None:
+            raise self._error
 
     async def send_soon(self, frames: Sequence[Frame]) -> None:
         """Queue ``frames`` and return at once, unless more than the high-water mark waits to be
@@ -87,9 +100,9 @@ class Outbox:
 
         Raises ConnectionError once a write failed or the outbox was closed.
         """
-        written = self._queue(frames)
+        self._queue(frames)
         if self._queued_bytes > self._high_water:
-            await asyncio.shield(written)
+            await asyncio.shield(self._written_future())
 
     def post(self, frames: Sequence[Frame]) -> None:
         """Queue ``frames`` like ``send`` without waiting for the write (heartbeats: a
@@ -113,37 +126,41 @@ class Outbox:
         encoded = encode_body(stream_id, data)
         self._queued.append(encoded)
         self._queued_bytes += len(encoded)
-        if self._written is None:
+        if not self._arranged:
             self._arrange_write()
         return True
 
-    def _queue(self, frames: Sequence[Frame]) -> asyncio.Future[None]:
+    def _queue(self, frames: Sequence[Frame]) -> None:
         if self._error is not None:
             raise self._error
         encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
         self._queued.extend(encoded)
         self._queued_bytes += sum(map(len, encoded))
+        if not self._arranged:
+            self._arrange_write()
+
+    def _written_future(self) -> asyncio.Future[None]:
+        """What a sender waits on: resolved once the frames queued so far are written."""
         written = self._written
         if written is None:
-            written = self._arrange_write()
+            written = self._written = asyncio.get_running_loop().create_future()
+            # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
+            written.add_done_callback(_retrieve)
         return written
 
-    def _arrange_write(self) -> asyncio.Future[None]:
-        """The first frames since the last write are queued: have them written, now or by the
-        writer task, and return the future their senders wait on."""
-        loop = asyncio.get_running_loop()
-        written = self._written = loop.create_future()
-        # Nobody may wait (a sender cancelled meanwhile): never warn about its outcome.
-        written.add_done_callback(_retrieve)
+    def _arrange_write(self) -> None:
+        """The first frames since the last write are queued: have them written, now, when the
+        turn ends, or by the writer task."""
+        self._arranged = True
         if self._direct is None or self._writing:
             self._wake_writer()
-        elif self._wrote_in_turn:
-            loop.call_soon(self._write_direct)  # with the rest of this turn, at its end
+        elif self._at_turn_end or self._wrote_in_turn:
+            # With the rest of this turn, at its end.
+            asyncio.get_running_loop().call_soon(self._write_direct)
         else:
             self._wrote_in_turn = True
-            loop.call_soon(self._end_turn)
+            asyncio.get_running_loop().call_soon(self._end_turn)
             self._write_direct()
-        return written
 
     def _wake_writer(self) -> None:
         self._wakeup.set()
@@ -154,6 +171,7 @@ class Outbox:
         """Everything queued, packed into messages, and the future its senders wait on."""
         queued, self._queued = self._queued, []
         self._queued_bytes = 0
+        self._arranged = False
         written, self._written = self._written, None
         return pack_messages(queued, self._max_message), written
 
@@ -204,6 +222,7 @@ class Outbox:
                 future.set_exception(self._error)
         self._queued = []
         self._queued_bytes = 0
+        self._arranged = False
         self._written = None
 
     async def close(self) -> None:

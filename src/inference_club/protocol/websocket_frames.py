@@ -1,7 +1,8 @@
-"""The one kind of WebSocket frame the gateway's tunnel fast paths write and read (RFC 6455,
-section 5): final and binary, with no extension bits; masked when the agent (the client) sent
-it, and unmasked from the gateway."""
+"""The one kind of WebSocket frame the tunnel's fast paths write and read (RFC 6455, section
+5): final and binary, with no extension bits; masked when the agent (the client) sends it, and
+unmasked from the gateway."""
 
+import os
 from typing import Final
 
 try:
@@ -9,7 +10,16 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["FINAL_BINARY", "LENGTH_16", "LENGTH_64", "MASKED", "apply_mask", "frame_header"]
+__all__ = [
+    "FINAL_BINARY",
+    "LENGTH_16",
+    "LENGTH_64",
+    "MASKED",
+    "MaskKeys",
+    "apply_mask",
+    "frame_header",
+    "masked_frame",
+]
 
 # FIN with the binary opcode and no extension bits.
 FINAL_BINARY: Final = 0x82
@@ -17,6 +27,9 @@ FINAL_BINARY: Final = 0x82
 MASKED: Final = 0x80
 LENGTH_16: Final = 126
 LENGTH_64: Final = 127
+MASK_SIZE: Final = 4
+# Random bytes drawn from the system at a time for masking keys: one call per 1,024 frames.
+_KEY_POOL = 4096
 
 
 def frame_header(length: int) -> bytes:
@@ -26,3 +39,36 @@ def frame_header(length: int) -> bytes:
     if length < 1 << 16:
         return bytes((FINAL_BINARY, LENGTH_16)) + length.to_bytes(2, "big")
     return bytes((FINAL_BINARY, LENGTH_64)) + length.to_bytes(8, "big")
+
+
+def masked_frame(message: bytes, key: bytes) -> bytes:
+    """A final binary frame carrying ``message`` as a client sends it: masked with the 4-byte
+    ``key``, which follows the header."""
+    length = len(message)
+    if length < LENGTH_16:
+        header = bytes((FINAL_BINARY, MASKED | length))
+    elif length < 1 << 16:
+        header = bytes((FINAL_BINARY, MASKED | LENGTH_16)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((FINAL_BINARY, MASKED | LENGTH_64)) + length.to_bytes(8, "big")
+    return header + key + apply_mask(message, key)
+
+
+class MaskKeys:
+    """Masking keys from the system's strong source of entropy (RFC 6455, section 5.3 asks for
+    one per frame), drawn in bulk rather than with a system call per frame."""
+
+    __slots__ = ("_offset", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._offset = 0
+
+    def next(self) -> bytes:
+        """A fresh key, never handed out before."""
+        offset = self._offset
+        if offset + MASK_SIZE > len(self._pool):
+            self._pool = os.urandom(_KEY_POOL)
+            offset = 0
+        self._offset = offset + MASK_SIZE
+        return self._pool[offset : offset + MASK_SIZE]
