@@ -1,5 +1,6 @@
 """A streamed chat leaves for the agent from the HTTP protocol's callback, before any task runs
-for it; a task relays it from the reply's first event on.
+for it, and its reply is relayed and ended from the tunnel's callbacks; a task takes over only
+for what they do not handle (here, an error midway).
 
 The real gateway runs in this event loop and the test plays the agent, so it can see which
 request tasks exist at each step.
@@ -19,6 +20,7 @@ from inference_club.gateway.services import Services
 from inference_club.protocol import (
     Body,
     End,
+    Error,
     Frame,
     Request,
     Response,
@@ -94,11 +96,15 @@ def stream_request(api_key: str) -> bytes:
     return head.encode() + body
 
 
-async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Path) -> None:
-    """When the agent receives the request no request task exists; once the head is relayed
-    one does, and the client gets every event but the usage chunk it did not ask for."""
+async def test_a_stream_is_sent_relayed_and_ended_without_a_task(tmp_path: Path) -> None:
+    """No request task exists at any step of a stream that goes as expected: the request
+    leaves, the head and events reach the client and the end completes the response, all from
+    callbacks. The client gets every event but the usage chunk it did not ask for, the usage is
+    metered, the agent is sent no cancel for the finished stream, and the connection takes its
+    next request."""
     async with gateway_in_process(tmp_path) as (app, port):
-        api_key, ws, listed = await member_with_agent(app.services(), port)
+        services = app.services()
+        api_key, ws, listed = await member_with_agent(services, port)
         assert listed == [MODEL]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -116,11 +122,16 @@ async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Pat
             reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert reply_head.startswith(b"HTTP/1.1 200 OK\r\n")
             assert b"transfer-encoding: chunked" in reply_head
-            assert len(request_tasks()) == 1
+            assert request_tasks() == []
 
             rest = [Body(stream_id, USAGE_CHUNK), Body(stream_id, b"data: [DONE]\n\n")]
             await ws.send(encode_batch([*rest, End(stream_id)]))
             reply_body = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
+            assert request_tasks() == []
+            record = await chat_record(services)
+
+            writer.write(stream_request(api_key))  # the same connection's next request
+            next_frames = await frames_until_end(ws)
         finally:
             writer.close()
             await ws.close()
@@ -128,14 +139,20 @@ async def test_a_stream_is_sent_before_any_task_and_relayed_by_one(tmp_path: Pat
     assert CONTENT_CHUNK in reply_body
     assert b"data: [DONE]" in reply_body
     assert b"usage" not in reply_body
+    assert (record.status_code, record.prompt_tokens, record.completion_tokens) == (200, 2, 1)
+    assert record.ttfb_ms is not None
+    assert [type(frame) for frame in next_frames] == [Request, Body, End]
+    assert next_frames[0].stream_id != stream_id
 
 
-async def test_a_stream_head_and_first_events_reach_the_client_without_waiting_for_the_task(
+async def test_a_stream_that_fails_midway_goes_on_in_a_task_which_ends_it_with_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The head and the events after it go out from the callbacks that see them arrive: a
-    task held back before it relays anything holds none of them, and the usage chunk the
-    client did not ask for is still kept from it and metered. The task then relays the rest."""
+    """The head and the events after it go out from the callbacks that see them arrive, with
+    the gateway's headers. An error from the agent then goes on in the request's task (held
+    back here until it is let go, so the events before it cannot be its doing), which ends
+    the stream with an error event; the usage record says what failed, and the agent, which
+    ended the stream itself, is sent no cancel for it."""
     task_may_go_on = asyncio.Event()
     real_forward = direct_chat.forward
 
@@ -153,8 +170,7 @@ async def test_a_stream_head_and_first_events_reach_the_client_without_waiting_f
             [request] = [f for f in await frames_until_end(ws) if isinstance(f, Request)]
             stream_id = request.stream_id
             head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
-            first = [head, Body(stream_id, CONTENT_CHUNK), Body(stream_id, USAGE_CHUNK)]
-            await ws.send(encode_batch(first))
+            await ws.send(encode_batch([head, Body(stream_id, CONTENT_CHUNK)]))
 
             reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             lines = reply_head.decode().split("\r\n")
@@ -169,14 +185,23 @@ async def test_a_stream_head_and_first_events_reach_the_client_without_waiting_f
             assert "content-length" not in fields
             first_chunk = b"%x\r\n%b\r\n" % (len(CONTENT_CHUNK), CONTENT_CHUNK)
             assert await asyncio.wait_for(reader.readexactly(len(first_chunk)), 5) == first_chunk
+            assert request_tasks() == []
 
+            await ws.send(encode_batch([Error(stream_id, "backend_disconnected", "it fell over")]))
+            await asyncio.sleep(0.05)
+            assert len(request_tasks()) == 1
             task_may_go_on.set()
-            await ws.send(encode_batch([Body(stream_id, b"data: [DONE]\n\n"), End(stream_id)]))
             reply_rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
             record = await chat_record(services)
+
+            writer.write(stream_request(api_key))  # the same connection's next request
+            next_frames = await frames_until_end(ws)
         finally:
             writer.close()
             await ws.close()
 
-    assert reply_rest == b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
-    assert (record.status_code, record.prompt_tokens, record.completion_tokens) == (200, 2, 1)
+    # The agent ended the stream itself: the gateway sends it no cancel for it.
+    assert [type(frame) for frame in next_frames] == [Request, Body, End]
+    error = orjson.loads(reply_rest.split(b"data: ", 1)[1].split(b"\n\n", 1)[0])
+    assert error["error"]["message"] == "The provider failed mid-stream: it fell over"
+    assert (record.status_code, record.error_type) == (200, "backend_disconnected")

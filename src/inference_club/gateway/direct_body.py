@@ -60,6 +60,20 @@ class DirectBody:
         assert cycle is not None, "write only when writable()"
         cycle.transport.write_now(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
 
+    def finish_chunked(self, data: bytes) -> None:
+        """Write ``data`` as the body's last chunk (none when empty) and the end of the
+        chunked body, and complete the response, as uvicorn's send does for the last body
+        message (call only when ``writable()``)."""
+        cycle = self._cycle()
+        assert cycle is not None, "finish only when writable()"
+        end = b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
+        cycle.transport.write_now(end)  # type: ignore[attr-defined]
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            cycle.transport.close()
+        cycle.on_response()
+
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """Write a whole reply, its Content-Length added, and complete the response.
 

@@ -1,4 +1,4 @@
-"""Text completions sent from the protocol's callbacks; whole replies answered there too.
+"""Text completions sent from the protocol's callbacks; their replies answered there too.
 
 Through ASGI, every request costs a task and its steps, the ASGI messages and the request's
 way through the app's layers, whatever the request does. For the commonest requests, a chat
@@ -7,18 +7,21 @@ its body is in (``GatewayApp.direct_request``). When all it needs can be known a
 kept API key, current sharing, the in-memory rate counter, today's quota totals already
 loaded, a provider with a free slot whose tunnel takes the frames), ``start`` sends it and
 returns. For a non-streamed request, the tunnel's callback that brings the reply's last frame
-writes the response and leaves the usage record. A streamed one is relayed by a task from
-its first event on (its chunks then go from the tunnel's callbacks to the client's socket,
-``relay_stream``); it has skipped the task's way to the send.
+writes the response and leaves the usage record. For a streamed one, the callback that
+brings the head writes it, the callbacks that bring chunks write them (through the usage
+tap), and the one that brings the end completes the response and leaves the usage record:
+a stream that goes as expected never has a task.
 
 Anything else takes the ASGI path, so every answer is the one that path gives:
 
 - Before anything was counted or sent (an error to report, a queue to wait in, a database
   to ask), ``start`` declines and the protocol starts the request's task as usual.
-- After the request went out (a stream's first event, a body past half the stream's window,
-  a status of 500 or more, a failure, no head by the deadline, the client leaving), the
-  request goes on in a task from the attempt in flight, through the same code the ASGI path
-  runs (``forward`` with the attempt already sent, then ``relay_text``).
+- After the request went out (a body past half the stream's window, a status of 500 or
+  more, a stream's head that cannot be written directly or a chunk its client is not ready
+  for, an error or a loss, no head by the deadline, the client leaving), the request goes
+  on in a task from the attempt in flight, through the same code the ASGI path runs
+  (``forward`` with the attempt already sent, then ``relay_text``, which takes over the
+  stream's usage tap and knows its head went out).
 """
 
 import asyncio
@@ -249,11 +252,7 @@ class DirectChat:
         stream = self._stream
         assert stream is not None
         if self._streaming:
-            # The head leaves now; its task relays the rest, and the deadline then is its own.
-            head = stream.first_event()
-            if isinstance(head, Response) and head.status < 400:
-                self._write_stream_head(stream, head)
-            self._go_on_in_task()
+            self._on_stream_event(stream)
             return
         if stream.is_finished():
             self._answer(stream)
@@ -265,6 +264,48 @@ class DirectChat:
             if head.status >= 500 or stream.buffered > stream.initial_window // 2:
                 # A failover to try, or a body whose window must be granted on the way.
                 self._go_on_in_task()
+
+    def _on_stream_event(self, stream: TunnelStream) -> None:
+        """A streamed reply's head leaves from the callback that sees it arrive, and its
+        chunks from the callbacks that bring them (``_write_stream_head``); its end completes
+        the response and leaves the usage record here too. Anything else (a head it cannot
+        write so, a chunk the client is not ready for, an error, a loss) goes on in the task,
+        which relays the rest."""
+        if self._tap is None:
+            head = stream.first_event()
+            if isinstance(head, Response) and head.status < 400:
+                self._write_stream_head(stream, head)
+            if self._tap is None:
+                self._go_on_in_task()
+            else:
+                self._stop_timer()  # the deadline is for the head only, as on the ASGI path
+            return
+        whole = stream.whole_reply()
+        if whole is None or whole[1]:
+            self._go_on_in_task()  # queued chunks, an error or a loss: the task relays them
+            return
+        self._finish_stream(stream)
+
+    def _finish_stream(self, stream: TunnelStream) -> None:
+        """The stream ended with every chunk written: write the end and meter the request."""
+        tap = self._tap
+        assert tap is not None, "only once the head went out directly"
+        direct = direct_body(self._cycle.scope)
+        if direct is None or not direct.writable():
+            self._go_on_in_task()
+            return
+        exchange = self._exchange
+        # Done before the write: a complete response lets the connection's next request start.
+        self._stop()
+        stream.sink_bodies(None)
+        stream.close()  # the agent is done with it: nothing to cancel there
+        rest = tap.flush()
+        if tap.usage is not None:
+            exchange.usage = tap.usage
+        if rest:
+            exchange.mark_first_byte()
+        direct.finish_chunked(rest)
+        meter(self._services, self._identity, exchange)
 
     def _answer(self, stream: TunnelStream) -> None:
         whole = stream.whole_reply()
@@ -307,6 +348,7 @@ class DirectChat:
         ):
             return
         self._exchange.response_started = True
+        self._exchange.status = head.status
         self._tap = tap = UsageTap(strip_usage=self._strip_usage)
         stream.sink_bodies(direct_sink(direct, self._exchange, tap), before_reading=True)
 
