@@ -5,7 +5,9 @@ request's task and passes every layer of the app on the way to the socket; writt
 chunk goes from the tunnel's frame to the client's transport in the same call. The HTTP
 protocol puts a ``DirectBody`` in the request's scope; it writes chunks only while the
 response is a chunked body in progress that the client keeps up with, and says so, so that
-everything else (the head, the last chunk, a client that reads slowly) still goes through ASGI.
+anything else (a client that reads slowly, a head it cannot write as uvicorn would) still
+goes through ASGI. A stream's head (``start_chunked``) and its end (``finish_chunked``) are
+written here too when the request is served from the tunnel's callbacks (``DirectChat``).
 
 A whole reply of known length (every non-streamed completion) is written by ``respond``: head
 and body in one write, as uvicorn would write them for the two ASGI messages, with one check
