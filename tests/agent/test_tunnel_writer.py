@@ -2,6 +2,8 @@
 the agent runs on (their transports differ)."""
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -69,7 +71,8 @@ async def test_a_connected_websocket_gets_a_writer_whose_messages_arrive_whole_a
 async def test_the_writer_is_not_ready_once_the_websocket_closes(
     connected: tuple[aiohttp.ClientWebSocketResponse, Receiver],
 ) -> None:
-    """After the close, frames must go nowhere: the outbox's writer then fails its senders."""
+    """After the close no frame may follow it: the writer says it is not ready, so the outbox
+    leaves the frames to aiohttp's own path, which refuses them."""
     ws, _ = connected
     writer = TunnelWriter.of(ws)
     assert writer is not None
@@ -77,3 +80,27 @@ async def test_the_writer_is_not_ready_once_the_websocket_closes(
     await ws.close()
 
     assert not writer.ready()
+
+
+def test_the_agent_masks_its_frames_without_the_gateways_websockets_package() -> None:
+    """The agent's install has no ``websockets`` (only the gateway's does): the agent still
+    loads, and masks each frame's payload byte by byte with its key, as a server unmasks it."""
+    probe = """
+import sys
+sys.modules["websockets"] = None  # as if not installed: importing it fails
+import inference_club.agent.core
+from inference_club.protocol.websocket_frames import frame_header, masked_frame
+key = bytes((1, 154, 255, 60))
+for size in (0, 1, 5, 125, 126, 70001):
+    payload = bytes((index * 7 + size) % 256 for index in range(size))
+    expected = bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
+    header = frame_header(size, masked=True)
+    assert masked_frame(payload, key) == header + key + expected, size
+print("masked")
+"""
+    result = subprocess.run(  # noqa: S603 - the test's own interpreter
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "masked"

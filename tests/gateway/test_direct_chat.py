@@ -2,8 +2,7 @@
 
 Every other chat test passes through the same path; these cover what only it does: the
 connection's order of replies, a client that leaves while the reply is awaited, a reply too
-large to arrive in one tunnel message, and streams, which a task relays from their first
-event on.
+large to arrive in one tunnel message, and streams, which the same callbacks relay and end.
 """
 
 import asyncio
@@ -106,8 +105,8 @@ def test_a_reply_larger_than_one_tunnel_window_arrives_whole(gateway: Gateway, k
 
 
 def test_a_stream_and_a_chat_pipelined_are_answered_in_order(gateway: Gateway, key: str) -> None:
-    """A stream, then a whole reply on the same connection: the stream's task relays every
-    event and its end before the next request is answered."""
+    """A stream, then a whole reply on the same connection: every event of the stream and its
+    end go out before the next request is answered."""
     with socket.create_connection(("127.0.0.1", port_of(gateway)), timeout=10) as client:
         client.sendall(chat_request(key, "first", stream=True) + chat_request(key, "second"))
         status, headers, events, rest = read_chunked_reply(client)

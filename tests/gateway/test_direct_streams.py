@@ -84,12 +84,12 @@ async def chat_record(services: Services) -> UsageRecord:
     raise AssertionError(msg)
 
 
-def stream_request(api_key: str) -> bytes:
+def stream_request(api_key: str, extra_header: str = "") -> bytes:
     body = orjson.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     )
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n{extra_header}"
         f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
@@ -205,3 +205,32 @@ async def test_a_stream_that_fails_midway_goes_on_in_a_task_which_ends_it_with_a
     error = orjson.loads(reply_rest.split(b"data: ", 1)[1].split(b"\n\n", 1)[0])
     assert error["error"]["message"] == "The provider failed mid-stream: it fell over"
     assert (record.status_code, record.error_type) == (200, "backend_disconnected")
+
+
+async def test_a_stream_ended_from_the_callbacks_closes_a_connection_not_kept_alive(
+    tmp_path: Path,
+) -> None:
+    """A client that asked to close the connection gets the stream's end, then the close, as
+    uvicorn gives it; the request is metered."""
+    async with gateway_in_process(tmp_path) as (app, port):
+        services = app.services()
+        api_key, ws, _ = await member_with_agent(services, port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(stream_request(api_key, "Connection: close\r\n"))
+            [request] = [f for f in await frames_until_end(ws) if isinstance(f, Request)]
+            stream_id = request.stream_id
+            head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
+            events = [Body(stream_id, CONTENT_CHUNK), Body(stream_id, b"data: [DONE]\n\n")]
+            await ws.send(encode_batch([head, *events, End(stream_id)]))
+            reply = await asyncio.wait_for(reader.read(), 5)  # to the end of the connection
+            assert request_tasks() == []
+            record = await chat_record(services)
+        finally:
+            writer.close()
+            await ws.close()
+
+    reply_head, _, reply_body = reply.partition(b"\r\n\r\n")
+    assert b"connection: close" in reply_head
+    assert reply_body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    assert record.status_code == 200

@@ -251,13 +251,16 @@ async def test_a_turns_first_frames_go_direct_at_once_and_the_rest_together() ->
     await outbox.close()
 
 
-async def test_frames_wait_for_the_writer_while_the_direct_socket_pushes_back() -> None:
+@pytest.mark.parametrize("at_turn_end", [False, True])
+async def test_frames_wait_for_the_writer_while_the_direct_socket_pushes_back(
+    at_turn_end: bool,
+) -> None:
     """A socket that is not ready sends the frames through the writer; frames queued while
     the writer holds a batch follow it, even once the socket is ready again."""
     socket, direct = Socket(), DirectSocket()
     direct.is_ready = False
     socket.gate.clear()
-    outbox = Outbox(socket.write, direct=direct)
+    outbox = Outbox(socket.write, direct=direct, at_turn_end=at_turn_end)
 
     first = asyncio.create_task(outbox.send([Body(1, b"first")]))
     for _ in range(3):

@@ -70,11 +70,7 @@ class DirectBody:
         assert cycle is not None, "finish only when writable()"
         end = b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
         cycle.transport.write_now(end)  # type: ignore[attr-defined]
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            cycle.transport.close()
-        cycle.on_response()
+        _complete(cycle)
 
     def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """Write a whole reply, its Content-Length added, and complete the response.
@@ -98,11 +94,7 @@ class DirectBody:
         cycle.response_started = True
         cycle.waiting_for_100_continue = False
         cycle.transport.write(b"".join(parts))
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            cycle.transport.close()
-        cycle.on_response()
+        _complete(cycle)
         return True
 
     def start_chunked(self, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -157,6 +149,16 @@ class DirectBody:
             flush = getattr(cycle.transport, "flush", None)
             if flush is not None:
                 flush()
+
+
+def _complete(cycle: RequestResponseCycle) -> None:
+    """The response is written whole: complete it as uvicorn's send does after its last body
+    message (the connection closes unless kept alive, and may take its next request)."""
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
 
 
 def _header_block(cycle: RequestResponseCycle, headers: list[tuple[bytes, bytes]]) -> bytes | None:

@@ -98,7 +98,8 @@ def direct_chat(
 
 
 class DirectChat:
-    """One request sent, and a whole reply answered, from callbacks while all goes as expected."""
+    """One request sent, and its reply (whole or streamed) answered, from callbacks while all
+    goes as expected."""
 
     __slots__ = (
         "_caller",
@@ -295,17 +296,20 @@ class DirectChat:
             self._go_on_in_task()
             return
         exchange = self._exchange
-        # Done before the write: a complete response lets the connection's next request start.
-        self._stop()
-        stream.sink_bodies(None)
-        stream.close()  # the agent is done with it: nothing to cancel there
         rest = tap.flush()
         if tap.usage is not None:
             exchange.usage = tap.usage
         if rest:
             exchange.mark_first_byte()
-        direct.finish_chunked(rest)
-        meter(self._services, self._identity, exchange)
+        # Done before the write: a complete response lets the connection's next request start.
+        self._stop()
+        stream.sink_bodies(None)
+        stream.close()  # the agent is done with it: nothing to cancel there
+        try:
+            direct.finish_chunked(rest)
+        finally:
+            # Whatever the write met, the request is over: its slot and record are due.
+            meter(self._services, self._identity, exchange)
 
     def _answer(self, stream: TunnelStream) -> None:
         whole = stream.whole_reply()
@@ -338,9 +342,9 @@ class DirectChat:
         meter(self._services, self._identity, exchange)
 
     def _write_stream_head(self, stream: TunnelStream, head: Response) -> None:
-        """Write a stream's head to the client now, and the chunks that follow it as they
-        arrive, rather than once its task has run; when the head went out, the task goes on
-        from the body, with the same usage tap."""
+        """Write a stream's head to the client now, and have the chunks that follow it written
+        as they arrive, through a usage tap; a task that takes the stream over later goes on
+        from the body, with the same tap."""
         direct = direct_body(self._cycle.scope)
         extra_headers = [*self._extra_headers, queue_position_header(0)]
         if direct is None or not direct.start_chunked(
@@ -385,7 +389,10 @@ class DirectChat:
 
     async def _relay(self, ctx: RequestContext) -> None:
         start_disconnect_watch(ctx)
-        sent = SentAttempt(self._candidate, self._deadline)
+        # Once a stream's head went out, the head's deadline is past its use: a task that
+        # takes over later (a client that stopped reading) must not time the stream out.
+        deadline = None if self._tap is not None else self._deadline
+        sent = SentAttempt(self._candidate, deadline)
         upstream = await forward(ctx, self._candidates, self._outgoing, sent)
         await relay_text(
             ctx,

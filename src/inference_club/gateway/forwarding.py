@@ -58,17 +58,19 @@ class OutgoingRequest:
 @dataclass(frozen=True, slots=True)
 class SentAttempt:
     """A first attempt whose request already went out: on ``exchange.stream``, holding
-    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time)."""
+    ``exchange.slot``; its head is awaited until ``deadline`` (event loop time; None: its
+    head arrived already)."""
 
     candidate: Candidate
-    deadline: float
+    deadline: float | None
 
 
 @dataclass(frozen=True, slots=True)
 class _Attempt:
     candidate: Candidate
     stream: TunnelStream
-    deadline: float
+    # When its head is due (event loop time); None: it arrived already.
+    deadline: float | None
     # Whether the request still has to be sent (not for a sent attempt).
     send: bool
 

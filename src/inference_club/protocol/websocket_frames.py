@@ -3,12 +3,23 @@
 unmasked from the gateway."""
 
 import os
+import sys
 from typing import Final
 
+
+def _apply_mask(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
+    """``data`` XORed with the 4-byte ``mask`` repeated, as one big-integer XOR."""
+    size = len(data)
+    repeated = mask * (size // 4) + mask[: size % 4]
+    masked = int.from_bytes(data, sys.byteorder) ^ int.from_bytes(repeated, sys.byteorder)
+    return masked.to_bytes(size, sys.byteorder)
+
+
 try:
+    # The gateway's install has websockets, whose C extension masks fastest.
     from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-    from websockets.utils import apply_mask
+except ImportError:  # the agent alone (no websockets), or websockets without its C extension
+    apply_mask = _apply_mask
 
 __all__ = [
     "FINAL_BINARY",
@@ -32,26 +43,21 @@ MASK_SIZE: Final = 4
 _KEY_POOL = 4096
 
 
-def frame_header(length: int) -> bytes:
-    """The header of a final, unmasked binary frame of ``length`` bytes (a server's)."""
+def frame_header(length: int, *, masked: bool = False) -> bytes:
+    """The header of a final binary frame of ``length`` bytes: unmasked (a server's), or
+    masked (a client's, whose key follows it)."""
+    mask_bit = MASKED if masked else 0
     if length < LENGTH_16:
-        return bytes((FINAL_BINARY, length))
+        return bytes((FINAL_BINARY, mask_bit | length))
     if length < 1 << 16:
-        return bytes((FINAL_BINARY, LENGTH_16)) + length.to_bytes(2, "big")
-    return bytes((FINAL_BINARY, LENGTH_64)) + length.to_bytes(8, "big")
+        return bytes((FINAL_BINARY, mask_bit | LENGTH_16)) + length.to_bytes(2, "big")
+    return bytes((FINAL_BINARY, mask_bit | LENGTH_64)) + length.to_bytes(8, "big")
 
 
 def masked_frame(message: bytes, key: bytes) -> bytes:
     """A final binary frame carrying ``message`` as a client sends it: masked with the 4-byte
     ``key``, which follows the header."""
-    length = len(message)
-    if length < LENGTH_16:
-        header = bytes((FINAL_BINARY, MASKED | length))
-    elif length < 1 << 16:
-        header = bytes((FINAL_BINARY, MASKED | LENGTH_16)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((FINAL_BINARY, MASKED | LENGTH_64)) + length.to_bytes(8, "big")
-    return header + key + apply_mask(message, key)
+    return frame_header(len(message), masked=True) + key + apply_mask(message, key)
 
 
 class MaskKeys:
