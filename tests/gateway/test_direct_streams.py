@@ -96,6 +96,15 @@ def stream_request(api_key: str, extra_header: str = "") -> bytes:
     return head.encode() + body
 
 
+async def next_request_frames(
+    writer: asyncio.StreamWriter, ws: ClientConnection, api_key: str
+) -> list[Frame]:
+    """The frames the agent gets, up to its request's end, once the same connection sends its
+    next stream request (anything the gateway still sent for the last one comes first)."""
+    writer.write(stream_request(api_key))
+    return await frames_until_end(ws)
+
+
 async def test_a_stream_is_sent_relayed_and_ended_without_a_task(tmp_path: Path) -> None:
     """No request task exists at any step of a stream that goes as expected: the request
     leaves, the head and events reach the client and the end completes the response, all from
@@ -129,9 +138,7 @@ async def test_a_stream_is_sent_relayed_and_ended_without_a_task(tmp_path: Path)
             reply_body = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
             assert request_tasks() == []
             record = await chat_record(services)
-
-            writer.write(stream_request(api_key))  # the same connection's next request
-            next_frames = await frames_until_end(ws)
+            next_frames = await next_request_frames(writer, ws, api_key)
         finally:
             writer.close()
             await ws.close()
@@ -193,9 +200,7 @@ async def test_a_stream_that_fails_midway_goes_on_in_a_task_which_ends_it_with_a
             task_may_go_on.set()
             reply_rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5)
             record = await chat_record(services)
-
-            writer.write(stream_request(api_key))  # the same connection's next request
-            next_frames = await frames_until_end(ws)
+            next_frames = await next_request_frames(writer, ws, api_key)
         finally:
             writer.close()
             await ws.close()

@@ -29,6 +29,8 @@ DIRECT_BODY = "inference_club.direct_body"
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Headers by which uvicorn's send would frame the body or end the connection itself.
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# The zero-length chunk that ends a chunked body (no trailers).
+_LAST_CHUNK = b"0\r\n\r\n"
 
 
 class DirectBody:
@@ -60,7 +62,7 @@ class DirectBody:
         """Send one chunk of the body now (call only when ``writable()``)."""
         cycle = self._cycle()
         assert cycle is not None, "write only when writable()"
-        cycle.transport.write_now(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
+        cycle.transport.write_now(_chunk(data))  # type: ignore[attr-defined]
 
     def finish_chunked(self, data: bytes) -> None:
         """Write ``data`` as the body's last chunk (none when empty) and the end of the
@@ -68,7 +70,7 @@ class DirectBody:
         message (call only when ``writable()``)."""
         cycle = self._cycle()
         assert cycle is not None, "finish only when writable()"
-        end = b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n"
+        end = _chunk(data) + _LAST_CHUNK if data else _LAST_CHUNK
         cycle.transport.write_now(end)  # type: ignore[attr-defined]
         _complete(cycle)
 
@@ -149,6 +151,11 @@ class DirectBody:
             flush = getattr(cycle.transport, "flush", None)
             if flush is not None:
                 flush()
+
+
+def _chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 def _complete(cycle: RequestResponseCycle) -> None:

@@ -155,13 +155,10 @@ async def relay_stream(
                         await send({"type": "http.response.body", "body": data, "more_body": True})
                     await stream.consumed(received)
                 case End():
-                    # The agent is done with the stream: nothing is left to cancel there.
-                    stream.close()
                     rest = tap.flush() if tap is not None else b""
                     await send({"type": "http.response.body", "body": rest, "more_body": False})
                     return
                 case Error():
-                    stream.close()
                     exchange.error_type = event.type
                     await _end_with_error(send, f"The provider failed mid-stream: {event.message}")
                     return

@@ -40,6 +40,7 @@ class TunnelStream:
     __slots__ = (
         "_body_sink",
         "_buffered",
+        "_ended_by_agent",
         "_events",
         "_initial_window",
         "_listener",
@@ -83,11 +84,16 @@ class TunnelStream:
         self._buffered = 0
         self.max_chunk = max_chunk
         self.closed = False
+        # The agent ended the stream (its end or its error) and forgot it: a cancel would be
+        # a frame each way for nothing.
+        self._ended_by_agent = False
 
     def deliver(self, event: StreamEvent) -> bool:
         """Queue an event from the tunnel; False if the peer overran this stream's window."""
         if isinstance(event, Body):
             return self.deliver_body(event.data)
+        if isinstance(event, End | Error):
+            self._ended_by_agent = True
         self._push(event)
         return True
 
@@ -234,12 +240,14 @@ class TunnelStream:
         self.send_window.close()
 
     async def cancel(self, reason: str, *, by_client: bool = False) -> None:
-        """Abort the stream at the agent (and so at the local model server)."""
+        """Abort the stream at the agent (and so at the local model server), unless the agent
+        ended it already."""
         if self.closed:
             return
         self.lose(reason, by_client=by_client)
         self.close()
-        await self._send_frame(Cancel(self.stream_id))
+        if not self._ended_by_agent:
+            await self._send_frame(Cancel(self.stream_id))
 
     def close(self) -> None:
         """Forget the stream on its connection; later frames for it are dropped."""

@@ -73,8 +73,6 @@ class Outbox:
         self._high_water = high_water
         self._queued: list[bytes] = []
         self._queued_bytes = 0
-        # Whether the frames queued so far have their write arranged (a call or the writer).
-        self._arranged = False
         # Resolved when the frames queued so far are written; made only once a sender waits.
         self._written: asyncio.Future[None] | None = None
         self._wakeup = asyncio.Event()
@@ -124,9 +122,10 @@ class Outbox:
         if self._error is not None or self._queued_bytes > self._high_water:
             return False
         encoded = encode_body(stream_id, data)
+        first = not self._queued  # else their write is arranged already
         self._queued.append(encoded)
         self._queued_bytes += len(encoded)
-        if not self._arranged:
+        if first:
             self._arrange_write()
         return True
 
@@ -134,9 +133,10 @@ class Outbox:
         if self._error is not None:
             raise self._error
         encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
+        first = not self._queued  # else their write is arranged already
         self._queued.extend(encoded)
         self._queued_bytes += sum(map(len, encoded))
-        if not self._arranged:
+        if first and self._queued:
             self._arrange_write()
 
     def _written_future(self) -> asyncio.Future[None]:
@@ -151,7 +151,6 @@ class Outbox:
     def _arrange_write(self) -> None:
         """The first frames since the last write are queued: have them written, now, when the
         turn ends, or by the writer task."""
-        self._arranged = True
         if self._direct is None or self._writing:
             self._wake_writer()
         elif self._at_turn_end or self._wrote_in_turn:
@@ -171,7 +170,6 @@ class Outbox:
         """Everything queued, packed into messages, and the future its senders wait on."""
         queued, self._queued = self._queued, []
         self._queued_bytes = 0
-        self._arranged = False
         written, self._written = self._written, None
         return pack_messages(queued, self._max_message), written
 
@@ -222,7 +220,6 @@ class Outbox:
                 future.set_exception(self._error)
         self._queued = []
         self._queued_bytes = 0
-        self._arranged = False
         self._written = None
 
     async def close(self) -> None:
