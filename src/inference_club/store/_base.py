@@ -53,6 +53,8 @@ class StoreBase:
         self._key_answers = AnswersUntilChange(self._changes) if self._changes else None
         # SQLite: the identities behind API keys, kept until the fast reader's generation moves.
         self._fast_identities = KeptAnswers()
+        # The hashes of the API keys checked lately, by key (see ``KeysMixin._hash_of``).
+        self._key_hashes: dict[str, str] = {}
         # Usage batches being written: a cancelled caller does not stop them, closing waits.
         self._usage_writes: set[asyncio.Task[None]] = set()
 

@@ -25,7 +25,7 @@ from inference_club.store.credentials import (
 )
 from inference_club.store.errors import AmbiguousPrefix, InvalidValue, NotFound, WouldWait
 from inference_club.store.fastread import FastReader
-from inference_club.store.kept import MISSING
+from inference_club.store.kept import MAX_KEPT, MISSING
 from inference_club.store.records import ApiKey, KeyIdentity
 from inference_club.store.schema import api_keys, revisions, users
 
@@ -156,7 +156,7 @@ class KeysMixin(StoreBase):
         """
         if not secret.startswith(API_KEY_PREFIX):
             return None
-        key_hash = hash_secret(secret)
+        key_hash = self._hash_of(secret)
         with contextlib.suppress(WouldWait):
             return self._identity_now(key_hash)
         answers = self._key_answers
@@ -173,7 +173,18 @@ class KeysMixin(StoreBase):
         (PostgreSQL without a kept answer, or a SQLite file busy right now)."""
         if not secret.startswith(API_KEY_PREFIX):
             return None
-        return self._identity_now(hash_secret(secret))
+        return self._identity_now(self._hash_of(secret))
+
+    def _hash_of(self, secret: str) -> str:
+        """``hash_secret(secret)``, remembered: every request hashes its key, and SHA-256's
+        code is rarely in the caches when a request comes."""
+        hashes = self._key_hashes
+        key_hash = hashes.get(secret)
+        if key_hash is None:
+            if len(hashes) >= MAX_KEPT:
+                hashes.clear()  # unknown keys must not grow it
+            key_hash = hashes[secret] = hash_secret(secret)
+        return key_hash
 
     def _identity_now(self, key_hash: str) -> KeyIdentity | None:
         fast = self._fast_reader
