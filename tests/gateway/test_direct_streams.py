@@ -7,6 +7,7 @@ request tasks exist at each step.
 """
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from inference_club.protocol import (
     Frame,
     Request,
     Response,
+    Window,
     decode_message,
     encode_batch,
 )
@@ -239,3 +241,82 @@ async def test_a_stream_ended_from_the_callbacks_closes_a_connection_not_kept_al
     assert b"connection: close" in reply_head
     assert reply_body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     assert record.status_code == 200
+
+
+async def test_a_client_that_stops_reading_as_the_stream_ends_gets_its_end_from_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks go out from the callbacks until the client's connection pushes back; when that
+    happens with the last chunk, the end cannot be written from the callback that brings it,
+    so the request's task writes it once the client reads again. Nothing is lost or repeated,
+    the request is metered, and the connection takes its next request."""
+    sinks: list[Any] = []
+    real_direct_sink = direct_chat.direct_sink
+
+    def spied_direct_sink(direct: Any, *args: Any) -> Any:
+        sinks.append(direct)  # the writer whose readiness tells when the client pushes back
+        return real_direct_sink(direct, *args)
+
+    monkeypatch.setattr(direct_chat, "direct_sink", spied_direct_sink)
+    async with gateway_in_process(tmp_path) as (app, port):
+        services = app.services()
+        api_key, ws, _ = await member_with_agent(services, port)
+        client = socket.socket()
+        # Small buffers and a small reader limit: the gateway's side backs up soon.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", port))
+        client.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=client, limit=4096)
+        try:
+            writer.write(stream_request(api_key))
+            [request] = [f for f in await frames_until_end(ws) if isinstance(f, Request)]
+            stream_id = request.stream_id
+            head = Response(stream_id, 200, (("content-type", "text/event-stream"),))
+            await ws.send(encode_batch([head]))
+            reply_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert reply_head.startswith(b"HTTP/1.1 200 OK\r\n")
+            [direct] = sinks
+            window = request_window(services)
+
+            events: list[bytes] = []
+            while direct.writable():
+                assert len(events) < 1000, "the client's connection never pushed back"
+                events.append(b"data: %d %b\n\n" % (len(events), b"x" * 16000))
+                await ws.send(encode_batch([Body(stream_id, events[-1])]))
+                await asyncio.sleep(0.01)  # handled, and written if it could be
+            assert request_tasks() == []  # every chunk so far went out from the callbacks
+
+            await ws.send(encode_batch([End(stream_id)]))
+            await asyncio.sleep(0.05)
+            assert len(request_tasks()) == 1  # the end waits for the client, in the task
+            body = await asyncio.wait_for(read_chunked_body(reader), 10)
+            record = await chat_record(services)
+            next_frames = await next_request_frames(writer, ws, api_key)
+        finally:
+            writer.close()
+            await ws.close()
+
+    assert body == b"".join(events)
+    assert (record.status_code, record.error_type) == (200, None)
+    # Credit for the chunks, then the next request: no cancel for the stream the agent ended.
+    granted = sum(frame.increment for frame in next_frames if isinstance(frame, Window))
+    assert granted >= sum(map(len, events)) - window
+    others = [type(frame) for frame in next_frames if not isinstance(frame, Window)]
+    assert others == [Request, Body, End]
+
+
+def request_window(services: Services) -> int:
+    """The reply window the gateway grants each stream: credit it may still hold back."""
+    [connection] = services.registry.connections()
+    return connection.initial_window
+
+
+async def read_chunked_body(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body, to its last chunk."""
+    parts: list[bytes] = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        data = await reader.readexactly(size + 2)
+        if size == 0:
+            return b"".join(parts)
+        parts.append(data[:-2])

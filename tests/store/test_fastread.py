@@ -1,6 +1,7 @@
 """The fast reader's generation: it moves with every commit, from any connection, and is read
 from the WAL index without a statement once the connection has read."""
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -91,6 +92,24 @@ def test_without_a_wal_index_the_generation_still_moves(tmp_path: Path) -> None:
         reader.generation()
         steady = reader.generation()
         assert not (tmp_path / "club.db-shm").exists()
+        _commit_elsewhere(path, "another process")
+        assert reader.generation() != steady
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_where_offsets_cannot_be_read_the_pragma_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on Windows, which has no ``os.pread``."""
+    monkeypatch.delattr(os, "pread")
+    path = tmp_path / "club.db"
+    writer = _database(path, "WAL")
+    reader = _reader(path)
+    try:
+        reader.generation()
+        steady = reader.generation()
         _commit_elsewhere(path, "another process")
         assert reader.generation() != steady
     finally:

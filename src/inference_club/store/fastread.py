@@ -129,12 +129,19 @@ def header_generation(header: bytes) -> object:
 
 
 def _open_wal_index(database: str) -> int:
-    """A read-only descriptor of the database's WAL index, or -1 when it has none."""
+    """A read-only descriptor of the database's WAL index, or -1 when it has none (or the
+    system cannot read at an offset without moving one, as on Windows)."""
+    if not hasattr(os, "pread"):
+        return -1
     try:
         descriptor = os.open(f"{database}-shm", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return -1
-    if len(os.pread(descriptor, 2 * _WAL_HEADER_SIZE, 0)) < 2 * _WAL_HEADER_SIZE:
+    try:
+        readable = len(os.pread(descriptor, 2 * _WAL_HEADER_SIZE, 0)) == 2 * _WAL_HEADER_SIZE
+    except OSError:
+        readable = False
+    if not readable:
         os.close(descriptor)
         return -1
     return descriptor
