@@ -30,6 +30,7 @@ from inference_club.protocol import (
     encode_batch,
 )
 from inference_club.store import UsageRecord
+from tests.agent.fakes import wait_until
 from tests.support.in_process import connect_agent, gateway_in_process
 
 MODEL = "stream-model"
@@ -251,11 +252,18 @@ async def test_a_client_that_stops_reading_as_the_stream_ends_gets_its_end_from_
     so the request's task writes it once the client reads again. Nothing is lost or repeated,
     the request is metered, and the connection takes its next request."""
     sinks: list[Any] = []
+    handled: list[bytes] = []
     real_direct_sink = direct_chat.direct_sink
 
     def spied_direct_sink(direct: Any, *args: Any) -> Any:
         sinks.append(direct)  # the writer whose readiness tells when the client pushes back
-        return real_direct_sink(direct, *args)
+        sink = real_direct_sink(direct, *args)
+
+        def counted(data: bytes) -> bool:
+            handled.append(data)
+            return sink(data)
+
+        return counted
 
     monkeypatch.setattr(direct_chat, "direct_sink", spied_direct_sink)
     async with gateway_in_process(tmp_path) as (app, port):
@@ -283,12 +291,11 @@ async def test_a_client_that_stops_reading_as_the_stream_ends_gets_its_end_from_
                 assert len(events) < 1000, "the client's connection never pushed back"
                 events.append(b"data: %d %b\n\n" % (len(events), b"x" * 16000))
                 await ws.send(encode_batch([Body(stream_id, events[-1])]))
-                await asyncio.sleep(0.01)  # handled, and written if it could be
+                await wait_until(lambda: len(handled) == len(events))  # written if it could be
             assert request_tasks() == []  # every chunk so far went out from the callbacks
 
             await ws.send(encode_batch([End(stream_id)]))
-            await asyncio.sleep(0.05)
-            assert len(request_tasks()) == 1  # the end waits for the client, in the task
+            await wait_until(lambda: len(request_tasks()) == 1)  # the end waits, in the task
             body = await asyncio.wait_for(read_chunked_body(reader), 10)
             record = await chat_record(services)
             next_frames = await next_request_frames(writer, ws, api_key)

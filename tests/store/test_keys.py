@@ -15,6 +15,7 @@ from inference_club.store import (
     NotFound,
     Store,
 )
+from inference_club.store.kept import MAX_KEPT
 from inference_club.store.schema import api_keys
 
 
@@ -99,6 +100,24 @@ async def test_authenticate_refuses_other_secrets(
     _, secret = await store.create_api_key("alice")
 
     assert await store.authenticate_api_key(mangle(secret)) is None
+
+
+async def test_only_tokens_shaped_like_keys_have_their_hash_remembered(store: Store) -> None:
+    """Every request's key is hashed; the hashes of key-shaped tokens are kept for the next
+    request, a bounded number of them, and an arbitrary bearer token never takes room."""
+    await store.add_user("alice")
+    _, secret = await store.create_api_key("alice")
+    huge = "ic_" + "x" * 100_000
+
+    assert await store.authenticate_api_key(secret) is not None
+    assert await store.authenticate_api_key(huge) is None
+    assert await store.authenticate_api_key(secret) is not None
+
+    assert huge not in store._key_hashes
+    assert store._key_hashes[secret] == hashlib.sha256(secret.encode()).hexdigest()
+    for number in range(MAX_KEPT + 10):
+        await store.authenticate_api_key(f"ic_{number:043d}")
+    assert len(store._key_hashes) <= MAX_KEPT
 
 
 async def test_provider_token_is_not_an_api_key(store: Store) -> None:

@@ -6,16 +6,11 @@ every /v1 request makes (the API-key check) a plain ``sqlite3`` connection on th
 is faster than the round trip to the thread. It sees every committed write at once, from any
 process, so a revoked key still stops working on the next request.
 
-``generation()`` says whether the database changed, so answers can be kept until it moves. It
-reads the header of the WAL index (the ``-shm`` file every connection to the database shares):
-each commit, from any connection in any process, rewrites it with a new change counter
-(https://www.sqlite.org/walformat.html, "The WAL-Index Header"). This is what ``PRAGMA
-data_version`` compares too, but one ``pread`` of it costs a few microseconds where the
-pragma's read transaction costs tens when the request path's code is not in the caches.
-Without the file (another journal mode), the pragma answers.
+``generation()`` says whether the database changed: SQLite's ``PRAGMA data_version`` moves
+whenever any other connection, in this process or another, commits a write, and asking it
+costs a fraction of the query it saves, so answers can be kept until it moves.
 """
 
-import os
 import sqlite3
 from collections.abc import Mapping
 from types import SimpleNamespace
@@ -26,15 +21,6 @@ from sqlalchemy.engine import URL
 
 # A read waits at most this long for a writer's checkpoint before the async path takes over.
 _BUSY_TIMEOUT_MS = 50
-# The WAL index starts with two copies of its 48-byte header; a commit writes the second copy,
-# then the first, so a reader that finds them equal did not catch one halfway.
-_WAL_HEADER_SIZE = 48
-
-
-class _Torn:
-    """The generation while a commit is halfway through the header: unlike any other."""
-
-    __slots__ = ()
 
 
 class FastReader:
@@ -45,9 +31,6 @@ class FastReader:
         self._connection: sqlite3.Connection | None = None
         # Asked before every kept answer is used: a plain cursor kept for it, with tuple rows.
         self._version_cursor: sqlite3.Cursor | None = None
-        # The WAL index, opened once this connection has read (it keeps the file in use, so
-        # nobody truncates it meanwhile); None while not opened, -1 when there is none.
-        self._wal_index: int | None = None
         self._compiled: dict[int, tuple[str, Any]] = {}
 
     @staticmethod
@@ -64,29 +47,15 @@ class FastReader:
         row: SimpleNamespace | None = self._open().execute(sql, ordered).fetchone()
         return row
 
-    def generation(self) -> object:
+    def generation(self) -> int:
         """What moves on whenever a write was committed since (raises sqlite3.Error when the
         file cannot be read); take it before reading what is to be kept under it."""
-        wal_index = self._wal_index
-        if wal_index is not None and wal_index >= 0:
-            try:
-                header = os.pread(wal_index, 2 * _WAL_HEADER_SIZE, 0)
-            except OSError as exc:
-                raise sqlite3.OperationalError(str(exc)) from None
-            return header_generation(header)
         cursor = self._version_cursor
         if cursor is None:
             cursor = self._version_cursor = self._open().cursor()
             cursor.row_factory = None
         version: int = cursor.execute("PRAGMA data_version").fetchone()[0]
-        if wal_index is None:
-            # The pragma read the database, so the connection holds its WAL index open now.
-            self._wal_index = _open_wal_index(self._path)
         return version
-
-    def connection(self) -> sqlite3.Connection:
-        """The reader's connection (opened if need be)."""
-        return self._open()
 
     def _compile(self, statement: Select[Any]) -> tuple[str, Any]:
         cached = self._compiled.get(id(statement))
@@ -111,40 +80,9 @@ class FastReader:
     def close(self) -> None:
         """Close the connection."""
         self._version_cursor = None
-        wal_index, self._wal_index = self._wal_index, None
-        if wal_index is not None and wal_index >= 0:
-            os.close(wal_index)
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-def header_generation(header: bytes) -> object:
-    """The generation the start of a WAL index says: its header, when both copies agree;
-    otherwise a commit was halfway through writing it, and the generation is new."""
-    first = header[:_WAL_HEADER_SIZE]
-    if len(header) == 2 * _WAL_HEADER_SIZE and first == header[_WAL_HEADER_SIZE:]:
-        return first
-    return _Torn()
-
-
-def _open_wal_index(database: str) -> int:
-    """A read-only descriptor of the database's WAL index, or -1 when it has none (or the
-    system cannot read at an offset without moving one, as on Windows)."""
-    if not hasattr(os, "pread"):
-        return -1
-    try:
-        descriptor = os.open(f"{database}-shm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
-    try:
-        readable = len(os.pread(descriptor, 2 * _WAL_HEADER_SIZE, 0)) == 2 * _WAL_HEADER_SIZE
-    except OSError:
-        readable = False
-    if not readable:
-        os.close(descriptor)
-        return -1
-    return descriptor
 
 
 def _namespace_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> SimpleNamespace:

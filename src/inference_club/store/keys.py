@@ -15,6 +15,7 @@ from inference_club.store._base import (
     utcnow,
 )
 from inference_club.store.credentials import (
+    API_KEY_LENGTH,
     API_KEY_PREFIX,
     DISPLAY_PREFIX_LENGTH,
     check_name,
@@ -176,8 +177,11 @@ class KeysMixin(StoreBase):
         return self._identity_now(self._hash_of(secret))
 
     def _hash_of(self, secret: str) -> str:
-        """``hash_secret(secret)``, remembered: every request hashes its key, and SHA-256's
-        code is rarely in the caches when a request comes."""
+        """``hash_secret(secret)``, remembered for secrets shaped like the keys handed out:
+        every request hashes its key, and SHA-256's code is rarely in the caches when a
+        request comes. The shape bounds what is kept (anyone may send any bearer token)."""
+        if len(secret) != API_KEY_LENGTH:
+            return hash_secret(secret)
         hashes = self._key_hashes
         key_hash = hashes.get(secret)
         if key_hash is None:
