@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 
@@ -14,7 +15,7 @@ DISPLAY_PREFIX_LENGTH = 12
 _SECRET_BYTES = 32
 _ASSET_ID_BYTES = 24
 # The length of every API key handed out: the prefix and 32 bytes in unpadded base64.
-API_KEY_LENGTH = len(API_KEY_PREFIX) + -(-_SECRET_BYTES * 4 // 3)
+API_KEY_LENGTH = len(API_KEY_PREFIX) + math.ceil(_SECRET_BYTES * 4 / 3)
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
