@@ -135,3 +135,31 @@ async def test_a_batch_s_worth_of_lines_goes_without_waiting_for_the_interval(ca
     log.add({"stream_id": 3})
     await asyncio.sleep(0)
     assert [line.stream_id for line in _lines(caplog)] == [0, 1, 2, 3]
+
+
+async def test_each_line_is_a_record_of_its_own_from_the_factory_in_use(caplog) -> None:
+    """Lines are records of the class the record factory makes, and each carries its own
+    fields only: what one line added never shows on the next."""
+
+    class ClubRecord(logging.LogRecord):
+        pass
+
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(ClubRecord)
+    try:
+        caplog.set_level(logging.INFO, logger="inference_club")
+        log = RequestLog(interval=60.0)
+        log.add({"stream_id": 1, "error": "backend_timeout"})
+        log.add({"stream_id": 2})
+        log.flush()
+    finally:
+        logging.setLogRecordFactory(previous)
+
+    first, second = _lines(caplog)
+    assert type(first) is ClubRecord
+    assert type(second) is ClubRecord
+    assert first is not second
+    assert (first.stream_id, first.error) == (1, "backend_timeout")
+    assert second.stream_id == 2
+    assert not hasattr(second, "error")
+    assert (second.levelno, second.name) == (logging.INFO, "inference_club.agent.relay")

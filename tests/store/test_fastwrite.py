@@ -104,3 +104,20 @@ async def test_other_statements_run_once_per_row(database: Path) -> None:
         writer.close()
 
     assert _rows(database, "SELECT id, name FROM events ORDER BY id") == [(1, "x2"), (2, "y2")]
+
+
+async def test_values_are_bound_by_name_whatever_the_rows_order_and_width(database: Path) -> None:
+    """Rows whose keys come in another order than the table's columns, and rows of a single
+    column, store each value in its own column."""
+    writer = FastWriter(make_url(f"sqlite:///{database}"))
+    try:
+        await writer.write([(events.insert(), [{"at": T0, "name": "both"}])])
+        await writer.write([(events.insert(), [{"name": "alone"}, {"name": "again"}])])
+    finally:
+        writer.close()
+
+    assert _rows(database, "SELECT name, at FROM events ORDER BY id") == [
+        ("both", UtcDateTime.sqlite_text(T0)),
+        ("alone", None),
+        ("again", None),
+    ]

@@ -36,6 +36,7 @@ class RequestLog:
         self._flush_handle: asyncio.Handle | None = None
         self._flush_soon = False
         self._last_flush = -interval
+        self._template: logging.LogRecord | None = None
 
     def enabled(self) -> bool:
         """Whether request lines are logged at all (the logger's level admits them)."""
@@ -97,19 +98,32 @@ class RequestLog:
             self._schedule_soon()
 
     def _log(self, ended: float, fields: Mapping[str, object]) -> None:
-        record = logger.makeRecord(
-            logger.name,
-            self._level,
-            "(unknown file)",
-            0,
-            _MESSAGE,
-            (),
-            None,
-            func="(unknown function)",
-            extra=fields,
-        )
+        template = self._template
+        if template is None:
+            template = self._template = _template_record(self._level)
+        # A copy of the template's attributes, not a new record: every request line has the
+        # same logger, level, message and (absent) caller, which LogRecord's constructor
+        # would work out again each time.
+        record = template.__class__.__new__(template.__class__)
+        record.__dict__.update(template.__dict__)
         _backdate(record, ended)
+        record.__dict__.update(fields)
         logger.handle(record)
+
+
+def _template_record(level: int) -> logging.LogRecord:
+    """A request line's record without its time and fields, made as ``logger.log`` would
+    (through the record factory in use)."""
+    return logger.makeRecord(
+        logger.name,
+        level,
+        "(unknown file)",
+        0,
+        _MESSAGE,
+        (),
+        None,
+        func="(unknown function)",
+    )
 
 
 def _flush_handlers() -> None:

@@ -38,9 +38,11 @@ class KeyValueFormatter(logging.Formatter):
             f"logger={record.name}",
             f"msg={_quote(record.getMessage())}",
         ]
-        for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None):
-            if key not in _RESERVED and not key.startswith("_"):
-                parts.append(f"{key}={_quote(value)}")
+        parts += [
+            f"{key}={value}" if type(value) is int else f"{key}={_quote(value)}"
+            for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None)
+            if key not in _RESERVED and key[:1] != "_"
+        ]
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)

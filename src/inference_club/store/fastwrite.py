@@ -18,8 +18,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -37,6 +37,8 @@ _PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 Convert = Callable[[Any], Any]
 Rows = Sequence[Mapping[str, Any]]
 Binds = tuple[tuple[str, Convert | None], ...]
+# Where a row's values need converting (their place among the binds), and how.
+Conversions = tuple[tuple[int, Convert], ...]
 # Rows joined into one INSERT at most: binding them holds the GIL for a fraction of a millisecond.
 MAX_ROWS_PER_STATEMENT = 256
 
@@ -50,6 +52,22 @@ class _Prepared:
     binds: Binds
     # The SQL around the one row of placeholders, and that row; None where rows cannot join.
     around_row: tuple[str, str, str] | None
+    # A row's values in the binds' order, taken in one call, and those to convert.
+    take: Callable[[Mapping[str, Any]], Any]
+    conversions: Conversions
+
+    def values(self, row: Mapping[str, Any]) -> list[Any]:
+        """``row``'s values for the statement, each converted as SQLAlchemy would."""
+        if not self.binds:
+            return []
+        taken = self.take(row)
+        # itemgetter of one name gives the value itself, of several a tuple.
+        values = list(taken) if len(self.binds) > 1 else [taken]
+        for index, convert in self.conversions:
+            value = values[index]
+            if value is not None:
+                values[index] = convert(value)
+        return values
 
     def run(self, connection: sqlite3.Connection, rows: list[list[Any]]) -> None:
         """Run the statement for every row, as few statements as SQLite's limits allow."""
@@ -84,7 +102,9 @@ class FastWriter:
     def __init__(self, url: URL) -> None:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
-        self._prepared: dict[int, _Prepared] = {}
+        # By statement and the columns its rows give; each entry holds its statement, so the
+        # statement's id is never another's while it is kept.
+        self._prepared: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, _Prepared]] = {}
         self._dialect: Dialect = sqlite.dialect()
         # One thread: the connection is only ever used by it, one transaction at a time.
         self._thread: ThreadPoolExecutor | None = None
@@ -100,7 +120,7 @@ class FastWriter:
         for statement, rows in batches:
             if rows:
                 prepared = self._prepare(statement, rows[0])
-                values = await map_in_slices(partial(_values, binds=prepared.binds), rows)
+                values = await map_in_slices(prepared.values, rows)
                 statements.append((prepared, values))
         if not statements:
             return
@@ -117,17 +137,29 @@ class FastWriter:
                 prepared.run(connection, values)
 
     def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> _Prepared:
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:
+        key = (id(statement), tuple(sample))
+        kept = self._prepared.get(key)
+        if kept is None:
             compiled: Any = statement.compile(dialect=self._dialect, column_keys=list(sample))
             binds = tuple(
                 (name, _converter(compiled.binds[name].type, self._dialect))
                 for name in compiled.positiontup or ()
             )
             around_row = _around_row(statement, compiled.string, len(binds))
-            prepared = _Prepared(compiled.string, binds, around_row)
-            self._prepared[id(statement)] = prepared
-        return prepared
+            prepared = _Prepared(
+                compiled.string,
+                binds,
+                around_row,
+                take=itemgetter(*(name for name, _ in binds)) if binds else _no_values,
+                conversions=tuple(
+                    (index, convert)
+                    for index, (_, convert) in enumerate(binds)
+                    if convert is not None
+                ),
+            )
+            self._prepared[key] = (statement, prepared)
+            return prepared
+        return kept[1]
 
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -148,12 +180,8 @@ class FastWriter:
             self._connection = None
 
 
-def _values(row: Mapping[str, Any], binds: Binds) -> list[Any]:
-    values = []
-    for name, convert in binds:
-        value = row[name]
-        values.append(value if convert is None or value is None else convert(value))
-    return values
+def _no_values(_row: Mapping[str, Any]) -> tuple[()]:
+    return ()
 
 
 def _converter(bind_type: Any, dialect: Dialect) -> Convert | None:

@@ -52,6 +52,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     @staticmethod
     def sqlite_text(value: datetime) -> str:
         """What SQLAlchemy stores on SQLite for ``value``, made without its per-value layers."""
+        if value.tzinfo is UTC:  # the gateway's own timestamps: nothing to convert
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("naive datetime: the store needs timezone-aware datetimes")
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -5,6 +5,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, update
@@ -25,6 +26,8 @@ from inference_club.store.schema import (
 )
 
 _COLUMNS = tuple(field.name for field in fields(UsageRecord) if field.name != "id")
+# A record's column values in one call.
+_column_values = attrgetter(*_COLUMNS)
 _MAX_LIST_LIMIT = 10_000
 _INSERT = insert(usage_records)
 
@@ -245,7 +248,7 @@ def _total(who: str, model: str, row: RowMapping | Mapping[str, Any]) -> UsageTo
 def _row_of(record: UsageRecord) -> dict[str, object]:
     require_aware(record.started_at, "started_at")
     require_aware(record.ended_at, "ended_at")
-    return {column: getattr(record, column) for column in _COLUMNS}
+    return dict(zip(_COLUMNS, _column_values(record), strict=True))
 
 
 def _day_sums(records: Sequence[UsageRecord]) -> list[dict[str, object]]:
