@@ -14,7 +14,7 @@ from .fakes import TOKEN, FakeBackend, FakeGateway, TunnelPeer
 
 GatewayFactory = Callable[..., Awaitable[FakeGateway]]
 # Modules whose tests run on each event loop: their transports behave differently.
-_ON_EVERY_LOOP = {"test_backend_client.py", "test_tunnel_writer.py"}
+_ON_EVERY_LOOP = {"test_backend_client.py", "test_tunnel_reader.py", "test_tunnel_writer.py"}
 BackendFactory = Callable[..., Awaitable[FakeBackend]]
 AgentFactory = Callable[..., Awaitable[Agent]]
 

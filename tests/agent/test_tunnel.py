@@ -152,6 +152,22 @@ async def test_heartbeats_keep_the_tunnel_alive(gateway_factory, backend_factory
     assert agent.connections == 1
 
 
+async def test_a_malformed_message_closes_the_tunnel_as_a_protocol_error(tunnel, caplog):
+    """A message the agent cannot read (an unknown frame type), handled as the socket reads
+    it, fails the tunnel as one its serving task read would: closed with the malformed-frame
+    code, the reason logged, and a new tunnel dialled."""
+    peer, _, agent = tunnel
+    connections = agent.connections
+    caplog.set_level(logging.INFO, logger="inference_club")
+
+    await peer.ws.send_bytes(b"\xee\x00\x00\x00\x00")
+    await asyncio.wait_for(peer.closed.wait(), WAIT)
+
+    assert peer.close_code == CloseCode.MALFORMED_FRAME
+    await wait_until(lambda: agent.connections == connections + 1)
+    assert any("protocol error" in str(vars(record)) for record in caplog.records)
+
+
 async def test_reconnects_and_reannounces_after_the_gateway_closes(tunnel):
     """A closed tunnel is redialled and the new hello carries the models again."""
     peer, _, agent = tunnel

@@ -13,14 +13,12 @@ from inference_club.agent.discovery import Catalog, Discovery
 from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
-from inference_club.agent.tunnel import TunnelSession
+from inference_club.agent.tunnel import MAX_MESSAGE, TunnelSession
 from inference_club.heap import settle_long_running_heap
-from inference_club.protocol import MAX_FRAME_SIZE, ProtocolError
+from inference_club.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
 
-# One frame or one batch of frames per WebSocket message; the extra bytes are the frame header.
-_MAX_MESSAGE = MAX_FRAME_SIZE + 5
 # Idle connections to a model server stay open this long, so bursts reuse them.
 _BACKEND_KEEPALIVE = 30.0
 
@@ -164,7 +162,7 @@ class Agent:
                 ws = await self._tunnel_http.ws_connect(
                     settings.tunnel_url,
                     headers={"Authorization": f"Bearer {settings.token}"},
-                    max_msg_size=_MAX_MESSAGE,
+                    max_msg_size=MAX_MESSAGE,
                     autoping=True,
                     heartbeat=None,
                     timeout=aiohttp.ClientWSTimeout(

@@ -14,11 +14,12 @@ from inference_club.agent.errors import TunnelRejected
 from inference_club.agent.relay import StreamLimits, StreamRelay
 from inference_club.agent.request_log import RequestLog
 from inference_club.agent.settings import AgentSettings
+from inference_club.agent.tunnel_reader import TunnelReader
 from inference_club.agent.tunnel_writer import TunnelWriter
 from inference_club.protocol import (
     MAX_BODY_CHUNK,
+    MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
-    Body,
     Cancel,
     CloseCode,
     End,
@@ -34,10 +35,13 @@ from inference_club.protocol import (
     Welcome,
     Window,
     decode,
-    decode_message,
+    read_message,
 )
 
 logger = logging.getLogger(__name__)
+
+# One frame or one batch of frames per WebSocket message; the extra bytes are the frame header.
+MAX_MESSAGE = MAX_FRAME_SIZE + 5
 
 _CLOSED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
 # Close codes after which reconnecting right away cannot help.
@@ -89,6 +93,12 @@ class TunnelSession:
         self._request_log = request_log
         self.welcome: Welcome | None = None
         self._limits: StreamLimits | None = None
+        # While frames are served: the gateway's messages read straight from the socket, the
+        # silence deadline they move on, and what failed handling one (for the serving task).
+        self._reader: TunnelReader | None = None
+        self._deadline: asyncio.Timeout | None = None
+        self._silence = 0.0
+        self._direct_failure: Exception | None = None
 
     async def send(self, frame: Frame) -> None:
         """Put one frame on the tunnel; safe to call from many tasks.
@@ -174,31 +184,31 @@ class TunnelSession:
         except _GatewayClosed as closed:
             return str(closed)
         except ProtocolError as exc:
+            self._stop_reading_directly()
             await self._ws.close(code=exc.code, message=exc.reason.encode())
             return f"protocol error: {exc.reason}"
         finally:
+            self._stop_reading_directly()
             await self._abort_all()
 
     async def _receive(self, silence: float) -> str:
-        """Dispatch every message until the tunnel closes or stays silent for ``silence``."""
+        """Dispatch every message until the tunnel closes or stays silent for ``silence``.
+
+        The gateway's plain binary messages are handled as the socket reads them
+        (``TunnelReader``); this task reads what aiohttp is handed (the close, anything sent
+        while aiohttp still held messages) and fails with what failed handling one directly.
+        """
         loop = asyncio.get_running_loop()
+        self._silence = silence
         try:
             async with asyncio.timeout(silence * _DEADLINE_SLACK) as deadline:
+                self._deadline = deadline
+                self._reader = TunnelReader.install(self._ws, self._on_direct_message, MAX_MESSAGE)
                 while True:
                     message = await self._ws.receive()
-                    # Moving the deadline on every message would cost more than reading one;
-                    # it moves only once nearer than ``silence``, so a dead gateway is noticed
-                    # between one silence and _DEADLINE_SLACK silences after its last frame.
-                    now = loop.time()
-                    when = deadline.when()
-                    if when is not None and when < now + silence:
-                        deadline.reschedule(now + silence * _DEADLINE_SLACK)
+                    self._heard(loop.time())
                     if message.type is aiohttp.WSMsgType.BINARY:
-                        # All frames of a batch are handled before any stream task runs, so a
-                        # request that came with its whole body sees that body complete.
-                        for frame in decode_message(message.data):
-                            self._dispatch(frame)
-                        self._start_opened()
+                        self._handle_message(message.data)
                     elif message.type in _CLOSED:
                         raise _closed_error(self._ws.close_code, "") from None
                     elif message.type is aiohttp.WSMsgType.ERROR:
@@ -207,16 +217,55 @@ class TunnelSession:
                         msg = f"unexpected {message.type.name.lower()} message on the tunnel"
                         raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
         except TimeoutError:
+            if (failure := self._direct_failure) is not None:
+                raise failure from None
+            self._stop_reading_directly()
             await self._ws.close(code=CloseCode.HEARTBEAT_TIMEOUT, message=b"no heartbeat")
             return f"no frame from the gateway for {silence:g} s"
+        finally:
+            self._deadline = None
+
+    def _heard(self, now: float) -> None:
+        """A message arrived. Moving the deadline on every message would cost more than reading
+        one; it moves only once nearer than the silence, so a dead gateway is noticed between
+        one silence and _DEADLINE_SLACK silences after its last message."""
+        deadline = self._deadline
+        if deadline is None:
+            return
+        when = deadline.when()
+        if when is not None and when < now + self._silence:
+            deadline.reschedule(now + self._silence * _DEADLINE_SLACK)
+
+    def _handle_message(self, data: bytes) -> None:
+        """Every frame of one message; all are handled before any stream task runs, so a
+        request that came with its whole body sees that body complete."""
+        read_message(data, self._on_body, self._dispatch)
+        self._start_opened()
+
+    def _on_direct_message(self, data: bytes) -> None:
+        """A message read straight from the socket. What fails here must not reach the
+        socket's callback: the serving task is woken to fail with it, as if it had read it."""
+        try:
+            self._handle_message(data)
+        except Exception as exc:
+            self._direct_failure = exc
+            self._stop_reading_directly()
+            if self._deadline is not None:
+                self._deadline.reschedule(asyncio.get_running_loop().time())
+            return
+        self._heard(asyncio.get_running_loop().time())
+
+    def _stop_reading_directly(self) -> None:
+        """From now on aiohttp reads everything: the tunnel is failing or closing."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
 
     def _dispatch(self, frame: Frame) -> None:
         """Handle one frame without waiting, so a slow stream never stalls the reader."""
         match frame:
             case Request():
                 self._open_stream(frame)
-            case Body():
-                self._on_body(frame)
             case End():
                 if entry := self._streams.get(frame.stream_id):
                     entry[0].end_body()
@@ -234,11 +283,11 @@ class TunnelSession:
                 msg = f"the gateway may not send a {type(frame).__name__} frame"
                 raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
 
-    def _on_body(self, frame: Body) -> None:
-        if entry := self._streams.get(frame.stream_id):
-            entry[0].feed(frame.data)
-        elif frame.stream_id in self._draining and frame.data:
-            self._post(Window(frame.stream_id, len(frame.data)))
+    def _on_body(self, stream_id: int, data: bytes) -> None:
+        if entry := self._streams.get(stream_id):
+            entry[0].feed(data)
+        elif stream_id in self._draining and data:
+            self._post(Window(stream_id, len(data)))
 
     def _on_cancel(self, stream_id: int) -> None:
         self._draining.discard(stream_id)

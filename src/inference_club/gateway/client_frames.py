@@ -13,10 +13,10 @@ from typing import Final
 
 from inference_club.protocol.websocket_frames import (
     FINAL_BINARY,
-    LENGTH_16,
     MASK_SIZE,
     MASKED,
     apply_mask,
+    frame_extent,
 )
 
 
@@ -71,18 +71,14 @@ class ClientFrames:
 def _head(buffer: bytearray, max_size: int | None) -> tuple[int, int] | NotPlain | None:
     """Where the mask of the frame at the head starts and where the frame ends; None while
     its header is incomplete, ``NOT_PLAIN`` when it is not a plain binary frame."""
-    size = len(buffer)
-    if size < 2:
+    if len(buffer) < 2:
         return None
     if buffer[0] != FINAL_BINARY or not buffer[1] & MASKED:
         return NOT_PLAIN
-    length = buffer[1] & 0x7F
-    mask_start = 2
-    if length >= LENGTH_16:
-        mask_start = 4 if length == LENGTH_16 else 10
-        if size < mask_start:
-            return None
-        length = int.from_bytes(buffer[2:mask_start], "big")
-    if max_size is not None and length > max_size:
+    extent = frame_extent(buffer)
+    if extent is None:
+        return None
+    payload_start, end = extent
+    if max_size is not None and end - payload_start > max_size:
         return NOT_PLAIN
-    return mask_start, mask_start + MASK_SIZE + length
+    return payload_start - MASK_SIZE, end

@@ -28,6 +28,7 @@ __all__ = [
     "MASKED",
     "MaskKeys",
     "apply_mask",
+    "frame_extent",
     "frame_header",
     "masked_frame",
 ]
@@ -52,6 +53,27 @@ def frame_header(length: int, *, masked: bool = False) -> bytes:
     if length < 1 << 16:
         return bytes((FINAL_BINARY, mask_bit | LENGTH_16)) + length.to_bytes(2, "big")
     return bytes((FINAL_BINARY, mask_bit | LENGTH_64)) + length.to_bytes(8, "big")
+
+
+def frame_extent(data: bytes | bytearray, start: int = 0) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``start`` of ``data`` begins (after its mask key, if
+    it has one) and where the frame ends; None while its header is incomplete. Any frame
+    (text, control, fragment) has its header laid out the same way."""
+    available = len(data) - start
+    if available < 2:
+        return None
+    second = data[start + 1]
+    length = second & 0x7F
+    payload_start = start + 2
+    if length >= LENGTH_16:
+        width = 2 if length == LENGTH_16 else 8
+        if available < 2 + width:
+            return None
+        length = int.from_bytes(data[payload_start : payload_start + width], "big")
+        payload_start += width
+    if second & MASKED:
+        payload_start += MASK_SIZE
+    return payload_start, payload_start + length
 
 
 def masked_frame(message: bytes, key: bytes) -> bytes:
