@@ -5,11 +5,28 @@ import itertools
 import logging
 import socket
 
+from aiohttp import WSMsgType, web
+
 from inference_club import __version__
 from inference_club.agent import BackendSettings, ModelSettings
-from inference_club.protocol import PROTOCOL_VERSION, CloseCode, ModelCard, Models, Ping, Pong
+from inference_club.protocol import (
+    DEFAULT_INITIAL_WINDOW,
+    MAX_BODY_CHUNK,
+    MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    CloseCode,
+    ModelCard,
+    Models,
+    Ping,
+    Pong,
+    Welcome,
+    decode_message,
+    encode,
+    encode_batch,
+)
+from inference_club.protocol.websocket_frames import frame_header
 
-from .fakes import TOKEN, WAIT, FakeGateway, wait_until
+from .fakes import TOKEN, WAIT, FakeGateway, start_server, wait_until
 
 
 async def test_hello_announces_discovered_models_with_overrides(
@@ -166,6 +183,54 @@ async def test_a_malformed_message_closes_the_tunnel_as_a_protocol_error(tunnel,
     assert peer.close_code == CloseCode.MALFORMED_FRAME
     await wait_until(lambda: agent.connections == connections + 1)
     assert any("protocol error" in str(vars(record)) for record in caplog.records)
+
+
+async def test_a_message_begun_in_the_read_that_brought_the_welcome_is_read_whole(
+    backend_factory, agent_factory
+):
+    """A gateway with requests waiting for the agent sends them right behind its welcome, so
+    the read that brings the welcome may end inside the next message: that message, and
+    every one after it, is read whole and answered."""
+    pongs: list[bytes] = []
+    answered = asyncio.Event()
+    welcome = encode(
+        Welcome(PROTOCOL_VERSION, "brian-home", MAX_BODY_CHUNK, DEFAULT_INITIAL_WINDOW, 30.0)
+    )
+    # Payloads that read as the header of a 65,535-byte frame, more than all that follows:
+    # a reader that took one for a frame's start would wait for the rest forever.
+    looks_like_a_header = bytes((0x02, 126, 0xFF, 0xFF)) * 12
+    batch = encode_batch([Ping(b"%d:" % number + looks_like_a_header) for number in range(500)])
+    last = encode(Ping(b"last"))
+    wire = b"".join(frame_header(len(data)) + data for data in (welcome, batch, last))
+    # Inside the batch's frame, where such a payload starts.
+    cut = wire.index(looks_like_a_header, len(frame_header(len(welcome))) + len(welcome) + 1000)
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SIZE + 5, heartbeat=None)
+        await ws.prepare(request)
+        await ws.receive(timeout=WAIT)  # the hello
+        assert request.transport is not None
+        request.transport.write(wire[:cut])
+        await asyncio.sleep(0.1)  # so the agent reads the first part alone
+        request.transport.write(wire[cut:])
+        async for message in ws:
+            if message.type is WSMsgType.BINARY:
+                pongs.extend(f.payload for f in decode_message(message.data) if isinstance(f, Pong))
+                if pongs and pongs[-1] == b"last":
+                    answered.set()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/tunnel", handle)
+    server = await start_server(app)
+    try:
+        backend = await backend_factory("tiny-llm")
+        await agent_factory(str(server.make_url("")), [backend])
+        await asyncio.wait_for(answered.wait(), WAIT)
+    finally:
+        await server.close()
+
+    assert pongs == [b"%d:" % number + looks_like_a_header for number in range(500)] + [b"last"]
 
 
 async def test_reconnects_and_reannounces_after_the_gateway_closes(tunnel):

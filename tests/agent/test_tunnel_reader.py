@@ -59,7 +59,7 @@ class Connected:
         self.ws = ws
         self.server = server
         self.sunk: list[bytes] = []
-        reader = TunnelReader.install(ws, self.sunk.append, MAX_SIZE)
+        reader = TunnelReader.install(ws, MAX_SIZE)
         assert reader is not None
         self.reader = reader
 
@@ -82,7 +82,9 @@ async def connected() -> AsyncIterator[Connected]:
     ):
         port = next(iter(listening.sockets)).getsockname()[1]
         ws = await session.ws_connect(f"ws://127.0.0.1:{port}/", max_msg_size=MAX_SIZE)
-        yield Connected(ws, server)
+        connected = Connected(ws, server)
+        connected.reader.take(connected.sunk.append)
+        yield connected
         await ws.close()
 
 
@@ -189,7 +191,7 @@ async def test_a_message_over_the_limit_is_refused_by_aiohttp(connected: Connect
     connection as it would without the reader, and the sink gets nothing more."""
 
     async def script(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"x" * (MAX_SIZE + 1))
+        await connection.send(b"x" * MAX_SIZE)  # aiohttp takes less than its limit
         await connection.send(b"after")
 
     await connected.run(script)
@@ -245,6 +247,12 @@ class _IdleQueue:
     _buffer: deque[object] = deque()
     _stalled_reader = None
 
+    def is_eof(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
 
 def test_frames_split_anywhere_come_out_whole() -> None:
     """Fed one byte at a time, binary frames of every header length reach the sink, and a
@@ -256,10 +264,121 @@ def test_frames_split_anywhere_come_out_whole() -> None:
     wire += b"".join(frame_header(len(payload)) + payload for payload in payloads[3:])
     inner = _Inner()
     sunk: list[bytes] = []
-    reader = TunnelReader(inner, _IdleQueue(), sunk.append, MAX_SIZE)
+    reader = TunnelReader(inner, _IdleQueue(), MAX_SIZE)
+    reader.take(sunk.append)
 
     for index in range(len(wire)):
         reader.data_received(wire[index : index + 1])
 
     assert sunk == payloads
     assert inner.calls == [text]
+
+
+def test_frames_aiohttp_gets_together_go_in_one_call() -> None:
+    """Frames not taken that come one after another are handed to aiohttp at once, not one
+    call each (each call makes a parked aiohttp parser copy its backlog again)."""
+    texts = [_frame(FIN | TEXT, b"one"), _frame(FIN | TEXT, b"two")]
+    binary = _frame(FIN | BINARY, b"taken")
+    last = _frame(FIN | TEXT, b"three")
+    inner = _Inner()
+    sunk: list[bytes] = []
+    reader = TunnelReader(inner, _IdleQueue(), MAX_SIZE)
+    reader.take(sunk.append)
+
+    reader.data_received(b"".join((*texts, binary, last)))
+
+    assert inner.calls == [b"".join(texts), last]
+    assert sunk == [b"taken"]
+
+
+def test_nothing_is_taken_before_take_but_frames_are_followed() -> None:
+    """Before ``take`` every frame goes to aiohttp whole, however the bytes are split, so the
+    reader knows where each frame ends when it starts taking."""
+    inner = _Inner()
+    reader = TunnelReader(inner, _IdleQueue(), MAX_SIZE)
+    first = frame_header(300) + _payload(300)
+    wire = first + _frame(FIN | BINARY, b"second")
+
+    reader.data_received(wire[:100])
+    reader.data_received(wire[100:])
+    sunk: list[bytes] = []
+    reader.take(sunk.append)
+    reader.data_received(_frame(FIN | BINARY, b"third"))
+
+    assert inner.calls == [wire]
+    assert sunk == [b"third"]
+
+
+async def test_nothing_after_a_failed_frame_is_taken(connected: Connected) -> None:
+    """A frame aiohttp refuses (a reserved opcode) fails the connection there; a binary
+    message right behind it is not handled as if nothing happened."""
+
+    async def script(connection: websockets.ServerConnection) -> None:
+        _send_at_once(connection, _frame(FIN | 0x03, b"reserved"), _frame(FIN | BINARY, b"after"))
+
+    await connected.run(script)
+
+    message = await connected.receive()
+    assert message.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert connected.ws.close_code == aiohttp.WSCloseCode.PROTOCOL_ERROR
+    assert connected.sunk == []
+
+
+async def test_nothing_after_a_close_is_taken(connected: Connected) -> None:
+    """Once the server's close frame went to aiohttp, a binary frame behind it is not taken."""
+    close = _frame(FIN | 0x08, (4001).to_bytes(2, "big") + b"bye")
+
+    async def script(connection: websockets.ServerConnection) -> None:
+        _send_at_once(connection, close, _frame(FIN | BINARY, b"after"))
+
+    await connected.run(script)
+
+    message = await connected.receive()
+    assert message.type is WSMsgType.CLOSE
+    assert connected.ws.close_code == 4001
+    assert connected.sunk == []
+
+
+async def test_a_ping_between_fragments_leaves_the_message_whole(connected: Connected) -> None:
+    """A control frame may come between a message's fragments (RFC 6455, 5.4): aiohttp
+    answers it, the message is still aiohttp's to join, and the reader takes the next one."""
+
+    async def script(connection: websockets.ServerConnection) -> None:
+        _send_at_once(
+            connection,
+            _frame(BINARY, b"frag"),
+            _frame(FIN | 0x09, b"ping"),
+            _frame(FIN | CONTINUATION, b"ment"),
+        )
+
+    await connected.run(script)
+
+    message = await connected.receive()
+    assert (message.type, message.data) == (WSMsgType.BINARY, b"fragment")
+
+    async def later(connection: websockets.ServerConnection) -> None:
+        await connection.send(b"later")
+
+    await connected.run(later)
+    await wait_until(lambda: connected.sunk == [b"later"])
+
+
+async def test_a_failure_reaches_receive_as_an_error_carrying_it(connected: Connected) -> None:
+    """``fail`` stops the reader and makes ``receive`` return the failure next, without
+    cancelling it (which would mark the connection as abnormally closed)."""
+    failure = ValueError("could not handle a message")
+    connected.reader.fail(failure)
+
+    message = await connected.receive()
+
+    assert message.type is WSMsgType.ERROR
+    assert message.data is failure
+    assert connected.ws.close_code is None
+
+    async def script(connection: websockets.ServerConnection) -> None:
+        await connection.send(b"read by aiohttp")
+
+    await connected.run(script)
+    message = await connected.receive()
+    assert (message.type, message.data) == (WSMsgType.BINARY, b"read by aiohttp")
+    assert connected.sunk == []

@@ -93,9 +93,10 @@ class TunnelSession:
         self._request_log = request_log
         self.welcome: Welcome | None = None
         self._limits: StreamLimits | None = None
-        # While frames are served: the gateway's messages read straight from the socket, the
-        # silence deadline they move on, and what failed handling one (for the serving task).
-        self._reader: TunnelReader | None = None
+        # The gateway's messages read straight from the socket once frames are served (in
+        # front of aiohttp from before the hello, to see every frame); the silence deadline
+        # they move; what failed handling one, for the serving task.
+        self._reader = TunnelReader.install(ws, MAX_MESSAGE)
         self._deadline: asyncio.Timeout | None = None
         self._silence = 0.0
         self._direct_failure: Exception | None = None
@@ -203,7 +204,8 @@ class TunnelSession:
         try:
             async with asyncio.timeout(silence * _DEADLINE_SLACK) as deadline:
                 self._deadline = deadline
-                self._reader = TunnelReader.install(self._ws, self._on_direct_message, MAX_MESSAGE)
+                if self._reader is not None:
+                    self._reader.take(self._on_direct_message)
                 while True:
                     message = await self._ws.receive()
                     self._heard(loop.time())
@@ -212,13 +214,13 @@ class TunnelSession:
                     elif message.type in _CLOSED:
                         raise _closed_error(self._ws.close_code, "") from None
                     elif message.type is aiohttp.WSMsgType.ERROR:
+                        if (failure := self._direct_failure) is not None:
+                            raise failure
                         return f"connection error ({type(message.data).__name__})"
                     else:
                         msg = f"unexpected {message.type.name.lower()} message on the tunnel"
                         raise ProtocolError(msg, CloseCode.PROTOCOL_ERROR)
         except TimeoutError:
-            if (failure := self._direct_failure) is not None:
-                raise failure from None
             self._stop_reading_directly()
             await self._ws.close(code=CloseCode.HEARTBEAT_TIMEOUT, message=b"no heartbeat")
             return f"no frame from the gateway for {silence:g} s"
@@ -233,7 +235,7 @@ class TunnelSession:
         if deadline is None:
             return
         when = deadline.when()
-        if when is not None and when < now + self._silence:
+        if when is not None and when < now + self._silence and not deadline.expired():
             deadline.reschedule(now + self._silence * _DEADLINE_SLACK)
 
     def _handle_message(self, data: bytes) -> None:
@@ -244,14 +246,15 @@ class TunnelSession:
 
     def _on_direct_message(self, data: bytes) -> None:
         """A message read straight from the socket. What fails here must not reach the
-        socket's callback: the serving task is woken to fail with it, as if it had read it."""
+        socket's callback: the serving task gets it from ``receive`` next, and fails with it
+        as if it had read the message itself."""
         try:
             self._handle_message(data)
         except Exception as exc:
             self._direct_failure = exc
-            self._stop_reading_directly()
-            if self._deadline is not None:
-                self._deadline.reschedule(asyncio.get_running_loop().time())
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.fail(exc)
             return
         self._heard(asyncio.get_running_loop().time())
 
