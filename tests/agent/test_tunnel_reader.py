@@ -32,11 +32,6 @@ def _frame(first_byte: int, payload: bytes) -> bytes:
     return bytes((first_byte, len(payload))) + payload
 
 
-def _send_at_once(connection: websockets.ServerConnection, *frames: bytes) -> None:
-    """Write frames in one write, so the client reads them together, whatever it awaits."""
-    connection.transport.write(b"".join(frames))
-
-
 BINARY, TEXT, CONTINUATION, FIN = 0x02, 0x01, 0x00, 0x80
 
 
@@ -67,6 +62,30 @@ class Connected:
         self.server.script = script
         await self.ws.send_str("go")
 
+    async def send(self, *messages: bytes | str) -> None:
+        """Have the server send ``messages``, each as the websockets package sends it."""
+
+        async def script(connection: websockets.ServerConnection) -> None:
+            for message in messages:
+                await connection.send(message)
+
+        await self.run(script)
+
+    async def send_at_once(self, *frames: bytes) -> None:
+        """Have the server write ``frames`` in one write, so they are read together."""
+
+        async def script(connection: websockets.ServerConnection) -> None:
+            connection.transport.write(b"".join(frames))
+
+        await self.run(script)
+
+    async def failed(self, code: int) -> None:
+        """The connection failed with ``code`` in aiohttp, and nothing reached the sink."""
+        message = await self.receive()
+        assert message.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSED)
+        assert self.ws.close_code == code
+        assert self.sunk == []
+
     async def receive(self) -> aiohttp.WSMessage:
         return await self.ws.receive(timeout=WAIT)
 
@@ -95,12 +114,7 @@ async def test_binary_messages_of_every_length_reach_the_sink_whole_and_in_order
     the text message after them is the first thing ``receive`` gets."""
     payloads = [_payload(size) for size in SIZES]
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        for payload in payloads:
-            await connection.send(payload)
-        await connection.send("after")
-
-    await connected.run(script)
+    await connected.send(*payloads, "after")
 
     message = await connected.receive()
     assert (message.type, message.data) == (WSMsgType.TEXT, "after")
@@ -113,17 +127,12 @@ async def test_what_follows_a_message_aiohttp_holds_waits_behind_it(
     """A text message goes to aiohttp; binary messages read while aiohttp still holds it go
     there too, so ``receive`` gets them in order after it; once aiohttp is read empty, the
     next binary message goes to the sink again."""
-
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(
-            connection,
-            _frame(FIN | BINARY, b"first"),
-            _frame(FIN | TEXT, b"text"),
-            _frame(FIN | BINARY, b"second"),
-            _frame(FIN | BINARY, b"third"),
-        )
-
-    await connected.run(script)
+    await connected.send_at_once(
+        _frame(FIN | BINARY, b"first"),
+        _frame(FIN | TEXT, b"text"),
+        _frame(FIN | BINARY, b"second"),
+        _frame(FIN | BINARY, b"third"),
+    )
 
     message = await connected.receive()
     assert (message.type, message.data) == (WSMsgType.TEXT, "text")
@@ -132,36 +141,25 @@ async def test_what_follows_a_message_aiohttp_holds_waits_behind_it(
         assert (message.type, message.data) == (WSMsgType.BINARY, expected)
     assert connected.sunk == [b"first"]
 
-    async def later(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"fourth")
-
-    await connected.run(later)
+    await connected.send(b"fourth")
     await wait_until(lambda: connected.sunk == [b"first", b"fourth"])
 
 
 async def test_a_message_in_fragments_is_read_whole_by_aiohttp(connected: Connected) -> None:
     """A fragmented message (continuation frames) is aiohttp's to join, and the message right
     behind it waits behind it there; a later one goes to the sink."""
-
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(
-            connection,
-            _frame(BINARY, b"frag"),
-            _frame(CONTINUATION, b"men"),
-            _frame(FIN | CONTINUATION, b"ted"),
-            _frame(FIN | BINARY, b"whole"),
-        )
-
-    await connected.run(script)
+    await connected.send_at_once(
+        _frame(BINARY, b"frag"),
+        _frame(CONTINUATION, b"men"),
+        _frame(FIN | CONTINUATION, b"ted"),
+        _frame(FIN | BINARY, b"whole"),
+    )
 
     for expected in (b"fragmented", b"whole"):
         message = await connected.receive()
         assert (message.type, message.data) == (WSMsgType.BINARY, expected)
 
-    async def later(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"later")
-
-    await connected.run(later)
+    await connected.send(b"later")
     await wait_until(lambda: connected.sunk == [b"later"])
 
 
@@ -170,36 +168,17 @@ async def test_a_binary_frame_inside_a_fragmented_message_is_aiohttp_s_to_refuse
 ) -> None:
     """A whole binary frame between a message's fragments breaks the protocol: it goes to
     aiohttp, which fails the connection, instead of to the sink."""
+    await connected.send_at_once(_frame(BINARY, b"begun"), _frame(FIN | BINARY, b"intruder"))
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(
-            connection,
-            _frame(BINARY, b"begun"),
-            _frame(FIN | BINARY, b"intruder"),
-        )
-
-    await connected.run(script)
-
-    message = await connected.receive()
-    assert message.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSED)
-    assert connected.ws.close_code == aiohttp.WSCloseCode.PROTOCOL_ERROR
-    assert connected.sunk == []
+    await connected.failed(aiohttp.WSCloseCode.PROTOCOL_ERROR)
 
 
 async def test_a_message_over_the_limit_is_refused_by_aiohttp(connected: Connected) -> None:
     """A frame over the size limit is not held here: aiohttp gets it and fails the
     connection as it would without the reader, and the sink gets nothing more."""
+    await connected.send(b"x" * MAX_SIZE, b"after")  # aiohttp takes less than its limit
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"x" * MAX_SIZE)  # aiohttp takes less than its limit
-        await connection.send(b"after")
-
-    await connected.run(script)
-
-    message = await connected.receive()
-    assert message.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSED)
-    assert connected.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
-    assert connected.sunk == []
+    await connected.failed(aiohttp.WSCloseCode.MESSAGE_TOO_BIG)
 
 
 async def test_a_close_from_the_server_reaches_aiohttp(connected: Connected) -> None:
@@ -221,10 +200,7 @@ async def test_once_stopped_everything_goes_to_aiohttp(connected: Connected) -> 
     """After ``stop`` the reader only passes bytes on."""
     connected.reader.stop()
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"read by aiohttp")
-
-    await connected.run(script)
+    await connected.send(b"read by aiohttp")
 
     message = await connected.receive()
     assert (message.type, message.data) == (WSMsgType.BINARY, b"read by aiohttp")
@@ -312,26 +288,16 @@ def test_nothing_is_taken_before_take_but_frames_are_followed() -> None:
 async def test_nothing_after_a_failed_frame_is_taken(connected: Connected) -> None:
     """A frame aiohttp refuses (a reserved opcode) fails the connection there; a binary
     message right behind it is not handled as if nothing happened."""
+    await connected.send_at_once(_frame(FIN | 0x03, b"reserved"), _frame(FIN | BINARY, b"after"))
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(connection, _frame(FIN | 0x03, b"reserved"), _frame(FIN | BINARY, b"after"))
-
-    await connected.run(script)
-
-    message = await connected.receive()
-    assert message.type in (WSMsgType.ERROR, WSMsgType.CLOSE, WSMsgType.CLOSED)
-    assert connected.ws.close_code == aiohttp.WSCloseCode.PROTOCOL_ERROR
-    assert connected.sunk == []
+    await connected.failed(aiohttp.WSCloseCode.PROTOCOL_ERROR)
 
 
 async def test_nothing_after_a_close_is_taken(connected: Connected) -> None:
     """Once the server's close frame went to aiohttp, a binary frame behind it is not taken."""
     close = _frame(FIN | 0x08, (4001).to_bytes(2, "big") + b"bye")
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(connection, close, _frame(FIN | BINARY, b"after"))
-
-    await connected.run(script)
+    await connected.send_at_once(close, _frame(FIN | BINARY, b"after"))
 
     message = await connected.receive()
     assert message.type is WSMsgType.CLOSE
@@ -342,24 +308,16 @@ async def test_nothing_after_a_close_is_taken(connected: Connected) -> None:
 async def test_a_ping_between_fragments_leaves_the_message_whole(connected: Connected) -> None:
     """A control frame may come between a message's fragments (RFC 6455, 5.4): aiohttp
     answers it, the message is still aiohttp's to join, and the reader takes the next one."""
-
-    async def script(connection: websockets.ServerConnection) -> None:
-        _send_at_once(
-            connection,
-            _frame(BINARY, b"frag"),
-            _frame(FIN | 0x09, b"ping"),
-            _frame(FIN | CONTINUATION, b"ment"),
-        )
-
-    await connected.run(script)
+    await connected.send_at_once(
+        _frame(BINARY, b"frag"),
+        _frame(FIN | 0x09, b"ping"),
+        _frame(FIN | CONTINUATION, b"ment"),
+    )
 
     message = await connected.receive()
     assert (message.type, message.data) == (WSMsgType.BINARY, b"fragment")
 
-    async def later(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"later")
-
-    await connected.run(later)
+    await connected.send(b"later")
     await wait_until(lambda: connected.sunk == [b"later"])
 
 
@@ -375,10 +333,7 @@ async def test_a_failure_reaches_receive_as_an_error_carrying_it(connected: Conn
     assert message.data is failure
     assert connected.ws.close_code is None
 
-    async def script(connection: websockets.ServerConnection) -> None:
-        await connection.send(b"read by aiohttp")
-
-    await connected.run(script)
+    await connected.send(b"read by aiohttp")
     message = await connected.receive()
     assert (message.type, message.data) == (WSMsgType.BINARY, b"read by aiohttp")
     assert connected.sunk == []

@@ -53,16 +53,12 @@ class _Prepared:
     # The SQL around the one row of placeholders, and that row; None where rows cannot join.
     around_row: tuple[str, str, str] | None
     # A row's values in the binds' order, taken in one call, and those to convert.
-    take: Callable[[Mapping[str, Any]], Any]
+    take: Callable[[Mapping[str, Any]], tuple[Any, ...]]
     conversions: Conversions
 
     def values(self, row: Mapping[str, Any]) -> list[Any]:
         """``row``'s values for the statement, each converted as SQLAlchemy would."""
-        if not self.binds:
-            return []
-        taken = self.take(row)
-        # itemgetter of one name gives the value itself, of several a tuple.
-        values = list(taken) if len(self.binds) > 1 else [taken]
+        values = list(self.take(row))
         for index, convert in self.conversions:
             value = values[index]
             if value is not None:
@@ -150,7 +146,7 @@ class FastWriter:
                 compiled.string,
                 binds,
                 around_row,
-                take=itemgetter(*(name for name, _ in binds)) if binds else _no_values,
+                take=_taker(tuple(name for name, _ in binds)),
                 conversions=tuple(
                     (index, convert)
                     for index, (_, convert) in enumerate(binds)
@@ -180,8 +176,12 @@ class FastWriter:
             self._connection = None
 
 
-def _no_values(_row: Mapping[str, Any]) -> tuple[()]:
-    return ()
+def _taker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """What takes a row's values for ``names`` as a tuple, in one call where it can."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    # itemgetter of one name gives the value itself, not a tuple of it.
+    return lambda row: tuple(row[name] for name in names)
 
 
 def _converter(bind_type: Any, dialect: Dialect) -> Convert | None:
