@@ -1,4 +1,9 @@
-"""CPU time and memory of processes under test, read from psutil when present, else /proc.
+"""CPU time, time waiting for a core, and memory of processes under test, read from psutil
+when present, else /proc.
+
+Time waiting for a core (ready to run, on a run queue) is what CPU time alone hides: a server
+at 60 % of a core that also waits 30 % of the time for one is close to saturated, because the
+machine's cores are all taken. It comes from the scheduler's statistics (``schedstat``).
 
 Peak memory comes from the kernel's high-water mark (``VmHWM``), which can be reset per
 measurement by writing ``5`` to ``/proc/PID/clear_refs``; a sampler backs it up where that fails.
@@ -29,6 +34,19 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the command name.
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def waiting_seconds(pid: int) -> float:
+    """Time the threads of one process spent ready to run but waiting for a core, so far;
+    0 where the kernel keeps no scheduler statistics."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            # A thread may end between listing and reading.
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # Time on a core, time waiting on a run queue (both in ns), time slices run.
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 def rss_bytes(pid: int) -> int:
@@ -85,12 +103,15 @@ class Usage:
     rss_start: int
     rss_end: int
     peak_rss: int
+    # Ready to run but waiting for a core, in percent of the span (summed over the tree).
+    waiting_percent: float = 0.0
 
 
 class _Tracked:
     def __init__(self, pid: int) -> None:
         self.pids = descendants(pid)
         self.cpu_start = sum(_each(cpu_seconds, self.pids))
+        self.waiting_start = sum(_each(waiting_seconds, self.pids))
         self.rss_start = int(sum(_each(rss_bytes, self.pids)))
         self.peak_sampled = self.rss_start
         self.reset = all(reset_peak(pid) for pid in self.pids)
@@ -140,6 +161,7 @@ class Meter:
         for name, tracked in self._tracked.items():
             tracked.sample()
             cpu = sum(_each(cpu_seconds, tracked.pids)) - tracked.cpu_start
+            waiting = sum(_each(waiting_seconds, tracked.pids)) - tracked.waiting_start
             peak = tracked.peak_sampled
             if tracked.reset:
                 peak = max(peak, int(sum(_each(_peak_or_zero, tracked.pids))))
@@ -149,6 +171,7 @@ class Meter:
                 rss_start=tracked.rss_start,
                 rss_end=int(sum(_each(rss_bytes, tracked.pids))),
                 peak_rss=peak,
+                waiting_percent=100 * waiting / elapsed,
             )
             metered += cpu
         other = system_busy_seconds() - self._busy_start - metered

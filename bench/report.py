@@ -88,6 +88,7 @@ def _latency_table(rows: Sequence[Measurement]) -> list[str]:
                 _added(row, direct, lambda x: x.latency_ms.p50),
                 _added(row, direct, lambda x: x.latency_ms.p99),
                 _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.waiting_percent, "%"),
                 _servers(row, row.cpu_us_per_request, " µs"),
                 _servers(row, row.peak_mb, " MB"),
                 f"{row.cpu_percent('mock') or 0:.0f}%",
@@ -96,7 +97,8 @@ def _latency_table(rows: Sequence[Measurement]) -> list[str]:
             ]
         )
     header = ["step", "path", "ok/err", "req/s", "p50 ms", "p90", "p99", "max", "+p50", "+p99"]
-    header += ["CPU (1 core = 100%)", "CPU per request", "peak RSS", "mock CPU", "loadgen CPU"]
+    header += ["CPU (1 core = 100%)", "waiting for a core", "CPU per request", "peak RSS"]
+    header += ["mock CPU", "loadgen CPU"]
     header += ["other CPU"]
     return _table(header, lines)
 
@@ -122,6 +124,7 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
                 _added(row, direct, lambda x: x.ttfb_ms.p50),
                 _added(row, direct, lambda x: x.gap_ms.p99),
                 _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.waiting_percent, "%"),
                 _servers(row, row.cpu_us_per_request, " µs"),
                 _servers(row, row.peak_mb, " MB"),
                 f"{s.loadgen_cpu_percent:.0f}%",
@@ -129,7 +132,8 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
             ]
         )
     header = ["step", "path", "ok/err", "chunks/s", "TTFB p50", "TTFB p99", "gap p50"]
-    header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "CPU per stream", "peak RSS"]
+    header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "waiting for a core"]
+    header += ["CPU per stream", "peak RSS"]
     header += ["loadgen CPU"]
     header += ["other CPU"]
     return _table(header, lines)
@@ -186,7 +190,9 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
         "Latency counts from each request's scheduled send time (open loop, no coordinated "
         "omission); percentiles are exact, nearest rank. `+` columns are the difference from "
         "direct at the same step of the same run. Times in ms. *other CPU* is what processes "
-        "outside the benchmark used meanwhile: where it is high, that step's numbers are noise.",
+        "outside the benchmark used meanwhile: where it is high, that step's numbers are noise. "
+        "*Waiting for a core* is the time a process was ready to run while every core was taken: "
+        "where it is high, the machine, not that process, set the pace.",
         "",
         "Paths: " + "; ".join(f"**{name}**: {state}" for name, state in info.paths.items()),
         "",

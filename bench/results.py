@@ -28,6 +28,12 @@ class Measurement:
         usage = self.usage.get(process)
         return usage.cpu_percent if usage is not None else None
 
+    def waiting_percent(self, process: str) -> float | None:
+        """Time one process tree spent ready to run but waiting for a core during the step, in
+        percent of the step."""
+        usage = self.usage.get(process)
+        return usage.waiting_percent if usage is not None else None
+
     def cpu_us_per_request(self, process: str) -> float | None:
         """CPU time of one process tree per request of the step (per stream, for streams)."""
         usage = self.usage.get(process)

@@ -1,9 +1,12 @@
 """CPU time and memory of a process, read from /proc."""
 
+import asyncio
 import os
+import subprocess
+import sys
 import time
 
-from bench.procstat import Meter, cpu_seconds, peak_rss_bytes, rss_bytes
+from bench.procstat import Meter, cpu_seconds, peak_rss_bytes, rss_bytes, waiting_seconds
 
 
 async def test_meter_sees_cpu_work_and_a_memory_peak():
@@ -30,3 +33,59 @@ def test_readers_agree_with_each_other():
     while time.process_time() < deadline:
         pass
     assert cpu_seconds(pid) > before
+
+
+def _busy_child(cpu: int) -> subprocess.Popen[bytes]:
+    """A process that spins on ``cpu`` until killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),  # noqa: PLW1509 - no threads yet
+    )
+
+
+def test_waiting_for_a_core_shows_when_a_core_is_shared():
+    """Two spinning processes on one core each wait for it about half the time; alone on a
+    core, a spinning process hardly waits."""
+    cpu = min(os.sched_getaffinity(0))
+    pid = os.getpid()
+    before_waiting = waiting_seconds(pid)
+    assert before_waiting >= 0
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    child = _busy_child(cpu)
+    try:
+        time.sleep(0.1)  # the child is spinning
+        shared = waiting_seconds(pid)
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:
+            pass
+        shared = waiting_seconds(pid) - shared
+    finally:
+        child.kill()
+        child.wait()
+        os.sched_setaffinity(0, saved)
+    alone = waiting_seconds(pid)
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:
+        pass
+    alone = waiting_seconds(pid) - alone
+    assert shared >= 0.1, f"waited {shared:.3f} s of 0.5 s sharing a core"
+    assert alone < shared / 2, f"waited {alone:.3f} s alone against {shared:.3f} s shared"
+
+
+async def test_meter_reports_time_waiting_for_a_core():
+    """The meter's waiting share covers the whole tree of a process kept off its core."""
+    cpu = min(os.sched_getaffinity(0))
+    first, second = _busy_child(cpu), _busy_child(cpu)
+    try:
+        await asyncio.sleep(0.1)  # both are spinning
+        async with Meter({"spinners": first.pid}, interval=0.05) as meter:
+            await asyncio.sleep(0.5)
+    finally:
+        for child in (first, second):
+            child.kill()
+            child.wait()
+    usage = meter.usage["spinners"]
+    # Two spinners share one core: each runs about half the time and waits the other half.
+    assert usage.waiting_percent >= 20, usage
+    assert usage.cpu_percent + usage.waiting_percent >= 70, usage
