@@ -38,14 +38,13 @@ def cpu_seconds(pid: int) -> float:
 
 def waiting_seconds(pid: int) -> float:
     """Time the threads of one process spent ready to run but waiting for a core, so far;
-    0 where the kernel keeps no scheduler statistics."""
+    0 where the kernel keeps no scheduler statistics. OSError once the process is gone."""
     total = 0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            # A thread may end between listing and reading.
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                # Time on a core, time waiting on a run queue (both in ns), time slices run.
-                total += int((task / "schedstat").read_text().split()[1])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        # A thread may end between listing and reading.
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Time on a core, time waiting on a run queue (both in ns), time slices run.
+            total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
 
 
@@ -111,13 +110,28 @@ class _Tracked:
     def __init__(self, pid: int) -> None:
         self.pids = descendants(pid)
         self.cpu_start = sum(_each(cpu_seconds, self.pids))
-        self.waiting_start = sum(_each(waiting_seconds, self.pids))
+        self.waiting_start = _by_pid(waiting_seconds, self.pids)
         self.rss_start = int(sum(_each(rss_bytes, self.pids)))
         self.peak_sampled = self.rss_start
         self.reset = all(reset_peak(pid) for pid in self.pids)
 
     def sample(self) -> None:
         self.peak_sampled = max(self.peak_sampled, int(sum(_each(rss_bytes, self.pids))))
+
+
+def _by_pid(read: Callable[[int], float], pids: list[int]) -> dict[int, float]:
+    values = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            values[pid] = read(pid)
+    return values
+
+
+def _growth(read: Callable[[int], float], start: dict[int, float]) -> float:
+    """How much ``read`` grew since ``start`` over the processes still there: one that exited
+    meanwhile takes its count with it, and must not take its earlier count off the others'."""
+    now = _by_pid(read, list(start))
+    return sum(value - start[pid] for pid, value in now.items())
 
 
 def _each(read: Callable[[int], float], pids: list[int]) -> Iterator[float]:
@@ -161,7 +175,7 @@ class Meter:
         for name, tracked in self._tracked.items():
             tracked.sample()
             cpu = sum(_each(cpu_seconds, tracked.pids)) - tracked.cpu_start
-            waiting = sum(_each(waiting_seconds, tracked.pids)) - tracked.waiting_start
+            waiting = _growth(waiting_seconds, tracked.waiting_start)
             peak = tracked.peak_sampled
             if tracked.reset:
                 peak = max(peak, int(sum(_each(_peak_or_zero, tracked.pids))))

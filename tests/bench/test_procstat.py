@@ -35,10 +35,10 @@ def test_readers_agree_with_each_other():
     assert cpu_seconds(pid) > before
 
 
-def _busy_child(cpu: int) -> subprocess.Popen[bytes]:
-    """A process that spins on ``cpu`` until killed."""
+def _busy_child(cpu: int, code: str = "while True: pass") -> subprocess.Popen[bytes]:
+    """A Python process running ``code`` (by default, spinning until killed) on ``cpu``."""
     return subprocess.Popen(
-        [sys.executable, "-c", "while True: pass"],
+        [sys.executable, "-c", code],
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),  # noqa: PLW1509 - no threads yet
     )
 
@@ -89,3 +89,29 @@ async def test_meter_reports_time_waiting_for_a_core():
     # Two spinners share one core: each runs about half the time and waits the other half.
     assert usage.waiting_percent >= 20, usage
     assert usage.cpu_percent + usage.waiting_percent >= 70, usage
+
+
+async def test_a_process_that_exits_takes_only_its_own_waiting_time_with_it():
+    """A tree's waiting share counts the processes still there; one that exited during the
+    span does not take its earlier waiting off theirs."""
+    cpu = min(os.sched_getaffinity(0))
+    # It spins beside a spinning child of its own for a second, then alone.
+    root = _busy_child(
+        cpu,
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+        "deadline = time.monotonic() + 1.0\n"
+        "while time.monotonic() < deadline: pass\n"
+        "child.kill(); child.wait()\n"
+        "while True: pass\n",
+    )
+    try:
+        await asyncio.sleep(0.6)  # the root and its child share the core, each waiting
+        async with Meter({"tree": root.pid}, interval=0.05) as meter:
+            await asyncio.sleep(0.8)  # the child is killed half-way
+    finally:
+        root.kill()
+        root.wait()
+    # The root waited about half of the span's first half. Taking the child's earlier
+    # waiting (more than half a second) off the root's would leave nothing, or less.
+    assert meter.usage["tree"].waiting_percent >= 10, meter.usage["tree"]
