@@ -3,7 +3,8 @@ when present, else /proc.
 
 Time waiting for a core (ready to run, on a run queue) is what CPU time alone hides: a server
 at 60 % of a core that also waits 30 % of the time for one is close to saturated, because the
-machine's cores are all taken. It comes from the scheduler's statistics (``schedstat``).
+machine's cores are all taken. It always comes from the scheduler's statistics in /proc
+(``schedstat``), which psutil does not show.
 
 Peak memory comes from the kernel's high-water mark (``VmHWM``), which can be reset per
 measurement by writing ``5`` to ``/proc/PID/clear_refs``; a sampler backs it up where that fails.
