@@ -110,7 +110,7 @@ class Usage:
 class _Tracked:
     def __init__(self, pid: int) -> None:
         self.pids = descendants(pid)
-        self.cpu_start = sum(_each(cpu_seconds, self.pids))
+        self.cpu_start = _by_pid(cpu_seconds, self.pids)
         self.waiting_start = _by_pid(waiting_seconds, self.pids)
         self.rss_start = int(sum(_each(rss_bytes, self.pids)))
         self.peak_sampled = self.rss_start
@@ -175,7 +175,7 @@ class Meter:
         metered = cpu_seconds(os.getpid()) - self._runner_start
         for name, tracked in self._tracked.items():
             tracked.sample()
-            cpu = sum(_each(cpu_seconds, tracked.pids)) - tracked.cpu_start
+            cpu = _growth(cpu_seconds, tracked.cpu_start)
             waiting = _growth(waiting_seconds, tracked.waiting_start)
             peak = tracked.peak_sampled
             if tracked.reset:

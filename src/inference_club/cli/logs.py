@@ -39,7 +39,7 @@ class KeyValueFormatter(logging.Formatter):
             f"msg={_quote(record.getMessage())}",
         ]
         parts += [
-            f"{key}={value}" if type(value) is int else f"{key}={_quote(value)}"
+            f"{key}={_quote(value)}"
             for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None)
             if key not in _RESERVED and key[:1] != "_"
         ]

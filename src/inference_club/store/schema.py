@@ -52,11 +52,11 @@ class UtcDateTime(TypeDecorator[datetime]):
     @staticmethod
     def sqlite_text(value: datetime) -> str:
         """What SQLAlchemy stores on SQLite for ``value``, made without its per-value layers."""
-        if value.tzinfo is UTC:  # the gateway's own timestamps: nothing to convert
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: the store needs timezone-aware datetimes")
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not UTC:  # the gateway's own timestamps need no conversion
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError("naive datetime: the store needs timezone-aware datetimes")
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Always hand back an aware UTC datetime."""
