@@ -1,12 +1,20 @@
 """Fixtures for gateway tests: a real gateway process, agents and fake backends."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.fake_backend import FakeBackend
-from tests.support.processes import Gateway, Process, start_agent, start_gateway, wait_for_models
+from tests.support.processes import (
+    Gateway,
+    Process,
+    free_port,
+    start_agent,
+    start_gateway,
+    wait_for_models,
+)
+from tests.support.redis_relay import RedisRelay
 
 
 @pytest.fixture
@@ -60,3 +68,11 @@ def key(
     agent_factory(token, backend.url)
     wait_for_models(gateway.v1, key, {"fake-llm"})
     return key
+
+
+@pytest.fixture
+async def redis_relay() -> AsyncIterator[RedisRelay]:
+    """A relay to the real Redis on a free port, not yet started."""
+    relay = RedisRelay(free_port())
+    yield relay
+    await relay.stop()

@@ -21,6 +21,7 @@ from inference_club.gateway.metering import UsageWriter
 from inference_club.gateway.presence import PresenceWriter
 from inference_club.gateway.quotas import QuotaLedger
 from inference_club.gateway.ratelimit import MemoryRateCounter, RateCounter, RedisRateCounter
+from inference_club.gateway.redis_client import RedisClient
 from inference_club.gateway.registry import ProviderRegistry
 from inference_club.gateway.services import Services
 from inference_club.gateway.settings import GatewaySettings
@@ -107,7 +108,9 @@ class GatewayApp:
         usage = UsageWriter(assets.record_usage)
         usage.start()
         rate_counter: RateCounter = (
-            RedisRateCounter(settings.redis_url) if settings.redis_url else MemoryRateCounter()
+            RedisRateCounter(RedisClient(settings.redis_url))
+            if settings.redis_url
+            else MemoryRateCounter()
         )
         registry = ProviderRegistry()
         admission = Admission(registry.candidates, settings.queue_timeout)

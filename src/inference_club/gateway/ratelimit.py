@@ -5,10 +5,17 @@ because the event loop runs one increment at a time, the Redis one because INCR 
 shared by every gateway node.
 """
 
+import asyncio
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from inference_club.gateway.redis_client import RedisClient, RedisUnavailable
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
 
@@ -84,24 +91,57 @@ class MemoryRateCounter:
 
 
 class RedisRateCounter:
-    """Counters in Redis, shared by every gateway node."""
+    """Counters in Redis, shared by every gateway node.
 
-    def __init__(self, url: str, prefix: str = "inference-club:rate:") -> None:
-        import redis.asyncio  # noqa: PLC0415 - only needed when Redis is configured
+    Each count is two commands written together on the client's one connection: ``SET NX EX``
+    makes the window's key with its expiry if it is new, ``INCR`` counts (a lost connection
+    between the two never leaves a key without an expiry). While Redis cannot be reached, or
+    refuses the commands, requests are counted in this node's memory instead, so limits still
+    hold per node and requests still pass; a warning says so once, and a line when Redis is
+    back.
+    """
 
-        self._redis = redis.asyncio.Redis.from_url(url)
+    def __init__(self, client: RedisClient, prefix: str = "inference-club:rate:") -> None:
+        self._client = client
         self._prefix = prefix
+        self._fallback = MemoryRateCounter()
+        self._unavailable = False
 
-    async def hit(self, key: str, limit: int) -> RateDecision:
-        """Count one request of ``key`` with one atomic INCR."""
+    def hit_then(self, key: str, limit: int, done: Callable[[RateDecision], None]) -> None:
+        """Count one request of ``key`` and call ``done`` with the decision: from the Redis
+        connection's callback, or before this returns when Redis is known to be down."""
         start, reset = _window(time.time())
         name = f"{self._prefix}{key}:{start}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(name)
-            pipe.expire(name, WINDOW_SECONDS + 5)
-            count, _ = await pipe.execute()
-        return RateDecision(int(count) <= limit, limit, max(0, limit - int(count)), reset)
+
+        def counted(replies: "list[object] | RedisUnavailable") -> None:
+            count = replies[1] if isinstance(replies, list) else replies
+            if not isinstance(count, int):
+                done(self._count_in_memory(key, limit, count))
+                return
+            if self._unavailable:
+                self._unavailable = False
+                logger.info("rate limits are counted in Redis again")
+            done(RateDecision(count <= limit, limit, max(0, limit - count), reset))
+
+        self._client.send(
+            ((b"SET", name, b"0", b"EX", WINDOW_SECONDS + 5, b"NX"), (b"INCR", name)), counted
+        )
+
+    async def hit(self, key: str, limit: int) -> RateDecision:
+        """Count one request of ``key`` (``hit_then``, awaited)."""
+        decided: asyncio.Future[RateDecision] = asyncio.get_running_loop().create_future()
+        self.hit_then(key, limit, decided.set_result)
+        return await decided
 
     async def close(self) -> None:
-        """Close the Redis connection pool."""
-        await self._redis.aclose()
+        """Close the connection to Redis."""
+        await self._client.close()
+
+    def _count_in_memory(self, key: str, limit: int, failure: object) -> RateDecision:
+        if not self._unavailable:
+            self._unavailable = True
+            logger.warning(
+                "Redis is unavailable: rate limits are counted in this node's memory",
+                extra={"reason": str(failure)},
+            )
+        return self._fallback.hit_now(key, limit)

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference_club.gateway.redis_client import parse_redis_url
+
 DEFAULT_MAX_REQUEST_BYTES = 25 * 1024 * 1024
 
 
@@ -13,8 +15,8 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = field(default_factory=lambda: Path("./data"))
-    # None means SQLite in the data directory.
-    database_url: str | None = None
+    # None means SQLite in the data directory. Out of the repr: it may carry a password.
+    database_url: str | None = field(default=None, repr=False)
     # Where clients reach this gateway; asset URLs are built from it. None: http://host:port.
     public_url: str | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -31,8 +33,9 @@ class GatewaySettings:
     queue_timeout: float = 30.0
     # Requests per minute per API key, unless an admin set another limit for the user.
     requests_per_minute: int = 600
-    # Redis shared by gateway nodes for rate-limit counters; None keeps them in memory.
-    redis_url: str | None = None
+    # Redis shared by gateway nodes for rate-limit counters; None keeps them in memory. Out of
+    # the repr: it may carry a password.
+    redis_url: str | None = field(default=None, repr=False)
     # Signs dashboard session cookies; None: a random one kept in <data_dir>/session-secret.
     session_secret: str | None = field(default=None, repr=False)
 
@@ -58,6 +61,8 @@ class GatewaySettings:
         if self.max_images_per_request < 1:
             msg = "max images per request must be at least 1"
             raise ValueError(msg)
+        if self.redis_url is not None:
+            parse_redis_url(self.redis_url)  # a ValueError that names what is wrong
 
     @property
     def secure_cookies(self) -> bool:
