@@ -6,11 +6,15 @@ or text completion with a small body, the HTTP protocol hands the request here t
 its body is in (``GatewayApp.direct_request``). When all it needs can be known at once (a
 kept API key, current sharing, the in-memory rate counter, today's quota totals already
 loaded, a provider with a free slot whose tunnel takes the frames), ``start`` sends it and
-returns. For a non-streamed request, the tunnel's callback that brings the reply's last frame
-writes the response and leaves the usage record. For a streamed one, the callback that
-brings the head writes it, the callbacks that bring chunks write them (through the usage
-tap), and the one that brings the end completes the response and leaves the usage record:
-a stream that goes as expected never has a task.
+returns. With rate counters in Redis, ``start`` asks Redis to count and returns; Redis's
+reply, from the callback of its connection, sends the request the same way, or hands it to a
+task with the count made (a refusal to answer, a slot to wait for, a client that left).
+
+For a non-streamed request, the tunnel's callback that brings the reply's last frame writes
+the response and leaves the usage record. For a streamed one, the callback that brings the
+head writes it, the callbacks that bring chunks write them (through the usage tap), and the
+one that brings the end completes the response and leaves the usage record: a stream that
+goes as expected never has a task.
 
 Anything else takes the ASGI path, so every answer is the one that path gives:
 
@@ -27,6 +31,7 @@ Anything else takes the ASGI path, so every answer is the one that path gives:
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
@@ -45,7 +50,7 @@ from inference_club.gateway.forwarding import (
     SentAttempt,
     request_frames,
 )
-from inference_club.gateway.ratelimit import MemoryRateCounter
+from inference_club.gateway.ratelimit import MemoryRateCounter, RateDecision, RedisRateCounter
 from inference_club.gateway.registry import Caller, Candidate
 from inference_club.gateway.relay import (
     answer_whole,
@@ -63,7 +68,7 @@ from inference_club.gateway.text_routes import (
     relay_text,
     text_outgoing,
 )
-from inference_club.gateway.v1 import ROUTES, RequestRun, meter, rate_of
+from inference_club.gateway.v1 import ROUTES, RequestRun, meter, rate_of, serve
 from inference_club.protocol import Response
 from inference_club.store import KeyIdentity, WouldWait
 
@@ -71,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 # Starts the request's task with this ASGI app (the protocol's own start, one cycle bound).
 StartTask = Callable[[ASGIApp], None]
+# Who asks, the providers that may serve the request, and what to send them.
+_Planned = tuple[Caller, list[Candidate], OutgoingRequest]
 
 
 def direct_chat(
@@ -80,10 +87,7 @@ def direct_chat(
     on_done: Callable[[], None],
 ) -> "DirectChat | None":
     """A direct handler for the request of ``cycle`` if it may be one: a POST to a text
-    completion endpoint with a declared, small body and no 100-continue, on a gateway that
-    counts rates in memory (counting in Redis waits for it)."""
-    if not isinstance(services.rate_counter, MemoryRateCounter):
-        return None
+    completion endpoint with a declared, small body and no 100-continue."""
     scope = cast(Scope, cycle.scope)
     endpoint = TEXT_ENDPOINTS.get(scope["path"])
     if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
@@ -147,26 +151,60 @@ class DirectChat:
         self._tap: UsageTap | None = None
 
     def start(self) -> bool:
-        """Send the request if nothing must be waited for; False, with nothing counted or
-        sent, when the ASGI path must serve it."""
+        """Send the request if nothing must be waited for, or once Redis counted it; False,
+        with nothing counted or sent, when the ASGI path must serve it."""
         services = self._services
         identity = self._identity_now()
-        counter = services.rate_counter
-        assert isinstance(counter, MemoryRateCounter), "offered only with one (direct_chat)"
         if (
             identity is None
             or not services.quotas.allows_now(identity)
             or not services.registry.sharing.is_current(identity.sharing_revision)
-            or not counter.would_allow(*rate_of(services, identity))
         ):
             return False
-        caller = Caller(
-            user_id=identity.user_id, groups=services.registry.sharing.groups_of(identity.user_id)
-        )
-        planned = self._plan(caller)
+        counter = services.rate_counter
+        if isinstance(counter, MemoryRateCounter):
+            return self._start_counting_in_memory(counter, identity)
+        if isinstance(counter, RedisRateCounter):
+            return self._start_counting_in_redis(counter, identity)
+        return False
+
+    def _start_counting_in_memory(self, counter: MemoryRateCounter, identity: KeyIdentity) -> bool:
+        services = self._services
+        if not counter.would_allow(*rate_of(services, identity)):
+            return False
+        planned = self._plan(identity)
+        if planned is None or not self._send_planned(*planned):
+            return False
+        # Counted once sent, so a request the ASGI path serves instead is counted there.
+        self._extra_headers = counter.hit_now(*rate_of(services, identity)).headers()
+        return True
+
+    def _start_counting_in_redis(self, counter: RedisRateCounter, identity: KeyIdentity) -> bool:
+        planned = self._plan(identity)
         if planned is None:
             return False
-        candidates, outgoing = planned
+        # From here the request is this object's: sent once Redis counted it, or handed to a
+        # task that goes on with the count.
+        counter.hit_then(*rate_of(self._services, identity), partial(self._counted, planned))
+        return True
+
+    def _counted(self, planned: "_Planned", decision: RateDecision) -> None:
+        """Redis counted the request: send it, or hand it to a task that goes on from the
+        count (a refusal to answer, a queue to wait in, a client that left)."""
+        self._extra_headers = decision.headers()
+        try:
+            if decision.allowed and not self._cycle.disconnected and self._send_planned(*planned):
+                return
+        except Exception:
+            logger.exception("a counted direct request failed to start; its task serves it")
+        self._on_done()
+        self._start_task(partial(serve, self._services, counted=decision))
+
+    def _send_planned(
+        self, caller: Caller, candidates: list[Candidate], outgoing: OutgoingRequest
+    ) -> bool:
+        """Take a slot and send; False, with the slot given back, when either cannot be now."""
+        services = self._services
         slot = services.admission.reserve_now(candidates, caller, outgoing.model)
         if slot is None:
             return False
@@ -183,8 +221,6 @@ class DirectChat:
         exchange.queue_position = 0
         exchange.stream = stream
         exchange.provider_id = slot.candidate.connection.provider_id
-        self._extra_headers = counter.hit_now(*rate_of(services, identity)).headers()
-        self._identity = identity
         self._caller = caller
         self._candidates = candidates
         self._candidate = slot.candidate
@@ -201,8 +237,14 @@ class DirectChat:
             self._exchange.client_gone = True
             self._go_on_in_task()
 
-    def _plan(self, caller: Caller) -> tuple[list[Candidate], OutgoingRequest] | None:
-        """The request's candidates and what to send them; None for an error to report."""
+    def _plan(self, identity: KeyIdentity) -> "_Planned | None":
+        """Who asks, the request's candidates and what to send them; None for an error to
+        report (the ASGI path reports it)."""
+        self._identity = identity
+        caller = Caller(
+            user_id=identity.user_id,
+            groups=self._services.registry.sharing.groups_of(identity.user_id),
+        )
         body = bytes(self._cycle.body)
         try:
             request = parse_text_request(body, self._required, self._exchange)
@@ -211,7 +253,7 @@ class DirectChat:
         except ApiError:
             return None
         self._streaming = request.streaming
-        return candidates, outgoing
+        return caller, candidates, outgoing
 
     def _identity_now(self) -> KeyIdentity | None:
         token = bearer_token(header(cast(Scope, self._cycle.scope), b"authorization"))

@@ -22,12 +22,15 @@ URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS and
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 6379
 # How long a command may wait for its reply before the connection is given up.
@@ -248,7 +251,7 @@ class _RedisProtocol(asyncio.Protocol):
             batch.replies.append(reply)
             if len(batch.replies) == batch.expected:
                 waiting.popleft()
-                batch.on_replies(batch.replies)
+                _hand_over(batch.on_replies, batch.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         failure = self.failure or RedisUnavailable("the connection to Redis closed")
@@ -256,7 +259,7 @@ class _RedisProtocol(asyncio.Protocol):
         self._lost(self, failure)
         waiting, self.waiting = self.waiting, deque()
         for batch in waiting:
-            batch.on_replies(failure)
+            _hand_over(batch.on_replies, failure)
 
     def abort(self, failure: RedisUnavailable) -> None:
         """Drop the connection; everything in flight fails with ``failure``."""
@@ -388,7 +391,7 @@ class RedisClient:
     def _fail_queued(self, failure: RedisUnavailable) -> None:
         queued, self._queued = self._queued, []
         for _data, _expected, on_replies in queued:
-            on_replies(failure)
+            _hand_over(on_replies, failure)
 
     def _connection_lost(self, protocol: _RedisProtocol, failure: RedisUnavailable) -> None:
         if self._protocol is protocol:
@@ -410,6 +413,15 @@ class RedisClient:
             protocol.abort(RedisUnavailable(f"Redis did not answer within {self._timeout:g} s"))
             return
         self._watch()
+
+
+def _hand_over(on_replies: OnReplies, replies: "list[object] | RedisUnavailable") -> None:
+    """Call a batch's callback; what it raises is logged, so the replies of the batches after
+    it still reach theirs."""
+    try:
+        on_replies(replies)
+    except Exception:
+        logger.exception("a Redis reply's callback failed")
 
 
 def _settling(future: "asyncio.Future[list[object]]") -> OnReplies:

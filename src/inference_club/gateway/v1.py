@@ -21,6 +21,7 @@ from inference_club.gateway.errors import ApiError, BadRequest, RateLimited
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.image_routes import edits, generations
 from inference_club.gateway.models_routes import list_models, retrieve_model
+from inference_club.gateway.ratelimit import RateDecision
 from inference_club.gateway.registry import Caller
 from inference_club.gateway.services import Services
 from inference_club.gateway.text_routes import chat_completions, completions
@@ -61,27 +62,43 @@ class V1App:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one /v1 request and leave one usage record for it."""
-        run = RequestRun(self._services(), Exchange(endpoint="unknown"), send)
-        await run.guard(lambda: self._handle(run, scope, receive))
+        await serve(self._services(), scope, receive, send)
 
-    async def _handle(self, run: "RequestRun", scope: Scope, receive: Receive) -> None:
-        handler = self._resolve(scope["method"], scope["path"], run.exchange)
-        run.identity = await authenticate(scope, run.services.store)
-        await _admit(run.services, run.identity, run.extra_headers)
-        await handler(run.context(scope, receive))
 
-    def _resolve(self, method: str, path: str, exchange: Exchange) -> Handler:
-        route = ROUTES.get((method, path))
-        if route is not None:
-            handler, exchange.endpoint = route
-            return handler
-        if method == "GET" and path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
-            model = path[len(_MODEL_PREFIX) :]
-            exchange.endpoint = "models"
-            return lambda ctx: retrieve_model(ctx, model)
-        if path in _PATHS:
-            raise UnknownRoute(f"Method {method} is not allowed on {path}.")
-        raise UnknownRoute(f"Invalid URL ({method} {path}).")
+async def serve(
+    services: Services,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    counted: RateDecision | None = None,
+) -> None:
+    """Serve one /v1 request and leave one usage record for it; ``counted`` is the rate
+    decision when the request was counted already (a direct request handed to its task)."""
+    run = RequestRun(services, Exchange(endpoint="unknown"), send)
+    await run.guard(lambda: _handle(run, scope, receive, counted))
+
+
+async def _handle(
+    run: "RequestRun", scope: Scope, receive: Receive, counted: RateDecision | None
+) -> None:
+    handler = _resolve(scope["method"], scope["path"], run.exchange)
+    run.identity = await authenticate(scope, run.services.store)
+    await _admit(run.services, run.identity, run.extra_headers, counted)
+    await handler(run.context(scope, receive))
+
+
+def _resolve(method: str, path: str, exchange: Exchange) -> Handler:
+    route = ROUTES.get((method, path))
+    if route is not None:
+        handler, exchange.endpoint = route
+        return handler
+    if method == "GET" and path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
+        model = path[len(_MODEL_PREFIX) :]
+        exchange.endpoint = "models"
+        return lambda ctx: retrieve_model(ctx, model)
+    if path in _PATHS:
+        raise UnknownRoute(f"Method {method} is not allowed on {path}.")
+    raise UnknownRoute(f"Invalid URL ({method} {path}).")
 
 
 class RequestRun:
@@ -161,10 +178,15 @@ class RequestRun:
             meter(self.services, self.identity, exchange)
 
 
-async def _admit(services: Services, identity: KeyIdentity, headers: RawHeaders) -> None:
-    """Sharing up to date, rate limit counted (and reported in ``headers``), quotas checked."""
+async def _admit(
+    services: Services, identity: KeyIdentity, headers: RawHeaders, counted: RateDecision | None
+) -> None:
+    """Sharing up to date, rate limit counted unless it was (and reported in ``headers``),
+    quotas checked."""
     await services.registry.sharing.refresh(services.store, identity.sharing_revision)
-    decision = await services.rate_counter.hit(*rate_of(services, identity))
+    decision = counted
+    if decision is None:
+        decision = await services.rate_counter.hit(*rate_of(services, identity))
     headers.extend(decision.headers())
     if not decision.allowed:
         raise RateLimited(
