@@ -7,6 +7,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from bench.context import DEFAULT_REDIS_URL
 from bench.plan import SCENARIOS
 from bench.runner import Options, run
 
@@ -42,6 +43,11 @@ def parse(argv: list[str] | None = None) -> Options:
         help="skip the bare relay (the reference for what two Python hops cost)",
     )
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary data")
+    parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        help=f"the Redis the redis scenario counts rate limits in (default {DEFAULT_REDIS_URL})",
+    )
     args = parser.parse_args(argv)
     return Options(
         quick=args.quick,
@@ -52,6 +58,7 @@ def parse(argv: list[str] | None = None) -> Options:
         litellm_venv=args.litellm_venv,
         bare_relay=not args.no_bare_relay,
         keep_work=args.keep_work,
+        redis_url=args.redis_url,
     )
 
 

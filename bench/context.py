@@ -14,6 +14,7 @@ from bench.procstat import Meter, cpu_seconds, descendants
 from bench.results import Measurement
 from bench.services import Service
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # A process tree is idle below this share of one core.
 _IDLE_CPU = 0.05
 _SETTLE_TIMEOUT = 30.0
@@ -35,6 +36,8 @@ class Context:
     work_dir: Path
     log_dir: Path
     notes: list[str] = field(default_factory=list)
+    # The Redis server the ``redis`` scenario's second gateway counts rate limits in.
+    redis_url: str = DEFAULT_REDIS_URL
 
     def ready_paths(self, *, reference: bool = True) -> list[PathUnderTest]:
         """The paths that can take load now, in report order; without the yardsticks when

@@ -131,6 +131,8 @@ class Gateway:
     work_dir: Path
     log_dir: Path
     mock: Endpoint
+    # More environment for ``inference-club serve`` (settings that may carry a secret).
+    serve_env: dict[str, str] = field(default_factory=dict, repr=False)
     port: int = 0
     _key: str = field(default="", repr=False)
     _token: str = field(default="", repr=False)
@@ -180,7 +182,8 @@ class Gateway:
         self.port = free_port()
         serve = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         serve += ["--data", str(self.data_dir)]
-        gateway = await start_service("gateway", serve, self.log_dir, env=_NO_PROXY)
+        env = {**_NO_PROXY, **self.serve_env}
+        gateway = await start_service("gateway", serve, self.log_dir, env=env)
         self.path.services.append(gateway)
         endpoint = Endpoint("gateway", "127.0.0.1", self.port, self._key)
         await wait_until_ready(gateway, endpoint, "/v1/models", 60)
@@ -222,10 +225,18 @@ def _agent_config() -> str:
 
 
 async def start_gateway(
-    mock: Endpoint, work_dir: Path, log_dir: Path, extra_providers: int = 0
+    mock: Endpoint,
+    work_dir: Path,
+    log_dir: Path,
+    extra_providers: int = 0,
+    *,
+    name: str = "gateway",
+    serve_env: dict[str, str] | None = None,
 ) -> Gateway:
     """The gateway path, provisioned and running; ServiceError when it cannot be."""
-    gateway = Gateway(PathUnderTest("gateway"), work_dir / "gateway-data", work_dir, log_dir, mock)
+    gateway = Gateway(
+        PathUnderTest(name), work_dir / "gateway-data", work_dir, log_dir, mock, serve_env or {}
+    )
     await gateway.provision(extra_providers)
     try:
         await gateway.start()

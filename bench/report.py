@@ -10,7 +10,9 @@ import orjson
 
 from bench.results import Check, Measurement
 
-_SERVERS = ("gateway", "agent", "litellm", "agents", "front", "back")
+# The processes a path runs, and the servers some steps also meter.
+_PROXIES = ("gateway", "agent", "litellm", "agents", "front", "back")
+_SERVERS = (*_PROXIES, "redis")
 _NONE = "n/a"
 
 
@@ -164,6 +166,11 @@ def _targets(checks: Sequence[Check]) -> list[str]:
 _SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("chat", "Non-streamed chat, open loop", "latency"),
     ("streams", "Concurrent streams (64 chunks, 20 ms apart), closed loop", "stream"),
+    (
+        "redis",
+        "Non-streamed chat, rate limits counted in memory (gateway) or in Redis (gateway (Redis))",
+        "latency",
+    ),
     ("search", "Rate search steps (p99 < 50 ms, < 1 % errors, ≥ 95 % of the rate)", "latency"),
     ("hold", "Slow streams held open", "stream"),
     (
@@ -224,7 +231,7 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
     if uploads:
         out += ["## 10 MB transcription upload", ""]
         columns = [("seconds", "seconds")]
-        columns += [(f"{name}_rise_mb", f"{name} peak rise MB") for name in (*_SERVERS, "mock")]
+        columns += [(f"{name}_rise_mb", f"{name} peak rise MB") for name in (*_PROXIES, "mock")]
         out += _extra_table(uploads, columns)
     if info.notes:
         out += ["## Notes", "", *[f"- {note}" for note in info.notes], ""]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import scenarios_agents, scenarios_http
+from bench import scenarios_agents, scenarios_http, scenarios_redis
 from bench.context import Context, say
 from bench.mock_backend import MockSettings, StreamProfile
 from bench.paths import (
@@ -40,6 +40,7 @@ SCENARIO_RUNNERS: dict[str, Scenario] = {
     "chat": scenarios_http.chat,
     "streams": scenarios_http.streams,
     "max-rate": scenarios_http.max_rate,
+    "redis": scenarios_redis.redis,
 }
 assert tuple(SCENARIO_RUNNERS) == SCENARIOS
 
@@ -56,6 +57,7 @@ class Options:
     litellm_venv: Path | None
     bare_relay: bool
     keep_work: bool
+    redis_url: str
 
 
 async def run(options: Options) -> int:
@@ -72,6 +74,7 @@ async def run(options: Options) -> int:
     say(f"{'quick' if plan.quick else 'full'} run; logs in {log_dir}")
     mock, mock_endpoint = await start_mock(mock_settings, log_dir)
     ctx = Context(plan, mock, [PathUnderTest("direct", mock_endpoint)], None, work, log_dir)
+    ctx.redis_url = options.redis_url
     states = {"direct": "ready"}
     measurements: list[Measurement] = []
     try:
