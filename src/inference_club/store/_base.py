@@ -15,6 +15,7 @@ from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
 from inference_club.store.fastwrite import FastWriter
 from inference_club.store.kept import KeptAnswers
+from inference_club.store.pgwrite import PostgresBatchWriter
 from inference_club.store.schema import groups, providers, revisions, users
 
 SHARING_REVISION = "sharing"
@@ -47,6 +48,9 @@ class StoreBase:
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._fast_reader = FastReader(engine.url) if FastReader.usable(engine.url) else None
         self._fast_writer = FastWriter(engine.url) if FastReader.usable(engine.url) else None
+        self._postgres_writer = (
+            PostgresBatchWriter(engine) if engine.dialect.name == "postgresql" else None
+        )
         # PostgreSQL: every other process's commits are heard about, so key checks can be
         # answered from memory between them (SQLite's fast reader has its own way).
         self._changes = ChangeListener(engine.url) if engine.dialect.name == "postgresql" else None

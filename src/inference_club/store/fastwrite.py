@@ -44,7 +44,7 @@ MAX_ROWS_PER_STATEMENT = 256
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Prepared:
     """A statement compiled once: its SQL for one row and, for an INSERT, how to repeat its
     row of placeholders."""
 
@@ -100,7 +100,7 @@ class FastWriter:
         self._connection: sqlite3.Connection | None = None
         # By statement and the columns its rows give; each entry holds its statement, so the
         # statement's id is never another's while it is kept.
-        self._prepared: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, _Prepared]] = {}
+        self._prepared: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, Prepared]] = {}
         self._dialect: Dialect = sqlite.dialect()
         # One thread: the connection is only ever used by it, one transaction at a time.
         self._thread: ThreadPoolExecutor | None = None
@@ -126,33 +126,17 @@ class FastWriter:
         # A caller cancelled mid-write still gets its rows stored: the thread finishes the batch.
         await asyncio.shield(done)
 
-    def _run(self, statements: list[tuple[_Prepared, list[list[Any]]]]) -> None:
+    def _run(self, statements: list[tuple[Prepared, list[list[Any]]]]) -> None:
         connection = self._open()
         with connection:  # commits, or rolls back on any error
             for prepared, values in statements:
                 prepared.run(connection, values)
 
-    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> _Prepared:
+    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
         key = (id(statement), tuple(sample))
         kept = self._prepared.get(key)
         if kept is None:
-            compiled: Any = statement.compile(dialect=self._dialect, column_keys=list(sample))
-            binds = tuple(
-                (name, _converter(compiled.binds[name].type, self._dialect))
-                for name in compiled.positiontup or ()
-            )
-            around_row = _around_row(statement, compiled.string, len(binds))
-            prepared = _Prepared(
-                compiled.string,
-                binds,
-                around_row,
-                take=_taker(tuple(name for name, _ in binds)),
-                conversions=tuple(
-                    (index, convert)
-                    for index, (_, convert) in enumerate(binds)
-                    if convert is not None
-                ),
-            )
+            prepared = prepare(statement, sample, self._dialect, _sqlite_converter)
             self._prepared[key] = (statement, prepared)
             return prepared
         return kept[1]
@@ -176,6 +160,29 @@ class FastWriter:
             self._connection = None
 
 
+def prepare(
+    statement: ClauseElement,
+    sample: Mapping[str, Any],
+    dialect: Dialect,
+    converter: Callable[[Any, Dialect], Convert | None],
+) -> Prepared:
+    """``statement`` compiled once for ``dialect`` for rows with ``sample``'s keys, with how to
+    take and convert each row's values (``converter`` says how, per bind type)."""
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(sample))
+    binds = tuple(
+        (name, converter(compiled.binds[name].type, dialect)) for name in compiled.positiontup or ()
+    )
+    return Prepared(
+        compiled.string,
+        binds,
+        _around_row(statement, compiled.string, len(binds)),
+        take=_taker(tuple(name for name, _ in binds)),
+        conversions=tuple(
+            (index, convert) for index, (_, convert) in enumerate(binds) if convert is not None
+        ),
+    )
+
+
 def _taker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """What takes a row's values for ``names`` as a tuple, in one call where it can."""
     if len(names) > 1:
@@ -184,9 +191,14 @@ def _taker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, .
     return lambda row: tuple(row[name] for name in names)
 
 
-def _converter(bind_type: Any, dialect: Dialect) -> Convert | None:
-    """How SQLAlchemy would turn a value of ``bind_type`` into what SQLite stores."""
-    if isinstance(bind_type, UtcDateTime):
-        return UtcDateTime.sqlite_text
+def bind_converter(bind_type: Any, dialect: Dialect) -> Convert | None:
+    """How SQLAlchemy would turn a value of ``bind_type`` into what ``dialect``'s driver takes."""
     processor: Convert | None = bind_type.dialect_impl(dialect).bind_processor(dialect)
     return processor
+
+
+def _sqlite_converter(bind_type: Any, dialect: Dialect) -> Convert | None:
+    """``bind_converter``, with timestamps made into SQLite's text in one call."""
+    if isinstance(bind_type, UtcDateTime):
+        return UtcDateTime.sqlite_text
+    return bind_converter(bind_type, dialect)

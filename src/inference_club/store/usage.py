@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from operator import attrgetter
 from typing import Any
 
+import asyncpg
 from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,8 @@ _COLUMNS = tuple(field.name for field in fields(UsageRecord) if field.name != "i
 # A record's column values in one call.
 _column_values = attrgetter(*_COLUMNS)
 _MAX_LIST_LIMIT = 10_000
-_INSERT = insert(usage_records)
+# Inline: nothing reads the new rows' ids, so no RETURNING for them.
+_INSERT = insert(usage_records).inline()
 
 # Batches may arrive out of order; last_used_at only ever moves forward.
 _used_at = bindparam("used_at", type_=UtcDateTime())
@@ -109,7 +111,18 @@ class UsageMixin(StoreBase):
         touches: list[dict[str, object]],
         days: list[dict[str, object]],
     ) -> bool:
-        """The batch through stdlib sqlite3 when the database is a local file; False if not."""
+        """The batch through stdlib sqlite3 when the database is a local file, or straight
+        through asyncpg on PostgreSQL; False when it must take SQLAlchemy's way."""
+        if self._postgres_writer is not None:
+            try:
+                await self._postgres_writer.write(
+                    [(_INSERT, rows), (_TOUCH_KEY, touches), (_ADD_TO_DAY["postgresql"], days)]
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise NotFound(
+                    "a usage record names a user, API key or provider that does not exist"
+                ) from None
+            return True
         fast = self._fast_writer
         if fast is None:
             return False
