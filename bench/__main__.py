@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench.context import DEFAULT_REDIS_URL
+from bench.context import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL
 from bench.plan import SCENARIOS
 from bench.runner import Options, run
 
@@ -46,7 +46,13 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--redis-url",
         default=DEFAULT_REDIS_URL,
-        help=f"the Redis the redis scenario counts rate limits in (default {DEFAULT_REDIS_URL})",
+        help=f"the Redis the stores scenario counts rate limits in (default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=DEFAULT_POSTGRES_URL,
+        help="a PostgreSQL database the stores scenario may connect to, to make a scratch "
+        f"database beside it for a gateway's data (default {DEFAULT_POSTGRES_URL})",
     )
     args = parser.parse_args(argv)
     return Options(
@@ -59,6 +65,7 @@ def parse(argv: list[str] | None = None) -> Options:
         bare_relay=not args.no_bare_relay,
         keep_work=args.keep_work,
         redis_url=args.redis_url,
+        postgres_url=args.postgres_url,
     )
 
 

@@ -15,6 +15,7 @@ from bench.results import Measurement
 from bench.services import Service
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
 # A process tree is idle below this share of one core.
 _IDLE_CPU = 0.05
 _SETTLE_TIMEOUT = 30.0
@@ -36,8 +37,10 @@ class Context:
     work_dir: Path
     log_dir: Path
     notes: list[str] = field(default_factory=list)
-    # The Redis server the ``redis`` scenario's second gateway counts rate limits in.
+    # The Redis server a gateway of the ``stores`` scenario counts rate limits in, and the
+    # PostgreSQL database next to which another keeps its data (in a database of its own).
     redis_url: str = DEFAULT_REDIS_URL
+    postgres_url: str = DEFAULT_POSTGRES_URL
 
     def ready_paths(self, *, reference: bool = True) -> list[PathUnderTest]:
         """The paths that can take load now, in report order; without the yardsticks when

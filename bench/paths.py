@@ -112,9 +112,10 @@ async def start_bare_relay(mock: Endpoint, log_dir: Path) -> PathUnderTest:
     return path
 
 
-async def _cli_secret(args: list[str], data_dir: Path) -> str:
+async def _cli_secret(args: list[str], data_dir: Path, env: dict[str, str]) -> str:
     """Run an admin command that prints a secret; returns it without ever logging it."""
-    code, out, err = await run_command([*_CLI, *args, "--data", str(data_dir)], env=_NO_PROXY)
+    argv = [*_CLI, *args, "--data", str(data_dir)]
+    code, out, err = await run_command(argv, env={**_NO_PROXY, **env})
     if code != 0:
         msg = f"`inference-club {' '.join(args[:2])}` failed (exit {code}): {err.strip()[-500:]}"
         raise ServiceError(msg)
@@ -131,8 +132,9 @@ class Gateway:
     work_dir: Path
     log_dir: Path
     mock: Endpoint
-    # More environment for ``inference-club serve`` (settings that may carry a secret).
-    serve_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # More environment for its ``inference-club`` commands and ``serve`` (settings such as
+    # the database's or Redis's URL, which may carry a secret, go this way, never in argv).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     port: int = 0
     _key: str = field(default="", repr=False)
     _token: str = field(default="", repr=False)
@@ -150,10 +152,10 @@ class Gateway:
         coming and going keep SQLite's write lock busy.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        await _cli_secret(["users", "add", BENCH_USER], self.data_dir)
-        self._key = await _cli_secret(["keys", "create", BENCH_USER], self.data_dir)
+        await _cli_secret(["users", "add", BENCH_USER], self.data_dir, self.env)
+        self._key = await _cli_secret(["keys", "create", BENCH_USER], self.data_dir, self.env)
         self._token = await _cli_secret(
-            ["providers", "add", BENCH_USER, BENCH_PROVIDER], self.data_dir
+            ["providers", "add", BENCH_USER, BENCH_PROVIDER], self.data_dir, self.env
         )
         if not self._key or not self._token:
             msg = "the CLI printed no API key or provider token"
@@ -170,7 +172,7 @@ class Gateway:
             return tokens
         argv = [PYTHON, "-m", "bench.provision", "--data", str(self.data_dir)]
         argv += ["--user", BENCH_USER, "--providers", str(count), "--tokens-out", str(tokens)]
-        code, _, err = await run_command(argv, env=BENCH_ENV, timeout=900)
+        code, _, err = await run_command(argv, env={**BENCH_ENV, **self.env}, timeout=900)
         if code != 0:
             msg = f"could not set up the bench user's providers: {err.strip()[-500:]}"
             raise ServiceError(msg)
@@ -182,7 +184,7 @@ class Gateway:
         self.port = free_port()
         serve = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         serve += ["--data", str(self.data_dir)]
-        env = {**_NO_PROXY, **self.serve_env}
+        env = {**_NO_PROXY, **self.env}
         gateway = await start_service("gateway", serve, self.log_dir, env=env)
         self.path.services.append(gateway)
         endpoint = Endpoint("gateway", "127.0.0.1", self.port, self._key)
@@ -231,11 +233,12 @@ async def start_gateway(
     extra_providers: int = 0,
     *,
     name: str = "gateway",
-    serve_env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Gateway:
-    """The gateway path, provisioned and running; ServiceError when it cannot be."""
+    """The gateway path, provisioned and running; ServiceError when it cannot be. ``env``
+    holds settings for it and its admin commands (``INFERENCE_CLUB_*``)."""
     gateway = Gateway(
-        PathUnderTest(name), work_dir / "gateway-data", work_dir, log_dir, mock, serve_env or {}
+        PathUnderTest(name), work_dir / "gateway-data", work_dir, log_dir, mock, env or {}
     )
     await gateway.provision(extra_providers)
     try:

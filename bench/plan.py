@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-SCENARIOS = ("upload", "idle", "routing", "hold", "chat", "streams", "max-rate", "redis")
+SCENARIOS = ("upload", "idle", "routing", "hold", "chat", "streams", "max-rate", "stores")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Plan:
     routing_sizes: tuple[int, ...] = (10, 100, 1000, 10000)
     routing_rate: float = 300.0
     routing_seconds: float = 4.0
-    redis_rates: tuple[int, ...] = (500, 1000)
+    stores_rates: tuple[int, ...] = (500, 1000)
     upload_bytes: int = 10 * 1000 * 1000
     upload_repeats: int = 3
 

@@ -15,11 +15,11 @@ from pathlib import Path
 _UNLIMITED = 2**31 - 1
 
 
-async def provision(data_dir: Path, user: str, providers: int, prefix: str, out: Path) -> int:
+async def provision(database_url: str, user: str, providers: int, prefix: str, out: Path) -> int:
     """Lift ``user``'s limits and add providers ``<prefix>-00000``...; returns tokens written."""
-    from inference_club.store import Store, default_database_url  # noqa: PLC0415
+    from inference_club.store import Store  # noqa: PLC0415
 
-    store = await Store.open(default_database_url(data_dir))
+    store = await Store.open(database_url)
     async with store:
         await store.set_user_limits(
             user,
@@ -53,13 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry: prints only how many tokens the file now holds."""
     parser = argparse.ArgumentParser(prog="python -m bench.provision", description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("INFERENCE_CLUB_DATABASE_URL"),
+        help="the gateway's database, as `inference-club serve` takes it "
+        "(env INFERENCE_CLUB_DATABASE_URL, default: SQLite in --data)",
+    )
     parser.add_argument("--user", required=True)
     parser.add_argument("--providers", type=int, default=0)
     parser.add_argument("--prefix", default="sim")
     parser.add_argument("--tokens-out", type=Path, required=True)
     args = parser.parse_args(argv)
+    from inference_club.store import default_database_url  # noqa: PLC0415
+
+    database_url = args.database_url or default_database_url(args.data)
     written = asyncio.run(
-        provision(args.data, args.user, args.providers, args.prefix, args.tokens_out)
+        provision(database_url, args.user, args.providers, args.prefix, args.tokens_out)
     )
     print(f"tokens {written}")
     return 0

@@ -12,7 +12,7 @@ from bench.results import Check, Measurement
 
 # The processes a path runs, and the servers some steps also meter.
 _PROXIES = ("gateway", "agent", "litellm", "agents", "front", "back")
-_SERVERS = (*_PROXIES, "redis")
+_SERVERS = (*_PROXIES, "redis", "postgres")
 _NONE = "n/a"
 
 
@@ -167,8 +167,9 @@ _SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("chat", "Non-streamed chat, open loop", "latency"),
     ("streams", "Concurrent streams (64 chunks, 20 ms apart), closed loop", "stream"),
     (
-        "redis",
-        "Non-streamed chat, rate limits counted in memory (gateway) or in Redis (gateway (Redis))",
+        "stores",
+        "Non-streamed chat with the shared stores: rate limits counted in Redis, data in "
+        "PostgreSQL (the default gateway counts in memory and keeps its data in SQLite)",
         "latency",
     ),
     ("search", "Rate search steps (p99 < 50 ms, < 1 % errors, ≥ 95 % of the rate)", "latency"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import scenarios_agents, scenarios_http, scenarios_redis
+from bench import scenarios_agents, scenarios_http, scenarios_stores
 from bench.context import Context, say
 from bench.mock_backend import MockSettings, StreamProfile
 from bench.paths import (
@@ -40,7 +40,7 @@ SCENARIO_RUNNERS: dict[str, Scenario] = {
     "chat": scenarios_http.chat,
     "streams": scenarios_http.streams,
     "max-rate": scenarios_http.max_rate,
-    "redis": scenarios_redis.redis,
+    "stores": scenarios_stores.stores,
 }
 assert tuple(SCENARIO_RUNNERS) == SCENARIOS
 
@@ -58,6 +58,7 @@ class Options:
     bare_relay: bool
     keep_work: bool
     redis_url: str
+    postgres_url: str
 
 
 async def run(options: Options) -> int:
@@ -75,6 +76,7 @@ async def run(options: Options) -> int:
     mock, mock_endpoint = await start_mock(mock_settings, log_dir)
     ctx = Context(plan, mock, [PathUnderTest("direct", mock_endpoint)], None, work, log_dir)
     ctx.redis_url = options.redis_url
+    ctx.postgres_url = options.postgres_url
     states = {"direct": "ready"}
     measurements: list[Measurement] = []
     try:

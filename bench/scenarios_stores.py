@@ -1,0 +1,198 @@
+"""What the shared stores cost: gateways counting rate limits in Redis, and keeping their
+data in PostgreSQL, beside the default one (counters in memory, data in SQLite)."""
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from bench.context import Context, measure, say
+from bench.loadgen import chat_request, open_loop
+from bench.mock_backend import CHAT_MODEL
+from bench.paths import Gateway, PathUnderTest, start_gateway
+from bench.results import Measurement
+from bench.services import ServiceError
+from inference_club.gateway.redis_client import RedisClient, RedisError
+
+REDIS_PATH = "gateway (Redis)"
+POSTGRES_PATH = "gateway (PostgreSQL)"
+
+
+@dataclass
+class _Variant:
+    """A second gateway and the server behind it that is metered with it."""
+
+    gateway: Gateway
+    server: str
+    server_pid: int | None
+
+
+async def stores(ctx: Context) -> list[Measurement]:
+    """Non-streamed chat at fixed rates on direct, the default gateway, and each gateway whose
+    store answered, taking turns at every rate."""
+    if ctx.gateway is None:
+        say("scenario stores: skipped, the gateway is not running")
+        return []
+    say("scenario stores: non-streamed chat, rate limits in Redis, data in PostgreSQL")
+    variants: list[_Variant] = []
+    scratch: str | None = None
+    try:
+        redis = await _redis_variant(ctx)
+        if redis is not None:
+            variants.append(redis)
+        scratch = await create_scratch_database(ctx.postgres_url, ctx.notes)
+        if scratch is not None:
+            postgres = await _postgres_variant(ctx, scratch)
+            if postgres is not None:
+                variants.append(postgres)
+        for variant in variants:
+            ctx.paths.append(variant.gateway.path)  # so settling between steps waits for it
+        return await _steps(ctx, ctx.gateway.path, variants)
+    finally:
+        for variant in variants:
+            with contextlib.suppress(ValueError):
+                ctx.paths.remove(variant.gateway.path)
+            await variant.gateway.path.stop()
+        if scratch is not None:
+            await drop_scratch_database(ctx.postgres_url, scratch)
+
+
+async def _redis_variant(ctx: Context) -> _Variant | None:
+    pid = await redis_server_pid(ctx.redis_url)
+    if pid is None:
+        ctx.notes.append(f"scenario stores: no Redis answered at {ctx.redis_url}, none measured")
+        return None
+    env = {"INFERENCE_CLUB_REDIS_URL": ctx.redis_url}
+    gateway = await _second_gateway(ctx, REDIS_PATH, "redis", env)
+    return None if gateway is None else _Variant(gateway, "redis", pid)
+
+
+async def _postgres_variant(ctx: Context, database: str) -> _Variant | None:
+    url = _database_url(ctx.postgres_url, database, driver="postgresql+asyncpg")
+    env = {"INFERENCE_CLUB_DATABASE_URL": url}
+    gateway = await _second_gateway(ctx, POSTGRES_PATH, "postgres", env)
+    if gateway is None:
+        return None
+    return _Variant(gateway, "postgres", await postgres_server_pid(ctx.postgres_url))
+
+
+async def _second_gateway(
+    ctx: Context, name: str, folder: str, env: dict[str, str]
+) -> Gateway | None:
+    assert ctx.gateway is not None  # checked by the scenario
+    try:
+        return await start_gateway(
+            ctx.gateway.mock, ctx.work_dir / folder, ctx.log_dir / folder, name=name, env=env
+        )
+    except (ServiceError, OSError) as exc:
+        ctx.notes.append(f"scenario stores: {name} failed to start: {exc}")
+        return None
+
+
+async def _steps(
+    ctx: Context, default: PathUnderTest, variants: list[_Variant]
+) -> list[Measurement]:
+    # Each gateway with its own server metered beside it.
+    paths: list[tuple[PathUnderTest, dict[str, int]]] = [(ctx.paths[0], {}), (default, {})]
+    for variant in variants:
+        servers = {variant.server: variant.server_pid} if variant.server_pid is not None else {}
+        paths.append((variant.gateway.path, servers))
+    results = []
+    for rate in ctx.plan.stores_rates:
+        for path, servers in paths:
+            endpoint = path.endpoint_or_fail()
+            raw = chat_request(endpoint, CHAT_MODEL, stream=False)
+            results.append(
+                await measure(
+                    ctx,
+                    path,
+                    "stores",
+                    f"{rate} req/s",
+                    rate,
+                    partial(open_loop, endpoint, raw, rate, duration=ctx.plan.chat_seconds),
+                    also_meter=servers,
+                )
+            )
+    return results
+
+
+async def redis_server_pid(url: str) -> int | None:
+    """The process id of the Redis server at ``url`` when it answers and runs on this machine
+    (its CPU is metered then); None otherwise."""
+    client = RedisClient(url)
+    try:
+        [info] = await client.execute(["INFO", "server"])
+    except RedisError:
+        return None
+    finally:
+        await client.close()
+    if not isinstance(info, bytes):
+        return None
+    fields = dict(line.partition(":")[::2] for line in info.decode().splitlines())
+    pid = fields.get("process_id", "")
+    return int(pid) if pid.isdigit() and _runs_here(int(pid), "redis") else None
+
+
+async def postgres_server_pid(url: str) -> int | None:
+    """The process id of the PostgreSQL server (its postmaster, whose children serve each
+    connection) when it runs on this machine; None otherwise."""
+    connection = await asyncpg.connect(_database_url(url, None, driver="postgresql"))
+    try:
+        # Read while the connection lasts: its backend process ends with it.
+        parent = _parent_of(int(await connection.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await connection.close()
+    return parent if parent is not None and _runs_here(parent, "postgres") else None
+
+
+async def create_scratch_database(url: str, notes: list[str]) -> str | None:
+    """A new, empty database beside the one ``url`` names, for one gateway's data; None (and
+    a note) when PostgreSQL cannot make one."""
+    name = f"inference_club_bench_{secrets.token_hex(4)}"
+    try:
+        connection = await asyncpg.connect(_database_url(url, None, driver="postgresql"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        reason = type(exc).__name__
+        notes.append(f"scenario stores: no PostgreSQL answered ({reason}), none measured")
+        return None
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.PostgresError as exc:
+        notes.append(f"scenario stores: PostgreSQL made no database ({exc}), none measured")
+        return None
+    finally:
+        await connection.close()
+    return name
+
+
+async def drop_scratch_database(url: str, name: str) -> None:
+    """Drop a database made by ``create_scratch_database``, whoever is still connected."""
+    connection = await asyncpg.connect(_database_url(url, None, driver="postgresql"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def _database_url(url: str, database: str | None, *, driver: str) -> str:
+    """``url`` with ``driver`` as its scheme and, when given, another database."""
+    parts = urlsplit(url)
+    path = f"/{database}" if database is not None else parts.path
+    return urlunsplit((driver, parts.netloc, path, parts.query, ""))
+
+
+def _parent_of(pid: int) -> int | None:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def _runs_here(pid: int, name: str) -> bool:
+    """Whether this machine shows ``pid`` as a process of ``name`` (not one in a container)."""
+    with contextlib.suppress(OSError):
+        return name in Path(f"/proc/{pid}/comm").read_text()
+    return False
