@@ -1,6 +1,8 @@
 """Per-key rate limits: exact under concurrency, reported on every response, in memory or Redis."""
 
 import asyncio
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tests.support.processes import (
     start_gateway,
     wait_for_models,
 )
+from tests.support.redis_relay import RedisRelay, RelayThread
 from tests.support.usage import chat_records
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -174,3 +177,40 @@ def test_chats_are_served_and_limited_while_redis_is_unreachable(
     log = gateway.process.log()
     assert log.count("Redis is unavailable: rate limits are counted in this node's memory") == 1
     assert "hunter2" not in log
+
+
+def test_a_client_leaving_while_redis_counts_its_chat_is_metered_and_nothing_is_sent(
+    tmp_path: Path, backend_factory: Callable[..., FakeBackend]
+) -> None:
+    """Redis answers slowly; the client sends a chat and leaves before the count is back: the
+    chat is never sent to a provider, and its usage record says the client left."""
+    with RelayThread(RedisRelay(free_port())) as relay:
+        relay.delay = 0.5
+        redis_url = f"redis://127.0.0.1:{relay.port}/0"
+        gateway = start_gateway(tmp_path, "--redis-url", redis_url)
+        try:
+            key = gateway.add_user("alice")
+            token = gateway.add_provider("alice", "alice-home")
+            agent = start_agent(tmp_path, gateway.url, token, backend_factory("fake-llm").url)
+            try:
+                wait_for_models(gateway.v1, key, {"fake-llm"})
+                port = int(gateway.url.rsplit(":", 1)[1])
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+                    client.sendall(_raw_chat(key))
+                    time.sleep(0.1)
+                [record] = asyncio.run(chat_records(gateway.data, 1))
+            finally:
+                agent.stop()
+        finally:
+            gateway.process.stop()
+    assert (record.status_code, record.error_type) == (499, "client_disconnected")
+    assert record.provider_id is None
+
+
+def _raw_chat(key: str) -> bytes:
+    body = b'{"model": "fake-llm", "messages": [{"role": "user", "content": "hi"}]}'
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}"
+        f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body

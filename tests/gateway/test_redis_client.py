@@ -1,9 +1,12 @@
 """The lean Redis client: URLs, the reply parser, and pipelining against the real Redis."""
 
 import asyncio
+import socket
+import time
 import uuid
 
 import pytest
+import uvloop
 
 from inference_club.gateway.redis_client import (
     RedisAddress,
@@ -197,3 +200,71 @@ async def test_a_server_that_never_answers_times_out(redis_relay: RedisRelay) ->
         assert asyncio.get_running_loop().time() - started < 2
     finally:
         await client.close()
+
+
+async def test_a_host_name_that_cannot_be_looked_up_fails_instead_of_hanging() -> None:
+    """A name the resolver refuses outright (an empty label raises UnicodeError, not OSError)
+    fails the command like any connection failure, and the next one too."""
+    client = RedisClient("redis://redis..internal:6379/0")
+    try:
+        for _ in range(2):
+            with pytest.raises(RedisUnavailable, match=r"redis\.\.internal:6379"):
+                await asyncio.wait_for(client.execute(["PING"]), 5)
+    finally:
+        await client.close()
+
+
+async def test_commands_waiting_for_a_connection_fail_when_the_client_closes() -> None:
+    """Closed before its connection attempt even ran: the waiting command fails, no hang."""
+    client = RedisClient(REDIS_URL)
+    waiting = asyncio.ensure_future(client.execute(["PING"]))
+    await asyncio.sleep(0)  # the command is queued; the connection task has not run
+    await client.close()
+    with pytest.raises(RedisUnavailable, match="closed"):
+        await asyncio.wait_for(waiting, 5)
+
+
+async def test_after_a_timeout_commands_fail_at_once_until_the_delay_passes(
+    redis_relay: RedisRelay,
+) -> None:
+    """A server that takes connections but never answers: one command waits out the timeout;
+    the next ones fail at once instead of each opening a connection and waiting again."""
+    redis_relay.silent = True
+    await redis_relay.start()
+    client = RedisClient(f"redis://127.0.0.1:{redis_relay.port}/0", timeout=0.2, reconnect_delay=60)
+    try:
+        with pytest.raises(RedisUnavailable, match="did not answer"):
+            await client.execute(["PING"])
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RedisUnavailable, match="did not answer"):
+            await client.execute(["PING"])
+        assert asyncio.get_running_loop().time() - started < 0.1
+        assert redis_relay.accepted == 1
+    finally:
+        await client.close()
+
+
+def test_a_loop_held_up_past_the_timeout_does_not_lose_a_reply_that_came() -> None:
+    """On uvloop, which runs due timers before it reads sockets: another socket's callback
+    holds the loop for longer than the timeout while Redis's reply arrives; the reply is
+    read, not given up on."""
+
+    async def scenario() -> object:
+        loop = asyncio.get_running_loop()
+        client = RedisClient(REDIS_URL, timeout=0.2)
+        blocker, trigger = socket.socketpair()
+        try:
+            await client.execute(["PING"])  # connected
+            # When readable, this holds the loop in the poll that would read Redis's reply.
+            loop.add_reader(blocker, lambda: (blocker.recv(1), time.sleep(0.5)))
+            answered: asyncio.Future[object] = loop.create_future()
+            client.send([["PING"]], answered.set_result)
+            trigger.send(b"x")
+            return await answered
+        finally:
+            loop.remove_reader(blocker)
+            blocker.close()
+            trigger.close()
+            await client.close()
+
+    assert uvloop.run(scenario()) == [b"PONG"]

@@ -78,8 +78,8 @@ async def test_while_redis_is_down_limits_hold_in_memory_and_counting_returns_to
 
 
 def test_settings_refuse_a_bad_redis_url_and_never_show_its_password() -> None:
-    """A Redis URL that cannot be used stops the gateway's settings with a clear reason; a
-    good one, like the database URL, stays out of the settings' repr."""
+    """A Redis URL that cannot be used stops the gateway's settings with a clear reason (an
+    empty one means none); a good one, like the database URL, stays out of the repr."""
     with pytest.raises(ValueError, match="port is not a number") as caught:
         GatewaySettings(redis_url="redis://:hunter2@127.0.0.1:port/0")
     assert "hunter2" not in str(caught.value)
@@ -89,3 +89,4 @@ def test_settings_refuse_a_bad_redis_url_and_never_show_its_password() -> None:
     )
     assert "hunter2" not in repr(settings)
     assert "hunter3" not in repr(settings)
+    assert GatewaySettings(redis_url="").redis_url == ""  # empty, as unset: in memory

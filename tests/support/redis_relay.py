@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import threading
 
 
 class RedisRelay:
@@ -10,6 +11,8 @@ class RedisRelay:
     def __init__(self, port: int) -> None:
         self.port = port
         self.silent = False
+        # Seconds each piece of a client's commands is held before it goes on to Redis.
+        self.delay = 0.0
         self.accepted = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -38,10 +41,37 @@ class RedisRelay:
         redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", 6379)
         self._writers.append(redis_writer)
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, delay: float
+        ) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
+                    if delay:
+                        await asyncio.sleep(delay)
                     sink.write(data)
             sink.transport.abort()
 
-        await asyncio.gather(pipe(reader, redis_writer), pipe(redis_reader, writer))
+        await asyncio.gather(
+            pipe(reader, redis_writer, self.delay), pipe(redis_reader, writer, 0.0)
+        )
+
+
+class RelayThread:
+    """A ``RedisRelay`` served from a thread of its own, for tests whose gateway is another
+    process and whose own code blocks."""
+
+    def __init__(self, relay: RedisRelay) -> None:
+        self.relay = relay
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> RedisRelay:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.relay.start(), self._loop).result(10)
+        return self.relay
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.relay.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

@@ -211,6 +211,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         if taken is not None:
             direct, app, cycle = taken
+            # uvicorn marks only the newest cycle, and a pipelined request may follow this one.
+            cycle.disconnected = True
             if started:
                 direct.client_left()
             else:

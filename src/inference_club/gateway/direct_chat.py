@@ -211,7 +211,11 @@ class DirectChat:
         # The deadline counts from before the send, as on the ASGI path.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + services.settings.upstream_timeout
-        stream = self._send(slot.candidate, outgoing)
+        try:
+            stream = self._send(slot.candidate, outgoing)
+        except BaseException:
+            services.admission.release(slot)
+            raise
         if stream is None:
             services.admission.release(slot)
             return False
@@ -269,12 +273,17 @@ class DirectChat:
         sent) when it does not fit one message or the tunnel pushes back."""
         connection = candidate.connection
         stream = connection.open_stream()
-        frames = request_frames(stream, outgoing, self._services.settings.upstream_timeout)
-        if (
-            frames is None
-            or not stream.send_window.try_spend(len(outgoing.body))
-            or not connection.try_send_many(frames)
-        ):
+        try:
+            frames = request_frames(stream, outgoing, self._services.settings.upstream_timeout)
+            sent = (
+                frames is not None
+                and stream.send_window.try_spend(len(outgoing.body))
+                and connection.try_send_many(frames)
+            )
+        except BaseException:
+            stream.close()
+            raise
+        if not sent:
             stream.close()
             return None
         return stream

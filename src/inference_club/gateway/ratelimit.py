@@ -130,7 +130,12 @@ class RedisRateCounter:
     async def hit(self, key: str, limit: int) -> RateDecision:
         """Count one request of ``key`` (``hit_then``, awaited)."""
         decided: asyncio.Future[RateDecision] = asyncio.get_running_loop().create_future()
-        self.hit_then(key, limit, decided.set_result)
+
+        def settle(decision: RateDecision) -> None:
+            if not decided.done():  # the caller may have been cancelled meanwhile
+                decided.set_result(decision)
+
+        self.hit_then(key, limit, settle)
         return await decided
 
     async def close(self) -> None:

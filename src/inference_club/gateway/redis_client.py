@@ -21,7 +21,6 @@ URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS and
 """
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -38,6 +37,8 @@ DEFAULT_TIMEOUT = 1.0
 # After a failed connection attempt, commands fail at once for this long instead of each
 # waiting for a connection that is probably still refused.
 DEFAULT_RECONNECT_DELAY = 1.0
+# How soon the watchdog looks again when it ran late (the loop was busy).
+_RECHECK = 0.05
 
 Argument = bytes | str | int
 # Called once with every reply of a batch (in order), or with the error that lost them.
@@ -288,6 +289,7 @@ class RedisClient:
         self._failed_until = 0.0
         self._last_failure: RedisUnavailable | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_due = 0.0
         self._closed = False
 
     def send(self, commands: Sequence[Sequence[Argument]], on_replies: OnReplies) -> None:
@@ -319,12 +321,17 @@ class RedisClient:
         return await future
 
     async def close(self) -> None:
-        """Close the connection; commands in flight fail."""
+        """Close the connection; commands in flight or waiting for a connection fail."""
         self._closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()
+            # A task cancelled before it ran never fails its queue itself; none of its
+            # outcomes may stop the caller's shutdown.
+            await asyncio.wait([connecting])
+            if not connecting.cancelled():
+                connecting.exception()
+        self._fail_queued(RedisUnavailable("the Redis client is closed"))
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -350,11 +357,12 @@ class RedisClient:
             self._fail_queued(RedisUnavailable("the Redis client is closed"))
             protocol.abort(RedisUnavailable("the Redis client is closed"))
             raise
-        except (OSError, TimeoutError, RedisError) as exc:
+        except Exception as exc:
+            # Any failure (a host name that cannot be looked up raises UnicodeError) must fail
+            # the queue, or its callbacks would wait forever.
             protocol.abort(RedisUnavailable("the Redis connection failed"))
             failure = RedisUnavailable(_describe(exc, address))
-            self._last_failure = failure
-            self._failed_until = time.monotonic() + self._reconnect_delay
+            self._hold_off(failure)
             self._fail_queued(failure)
             return
         finally:
@@ -398,19 +406,36 @@ class RedisClient:
             self._protocol = None
             self._last_failure = failure
 
-    def _watch(self) -> None:
+    def _hold_off(self, failure: RedisUnavailable) -> None:
+        """Fail commands at once with ``failure`` until the reconnect delay has passed."""
+        self._last_failure = failure
+        self._failed_until = time.monotonic() + self._reconnect_delay
+
+    def _watch(self, delay: float | None = None) -> None:
         """Check every ``timeout`` seconds, while replies are awaited, that the oldest is not
         overdue; one timer for the connection instead of one per command."""
         if self._watchdog is None:
-            self._watchdog = asyncio.get_running_loop().call_later(self._timeout, self._check)
+            loop = asyncio.get_running_loop()
+            wait = self._timeout if delay is None else delay
+            self._watch_due = loop.time() + wait
+            self._watchdog = loop.call_later(wait, self._check)
 
     def _check(self) -> None:
         self._watchdog = None
         protocol = self._protocol
         if protocol is None or not protocol.waiting:
             return
+        if asyncio.get_running_loop().time() - self._watch_due > self._timeout / 4:
+            # The loop itself was held up, and uvloop runs due timers before it reads the
+            # sockets: a reply may be waiting unread. Look again once it has read them.
+            self._watch(min(_RECHECK, self._timeout / 4))
+            return
         if time.monotonic() - protocol.waiting[0].sent_at > self._timeout:
-            protocol.abort(RedisUnavailable(f"Redis did not answer within {self._timeout:g} s"))
+            failure = RedisUnavailable(f"Redis did not answer within {self._timeout:g} s")
+            # A server that takes connections but does not answer would otherwise hold every
+            # request for the timeout, once per new connection.
+            self._hold_off(failure)
+            protocol.abort(failure)
             return
         self._watch()
 

@@ -61,7 +61,7 @@ class GatewaySettings:
         if self.max_images_per_request < 1:
             msg = "max images per request must be at least 1"
             raise ValueError(msg)
-        if self.redis_url is not None:
+        if self.redis_url:  # empty: counters in memory, as when unset
             parse_redis_url(self.redis_url)  # a ValueError that names what is wrong
 
     @property

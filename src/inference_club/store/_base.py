@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Table, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,8 +15,10 @@ from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
 from inference_club.store.fastwrite import FastWriter
 from inference_club.store.kept import KeptAnswers
-from inference_club.store.pgwrite import PostgresBatchWriter
 from inference_club.store.schema import groups, providers, revisions, users
+
+if TYPE_CHECKING:
+    from inference_club.store.pgwrite import PostgresBatchWriter
 
 SHARING_REVISION = "sharing"
 
@@ -48,9 +50,12 @@ class StoreBase:
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._fast_reader = FastReader(engine.url) if FastReader.usable(engine.url) else None
         self._fast_writer = FastWriter(engine.url) if FastReader.usable(engine.url) else None
-        self._postgres_writer = (
-            PostgresBatchWriter(engine) if engine.dialect.name == "postgresql" else None
-        )
+        self._postgres_writer: PostgresBatchWriter | None = None
+        if engine.dialect.name == "postgresql":
+            # Imported here: asyncpg is loaded only by a gateway on PostgreSQL.
+            from inference_club.store import pgwrite  # noqa: PLC0415
+
+            self._postgres_writer = pgwrite.PostgresBatchWriter(engine)
         # PostgreSQL: every other process's commits are heard about, so key checks can be
         # answered from memory between them (SQLite's fast reader has its own way).
         self._changes = ChangeListener(engine.url) if engine.dialect.name == "postgresql" else None

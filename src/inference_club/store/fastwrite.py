@@ -43,6 +43,11 @@ Conversions = tuple[tuple[int, Convert], ...]
 MAX_ROWS_PER_STATEMENT = 256
 
 
+class ConstraintViolated(Exception):
+    """A batch broke a constraint of the database (a missing user, say); none of it was
+    written."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A statement compiled once: its SQL for one row and, for an INSERT, how to repeat its

@@ -11,11 +11,18 @@ statement, which asyncpg sends as one pipelined round trip, in one transaction.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement
 
 from inference_club.slices import map_in_slices
-from inference_club.store.fastwrite import Prepared, Rows, bind_converter, prepare
+from inference_club.store.fastwrite import (
+    ConstraintViolated,
+    Prepared,
+    Rows,
+    bind_converter,
+    prepare,
+)
 
 
 class PostgresBatchWriter:
@@ -30,7 +37,8 @@ class PostgresBatchWriter:
     async def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
         """Run each statement for each of its rows, all in one transaction.
 
-        Raises asyncpg's errors (a constraint, a lost connection) with everything rolled back.
+        Raises ConstraintViolated, or asyncpg's error (a lost connection, say), with everything
+        rolled back. A connection lost meanwhile leaves the pool.
         """
         statements = []
         for statement, rows in batches:
@@ -42,9 +50,18 @@ class PostgresBatchWriter:
         async with self._engine.connect() as connection:
             pooled = await connection.get_raw_connection()
             driver: Any = pooled.driver_connection
-            async with driver.transaction():
-                for sql, values in statements:
-                    await driver.executemany(sql, values)
+            try:
+                async with driver.transaction():
+                    for sql, values in statements:
+                        await driver.executemany(sql, values)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise ConstraintViolated(str(exc)) from None
+            except BaseException:
+                if driver.is_closed():
+                    # SQLAlchemy never saw the failure, so it would pool the dead connection
+                    # again and hand it to the next caller.
+                    await connection.invalidate()
+                raise
 
     def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
         key = (id(statement), tuple(sample))

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime
 from operator import attrgetter
 from typing import Any
 
-import asyncpg
 from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from inference_club.slices import map_in_slices
 from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
+from inference_club.store.fastwrite import ConstraintViolated
 from inference_club.store.records import UsageRecord, UsageTotal
 from inference_club.store.schema import (
     UtcDateTime,
@@ -118,7 +118,7 @@ class UsageMixin(StoreBase):
                 await self._postgres_writer.write(
                     [(_INSERT, rows), (_TOUCH_KEY, touches), (_ADD_TO_DAY["postgresql"], days)]
                 )
-            except asyncpg.ForeignKeyViolationError:
+            except ConstraintViolated:
                 raise NotFound(
                     "a usage record names a user, API key or provider that does not exist"
                 ) from None
