@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -45,14 +46,16 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--keep-work", action="store_true", help="keep the temporary data")
     parser.add_argument(
         "--redis-url",
-        default=DEFAULT_REDIS_URL,
-        help=f"the Redis the stores scenario counts rate limits in (default {DEFAULT_REDIS_URL})",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help="the Redis the stores scenario counts rate limits in "
+        f"(env BENCH_REDIS_URL, default {DEFAULT_REDIS_URL})",
     )
     parser.add_argument(
         "--postgres-url",
-        default=DEFAULT_POSTGRES_URL,
+        default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="a PostgreSQL database the stores scenario may connect to, to make a scratch "
-        f"database beside it for a gateway's data (default {DEFAULT_POSTGRES_URL})",
+        f"database beside it for a gateway's data (env BENCH_POSTGRES_URL, default "
+        f"{DEFAULT_POSTGRES_URL})",
     )
     args = parser.parse_args(argv)
     return Options(

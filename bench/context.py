@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,12 +55,13 @@ class Context:
         """The processes to meter for ``path``: its own and the mock's."""
         return {**path.pids(), "mock": self.mock.pid}
 
-    async def settle(self, after: str = "a step") -> None:
-        """Wait until every process under test is idle, so one step does not bleed into the next.
+    async def settle(self, after: str = "a step", servers: Sequence[int] = ()) -> None:
+        """Wait until every process under test, and ``servers`` metered with the step, is
+        idle, so one step does not bleed into the next.
 
         A proxy that fell behind keeps working on requests the client gave up on.
         """
-        if await self._idle_within(_SETTLE_TIMEOUT):
+        if await self._idle_within(_SETTLE_TIMEOUT, servers):
             return
         busy = [path for path in self.paths if path.restart is not None and await _busy(path)]
         for path in busy:
@@ -72,14 +73,15 @@ class Context:
                 f"{path.name} was still busy 30 s after {after}; it was restarted before "
                 "the next step"
             )
-        if busy and await self._idle_within(_SETTLE_TIMEOUT):
+        if busy and await self._idle_within(_SETTLE_TIMEOUT, servers):
             return
         self.notes.append(
             f"processes under test were still busy 30 s after {after}; the next step shared the CPU"
         )
 
-    async def _idle_within(self, timeout: float) -> bool:
-        pids = [self.mock.pid] + [pid for path in self.paths for pid in path.pids().values()]
+    async def _idle_within(self, timeout: float, servers: Sequence[int] = ()) -> bool:
+        pids = [self.mock.pid, *servers]
+        pids += [pid for path in self.paths for pid in path.pids().values()]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             before = _tree_cpu(pids)
@@ -142,5 +144,5 @@ async def measure(
     else:
         figures = f"p50 {summary.latency_ms.p50:.2f} ms, p99 {summary.latency_ms.p99:.2f} ms"
     say(f"  {scenario} {step} {path.name}: {figures}{errors}")
-    await ctx.settle(f"{scenario} {step} on {path.name}")
+    await ctx.settle(f"{scenario} {step} on {path.name}", list((also_meter or {}).values()))
     return measurement

@@ -26,6 +26,9 @@ BENCH_PROVIDER = "bench-home"
 _CLI = (PYTHON, "-m", "inference_club.cli.main")
 # Loopback traffic must never go through a proxy from the environment.
 _NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+# A gateway's stores are the bench's choice, never the shell's: empty means the default
+# (counters in memory, data in SQLite in its data folder).
+_DEFAULT_STORES = {"INFERENCE_CLUB_REDIS_URL": "", "INFERENCE_CLUB_DATABASE_URL": ""}
 
 
 @dataclass
@@ -135,6 +138,12 @@ class Gateway:
     # More environment for its ``inference-club`` commands and ``serve`` (settings such as
     # the database's or Redis's URL, which may carry a secret, go this way, never in argv).
     env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def settings_env(self) -> dict[str, str]:
+        """What its commands get on top of the bench's environment."""
+        return {**_DEFAULT_STORES, **self.env}
+
     port: int = 0
     _key: str = field(default="", repr=False)
     _token: str = field(default="", repr=False)
@@ -152,10 +161,11 @@ class Gateway:
         coming and going keep SQLite's write lock busy.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        await _cli_secret(["users", "add", BENCH_USER], self.data_dir, self.env)
-        self._key = await _cli_secret(["keys", "create", BENCH_USER], self.data_dir, self.env)
+        env = self.settings_env
+        await _cli_secret(["users", "add", BENCH_USER], self.data_dir, env)
+        self._key = await _cli_secret(["keys", "create", BENCH_USER], self.data_dir, env)
         self._token = await _cli_secret(
-            ["providers", "add", BENCH_USER, BENCH_PROVIDER], self.data_dir, self.env
+            ["providers", "add", BENCH_USER, BENCH_PROVIDER], self.data_dir, env
         )
         if not self._key or not self._token:
             msg = "the CLI printed no API key or provider token"
@@ -172,7 +182,8 @@ class Gateway:
             return tokens
         argv = [PYTHON, "-m", "bench.provision", "--data", str(self.data_dir)]
         argv += ["--user", BENCH_USER, "--providers", str(count), "--tokens-out", str(tokens)]
-        code, _, err = await run_command(argv, env={**BENCH_ENV, **self.env}, timeout=900)
+        env = {**BENCH_ENV, **self.settings_env}
+        code, _, err = await run_command(argv, env=env, timeout=900)
         if code != 0:
             msg = f"could not set up the bench user's providers: {err.strip()[-500:]}"
             raise ServiceError(msg)
@@ -184,7 +195,7 @@ class Gateway:
         self.port = free_port()
         serve = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         serve += ["--data", str(self.data_dir)]
-        env = {**_NO_PROXY, **self.env}
+        env = {**_NO_PROXY, **self.settings_env}
         gateway = await start_service("gateway", serve, self.log_dir, env=env)
         self.path.services.append(gateway)
         endpoint = Endpoint("gateway", "127.0.0.1", self.port, self._key)

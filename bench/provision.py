@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("INFERENCE_CLUB_DATABASE_URL"),
+        default=os.environ.get("INFERENCE_CLUB_DATABASE_URL") or None,
         help="the gateway's database, as `inference-club serve` takes it "
         "(env INFERENCE_CLUB_DATABASE_URL, default: SQLite in --data)",
     )

@@ -16,7 +16,7 @@ from bench.mock_backend import CHAT_MODEL
 from bench.paths import Gateway, PathUnderTest, start_gateway
 from bench.results import Measurement
 from bench.services import ServiceError
-from inference_club.gateway.redis_client import RedisClient, RedisError
+from inference_club.gateway.redis_client import RedisClient, RedisError, parse_redis_url
 
 REDIS_PATH = "gateway (Redis)"
 POSTGRES_PATH = "gateway (PostgreSQL)"
@@ -39,45 +39,59 @@ async def stores(ctx: Context) -> list[Measurement]:
         return []
     say("scenario stores: non-streamed chat, rate limits in Redis, data in PostgreSQL")
     variants: list[_Variant] = []
-    scratch: str | None = None
+    # Named before it is made, so that an interruption at any point still drops it.
+    scratch = f"inference_club_bench_{secrets.token_hex(4)}"
     try:
         redis = await _redis_variant(ctx)
         if redis is not None:
             variants.append(redis)
-        scratch = await create_scratch_database(ctx.postgres_url, ctx.notes)
-        if scratch is not None:
-            postgres = await _postgres_variant(ctx, scratch)
-            if postgres is not None:
-                variants.append(postgres)
+        postgres = await _postgres_variant(ctx, scratch)
+        if postgres is not None:
+            variants.append(postgres)
         for variant in variants:
             ctx.paths.append(variant.gateway.path)  # so settling between steps waits for it
         return await _steps(ctx, ctx.gateway.path, variants)
     finally:
-        for variant in variants:
-            with contextlib.suppress(ValueError):
-                ctx.paths.remove(variant.gateway.path)
+        await _clean_up(ctx, variants, scratch)
+
+
+async def _clean_up(ctx: Context, variants: list[_Variant], scratch: str) -> None:
+    """Stop the second gateways and drop the scratch database, each whatever the others do."""
+    for variant in variants:
+        with contextlib.suppress(ValueError):
+            ctx.paths.remove(variant.gateway.path)
+        try:
             await variant.gateway.path.stop()
-        if scratch is not None:
-            await drop_scratch_database(ctx.postgres_url, scratch)
+        except Exception as exc:
+            ctx.notes.append(f"scenario stores: {variant.gateway.path.name} did not stop: {exc}")
+    try:
+        await drop_scratch_database(ctx.postgres_url, scratch)
+    except (OSError, asyncpg.PostgresError) as exc:
+        ctx.notes.append(f"scenario stores: database {scratch} was not dropped: {exc}")
 
 
 async def _redis_variant(ctx: Context) -> _Variant | None:
-    pid = await redis_server_pid(ctx.redis_url)
-    if pid is None:
-        ctx.notes.append(f"scenario stores: no Redis answered at {ctx.redis_url}, none measured")
+    info = await redis_info(ctx.redis_url)
+    if info is None:
+        where = parse_redis_url(ctx.redis_url).where
+        ctx.notes.append(f"scenario stores: no Redis answered at {where}, none measured")
         return None
     env = {"INFERENCE_CLUB_REDIS_URL": ctx.redis_url}
     gateway = await _second_gateway(ctx, REDIS_PATH, "redis", env)
-    return None if gateway is None else _Variant(gateway, "redis", pid)
+    return None if gateway is None else _Variant(gateway, "redis", local_redis_pid(info))
 
 
-async def _postgres_variant(ctx: Context, database: str) -> _Variant | None:
-    url = _database_url(ctx.postgres_url, database, driver="postgresql+asyncpg")
+async def _postgres_variant(ctx: Context, scratch: str) -> _Variant | None:
+    if not await create_scratch_database(ctx.postgres_url, scratch, ctx.notes):
+        return None
+    try:
+        pid = await postgres_server_pid(ctx.postgres_url)
+    except (OSError, asyncpg.PostgresError):
+        pid = None  # measured all the same, without the server's CPU
+    url = _database_url(ctx.postgres_url, scratch, driver="postgresql+asyncpg")
     env = {"INFERENCE_CLUB_DATABASE_URL": url}
     gateway = await _second_gateway(ctx, POSTGRES_PATH, "postgres", env)
-    if gateway is None:
-        return None
-    return _Variant(gateway, "postgres", await postgres_server_pid(ctx.postgres_url))
+    return None if gateway is None else _Variant(gateway, "postgres", pid)
 
 
 async def _second_gateway(
@@ -120,9 +134,8 @@ async def _steps(
     return results
 
 
-async def redis_server_pid(url: str) -> int | None:
-    """The process id of the Redis server at ``url`` when it answers and runs on this machine
-    (its CPU is metered then); None otherwise."""
+async def redis_info(url: str) -> dict[str, str] | None:
+    """The fields of ``INFO server`` of the Redis at ``url``; None when it does not answer."""
     client = RedisClient(url)
     try:
         [info] = await client.execute(["INFO", "server"])
@@ -132,8 +145,13 @@ async def redis_server_pid(url: str) -> int | None:
         await client.close()
     if not isinstance(info, bytes):
         return None
-    fields = dict(line.partition(":")[::2] for line in info.decode().splitlines())
-    pid = fields.get("process_id", "")
+    return dict(line.partition(":")[::2] for line in info.decode().splitlines())
+
+
+def local_redis_pid(info: dict[str, str]) -> int | None:
+    """The process id of the Redis server that gave ``info`` when it runs on this machine (its
+    CPU is metered then); None for one elsewhere (another host, a container)."""
+    pid = info.get("process_id", "")
     return int(pid) if pid.isdigit() and _runs_here(int(pid), "redis") else None
 
 
@@ -149,28 +167,27 @@ async def postgres_server_pid(url: str) -> int | None:
     return parent if parent is not None and _runs_here(parent, "postgres") else None
 
 
-async def create_scratch_database(url: str, notes: list[str]) -> str | None:
-    """A new, empty database beside the one ``url`` names, for one gateway's data; None (and
-    a note) when PostgreSQL cannot make one."""
-    name = f"inference_club_bench_{secrets.token_hex(4)}"
+async def create_scratch_database(url: str, name: str, notes: list[str]) -> bool:
+    """Make the empty database ``name`` beside the one ``url`` names, for one gateway's data;
+    False (and a note) when PostgreSQL cannot make it."""
     try:
         connection = await asyncpg.connect(_database_url(url, None, driver="postgresql"))
     except (OSError, asyncpg.PostgresError) as exc:
         reason = type(exc).__name__
         notes.append(f"scenario stores: no PostgreSQL answered ({reason}), none measured")
-        return None
+        return False
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     except asyncpg.PostgresError as exc:
         notes.append(f"scenario stores: PostgreSQL made no database ({exc}), none measured")
-        return None
+        return False
     finally:
         await connection.close()
-    return name
+    return True
 
 
 async def drop_scratch_database(url: str, name: str) -> None:
-    """Drop a database made by ``create_scratch_database``, whoever is still connected."""
+    """Drop the database ``name`` if it exists, whoever is still connected to it."""
     connection = await asyncpg.connect(_database_url(url, None, driver="postgresql"))
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

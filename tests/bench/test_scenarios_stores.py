@@ -1,6 +1,7 @@
 """The stores scenario finds the servers it meters, and makes and drops its database."""
 
 import asyncio
+import secrets
 from pathlib import Path
 
 import asyncpg
@@ -8,8 +9,9 @@ from bench.context import DEFAULT_POSTGRES_URL
 from bench.scenarios_stores import (
     create_scratch_database,
     drop_scratch_database,
+    local_redis_pid,
     postgres_server_pid,
-    redis_server_pid,
+    redis_info,
 )
 
 from tests.support.processes import free_port
@@ -21,14 +23,22 @@ def _comm(pid: int) -> str:
 
 def test_the_redis_server_process_is_found_when_it_answers() -> None:
     """The local Redis answers: its process id is this machine's redis-server."""
-    pid = asyncio.run(redis_server_pid("redis://127.0.0.1:6379/0"))
+    info = asyncio.run(redis_info("redis://127.0.0.1:6379/0"))
+    assert info is not None
+    pid = local_redis_pid(info)
     assert pid is not None
     assert "redis" in _comm(pid)
 
 
-def test_no_redis_process_when_nothing_answers() -> None:
-    """Nothing listens at the URL: no process to meter, and no error."""
-    assert asyncio.run(redis_server_pid(f"redis://127.0.0.1:{free_port()}/0")) is None
+def test_a_redis_elsewhere_answers_but_is_not_metered() -> None:
+    """A process id this machine does not show as Redis (one in a container): no pid."""
+    assert local_redis_pid({"process_id": "1"}) is None
+    assert local_redis_pid({}) is None
+
+
+def test_no_redis_when_nothing_answers() -> None:
+    """Nothing listens at the URL: no answer, and no error."""
+    assert asyncio.run(redis_info(f"redis://127.0.0.1:{free_port()}/0")) is None
 
 
 def test_the_postgres_server_is_its_postmaster() -> None:
@@ -50,20 +60,21 @@ async def _databases() -> set[str]:
 def test_a_scratch_database_is_made_and_dropped() -> None:
     """A fresh database appears beside the named one, and is gone once dropped."""
     notes: list[str] = []
-    name = asyncio.run(create_scratch_database(DEFAULT_POSTGRES_URL, notes))
-    assert name is not None
-    assert notes == []
+    name = f"inference_club_bench_test_{secrets.token_hex(4)}"
     try:
+        assert asyncio.run(create_scratch_database(DEFAULT_POSTGRES_URL, name, notes))
+        assert notes == []
         assert name in asyncio.run(_databases())
     finally:
         asyncio.run(drop_scratch_database(DEFAULT_POSTGRES_URL, name))
     assert name not in asyncio.run(_databases())
+    asyncio.run(drop_scratch_database(DEFAULT_POSTGRES_URL, name))  # gone already: no error
 
 
 def test_no_scratch_database_without_postgres_and_a_note_says_so() -> None:
     """Nothing listens: no database, and the report's notes say why none was measured."""
     notes: list[str] = []
     url = f"postgresql://127.0.0.1:{free_port()}/postgres"
-    assert asyncio.run(create_scratch_database(url, notes)) is None
+    assert not asyncio.run(create_scratch_database(url, "inference_club_bench_none", notes))
     assert len(notes) == 1
     assert "no PostgreSQL answered" in notes[0]

@@ -411,24 +411,26 @@ class RedisClient:
         self._last_failure = failure
         self._failed_until = time.monotonic() + self._reconnect_delay
 
-    def _watch(self, delay: float | None = None) -> None:
+    def _watch(self, delay: float | None = None, *, recheck: bool = False) -> None:
         """Check every ``timeout`` seconds, while replies are awaited, that the oldest is not
         overdue; one timer for the connection instead of one per command."""
         if self._watchdog is None:
             loop = asyncio.get_running_loop()
             wait = self._timeout if delay is None else delay
             self._watch_due = loop.time() + wait
-            self._watchdog = loop.call_later(wait, self._check)
+            self._watchdog = loop.call_later(wait, self._check, recheck)
 
-    def _check(self) -> None:
+    def _check(self, recheck: bool) -> None:
         self._watchdog = None
         protocol = self._protocol
         if protocol is None or not protocol.waiting:
             return
-        if asyncio.get_running_loop().time() - self._watch_due > self._timeout / 4:
+        late = asyncio.get_running_loop().time() - self._watch_due > self._timeout / 4
+        if late and not recheck:
             # The loop itself was held up, and uvloop runs due timers before it reads the
-            # sockets: a reply may be waiting unread. Look again once it has read them.
-            self._watch(min(_RECHECK, self._timeout / 4))
+            # sockets: a reply may be waiting unread. Look once more after the next read (one
+            # look only: a loop that is always late must still give up on a dead server).
+            self._watch(min(_RECHECK, self._timeout / 4), recheck=True)
             return
         if time.monotonic() - protocol.waiting[0].sent_at > self._timeout:
             failure = RedisUnavailable(f"Redis did not answer within {self._timeout:g} s")

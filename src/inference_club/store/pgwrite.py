@@ -57,9 +57,10 @@ class PostgresBatchWriter:
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise ConstraintViolated(str(exc)) from None
             except BaseException:
-                if driver.is_closed():
-                    # SQLAlchemy never saw the failure, so it would pool the dead connection
-                    # again and hand it to the next caller.
+                if driver.is_closed() or driver.is_in_transaction():
+                    # SQLAlchemy never saw the failure, so it would pool the connection again
+                    # (dead, or with a transaction a cancelled rollback left open) and hand it
+                    # to the next caller.
                     await connection.invalidate()
                 raise
 
