@@ -20,6 +20,8 @@ Anything else takes the ASGI path, so every answer is the one that path gives:
 
 - Before anything was counted or sent (an error to report, a queue to wait in, a database
   to ask), ``start`` declines and the protocol starts the request's task as usual.
+- Counted in Redis but not sent (a refusal to answer, a slot to wait for, a client that
+  left), the request's task runs the ASGI path with the count made (``serve(counted=...)``).
 - After the request went out (a body past half the stream's window, a status of 500 or
   more, a stream's head that cannot be written directly or a chunk its client is not ready
   for, an error or a loss, no head by the deadline, the client leaving), the request goes
