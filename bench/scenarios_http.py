@@ -36,19 +36,29 @@ async def chat(ctx: Context) -> list[Measurement]:
     results = []
     for rate in ctx.plan.chat_rates:
         for path in ctx.ready_paths():
-            endpoint = _endpoint(path)
-            raw = chat_request(endpoint, CHAT_MODEL, stream=False)
-            results.append(
-                await measure(
-                    ctx,
-                    path,
-                    "chat",
-                    f"{rate} req/s",
-                    rate,
-                    partial(open_loop, endpoint, raw, rate, duration=ctx.plan.chat_seconds),
-                )
-            )
+            results.append(await chat_step(ctx, path, "chat", rate))
     return results
+
+
+async def chat_step(
+    ctx: Context,
+    path: PathUnderTest,
+    scenario: str,
+    rate: int,
+    also_meter: dict[str, int] | None = None,
+) -> Measurement:
+    """One open-loop step of non-streamed chat at ``rate`` on ``path``."""
+    endpoint = _endpoint(path)
+    raw = chat_request(endpoint, CHAT_MODEL, stream=False)
+    return await measure(
+        ctx,
+        path,
+        scenario,
+        f"{rate} req/s",
+        rate,
+        partial(open_loop, endpoint, raw, rate, duration=ctx.plan.chat_seconds),
+        also_meter=also_meter,
+    )
 
 
 async def streams(ctx: Context) -> list[Measurement]:

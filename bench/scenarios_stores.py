@@ -4,17 +4,15 @@ data in PostgreSQL, beside the default one (counters in memory, data in SQLite).
 import contextlib
 import secrets
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.context import Context, measure, say
-from bench.loadgen import chat_request, open_loop
-from bench.mock_backend import CHAT_MODEL
+from bench.context import Context, say
 from bench.paths import Gateway, PathUnderTest, start_gateway
 from bench.results import Measurement
+from bench.scenarios_http import chat_step
 from bench.services import ServiceError
 from inference_club.gateway.redis_client import RedisClient, RedisError, parse_redis_url
 
@@ -118,19 +116,7 @@ async def _steps(
     results = []
     for rate in ctx.plan.stores_rates:
         for path, servers in paths:
-            endpoint = path.endpoint_or_fail()
-            raw = chat_request(endpoint, CHAT_MODEL, stream=False)
-            results.append(
-                await measure(
-                    ctx,
-                    path,
-                    "stores",
-                    f"{rate} req/s",
-                    rate,
-                    partial(open_loop, endpoint, raw, rate, duration=ctx.plan.chat_seconds),
-                    also_meter=servers,
-                )
-            )
+            results.append(await chat_step(ctx, path, "stores", rate, servers))
     return results
 
 

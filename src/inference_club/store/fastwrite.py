@@ -103,10 +103,7 @@ class FastWriter:
     def __init__(self, url: URL) -> None:
         self._path = url.database or ""
         self._connection: sqlite3.Connection | None = None
-        # By statement and the columns its rows give; each entry holds its statement, so the
-        # statement's id is never another's while it is kept.
-        self._prepared: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, Prepared]] = {}
-        self._dialect: Dialect = sqlite.dialect()
+        self._statements = PreparedStatements(sqlite.dialect(), _sqlite_converter)
         # One thread: the connection is only ever used by it, one transaction at a time.
         self._thread: ThreadPoolExecutor | None = None
 
@@ -117,12 +114,7 @@ class FastWriter:
         its values are converted, it writes nothing; once the batch is on the thread, it is
         written whatever happens to the caller.
         """
-        statements = []
-        for statement, rows in batches:
-            if rows:
-                prepared = self._prepare(statement, rows[0])
-                values = await map_in_slices(prepared.values, rows)
-                statements.append((prepared, values))
+        statements = await self._statements.values_of(batches)
         if not statements:
             return
         if self._thread is None:
@@ -136,15 +128,6 @@ class FastWriter:
         with connection:  # commits, or rolls back on any error
             for prepared, values in statements:
                 prepared.run(connection, values)
-
-    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
-        key = (id(statement), tuple(sample))
-        kept = self._prepared.get(key)
-        if kept is None:
-            prepared = prepare(statement, sample, self._dialect, _sqlite_converter)
-            self._prepared[key] = (statement, prepared)
-            return prepared
-        return kept[1]
 
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -165,14 +148,49 @@ class FastWriter:
             self._connection = None
 
 
-def prepare(
+# How a value of a bind's type becomes what the driver takes.
+Converter = Callable[[Any, Dialect], Convert | None]
+
+
+class PreparedStatements:
+    """Statements compiled once for one dialect, by statement and the columns its rows give."""
+
+    def __init__(self, dialect: Dialect, converter: Converter) -> None:
+        self._dialect = dialect
+        self._converter = converter
+        # Each entry holds its statement, so the statement's id is never another's while kept.
+        self._kept: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, Prepared]] = {}
+
+    async def values_of(
+        self, batches: Sequence[tuple[ClauseElement, Rows]]
+    ) -> list[tuple[Prepared, list[list[Any]]]]:
+        """Each statement that has rows, prepared, with its rows' values converted (in short
+        slices, so requests go on between)."""
+        statements = []
+        for statement, rows in batches:
+            if rows:
+                prepared = self._prepare(statement, rows[0])
+                statements.append((prepared, await map_in_slices(prepared.values, rows)))
+        return statements
+
+    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
+        key = (id(statement), tuple(sample))
+        kept = self._kept.get(key)
+        if kept is None:
+            prepared = _compile(statement, sample, self._dialect, self._converter)
+            self._kept[key] = (statement, prepared)
+            return prepared
+        return kept[1]
+
+
+def _compile(
     statement: ClauseElement,
     sample: Mapping[str, Any],
     dialect: Dialect,
-    converter: Callable[[Any, Dialect], Convert | None],
+    converter: Converter,
 ) -> Prepared:
-    """``statement`` compiled once for ``dialect`` for rows with ``sample``'s keys, with how to
-    take and convert each row's values (``converter`` says how, per bind type)."""
+    """``statement`` compiled for ``dialect`` for rows with ``sample``'s keys, with how to
+    take and convert each row's values."""
     compiled: Any = statement.compile(dialect=dialect, column_keys=list(sample))
     binds = tuple(
         (name, converter(compiled.binds[name].type, dialect)) for name in compiled.positiontup or ()

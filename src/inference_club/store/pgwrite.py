@@ -8,20 +8,18 @@ conversions) go to the asyncpg connection under SQLAlchemy's pool: one ``execute
 statement, which asyncpg sends as one pipelined round trip, in one transaction.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement
 
-from inference_club.slices import map_in_slices
 from inference_club.store.fastwrite import (
     ConstraintViolated,
-    Prepared,
+    PreparedStatements,
     Rows,
     bind_converter,
-    prepare,
 )
 
 
@@ -30,9 +28,7 @@ class PostgresBatchWriter:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # By statement and the columns its rows give; each entry holds its statement, so the
-        # statement's id is never another's while it is kept.
-        self._prepared: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, Prepared]] = {}
+        self._statements = PreparedStatements(engine.dialect, bind_converter)
 
     async def write(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> None:
         """Run each statement for each of its rows, all in one transaction.
@@ -40,11 +36,7 @@ class PostgresBatchWriter:
         Raises ConstraintViolated, or asyncpg's error (a lost connection, say), with everything
         rolled back. A connection lost meanwhile leaves the pool.
         """
-        statements = []
-        for statement, rows in batches:
-            if rows:
-                prepared = self._prepare(statement, rows[0])
-                statements.append((prepared.sql, await map_in_slices(prepared.values, rows)))
+        statements = await self._statements.values_of(batches)
         if not statements:
             return
         async with self._engine.connect() as connection:
@@ -52,8 +44,8 @@ class PostgresBatchWriter:
             driver: Any = pooled.driver_connection
             try:
                 async with driver.transaction():
-                    for sql, values in statements:
-                        await driver.executemany(sql, values)
+                    for prepared, values in statements:
+                        await driver.executemany(prepared.sql, values)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise ConstraintViolated(str(exc)) from None
             except BaseException:
@@ -63,12 +55,3 @@ class PostgresBatchWriter:
                     # to the next caller.
                     await connection.invalidate()
                 raise
-
-    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
-        key = (id(statement), tuple(sample))
-        kept = self._prepared.get(key)
-        if kept is None:
-            prepared = prepare(statement, sample, self._engine.dialect, bind_converter)
-            self._prepared[key] = (statement, prepared)
-            return prepared
-        return kept[1]
