@@ -54,7 +54,17 @@ def build_request(
 class Exchange:
     """The timings of one request while it is in flight; times are ``time.perf_counter()``."""
 
-    __slots__ = ("body", "clock", "end", "error", "first_byte", "scheduled", "sent", "status")
+    __slots__ = (
+        "body",
+        "clock",
+        "end",
+        "error",
+        "first_byte",
+        "received",
+        "scheduled",
+        "sent",
+        "status",
+    )
 
     def __init__(self, scheduled: float, stream: bool) -> None:
         self.scheduled = scheduled
@@ -65,6 +75,8 @@ class Exchange:
         self.error: str | None = None
         self.clock = EventClock() if stream else None
         self.body = bytearray()
+        # Bytes of the response body (after transfer decoding).
+        self.received = 0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -127,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
         exchange = self._exchange
         if exchange is None:
             return
+        exchange.received += len(body)
         if exchange.clock is not None and exchange.status == 200:
             exchange.clock.feed(body, self._now)
         elif len(exchange.body) < _ERROR_BODY_PREFIX:

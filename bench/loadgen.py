@@ -38,6 +38,8 @@ class RequestRecord:
     status: int
     error: str | None
     event_times: tuple[float, ...]
+    # Bytes of the response body.
+    received: int = 0
 
     @property
     def ok(self) -> bool:
@@ -96,6 +98,7 @@ def _record(exchange: Exchange) -> RequestRecord:
         status=exchange.status,
         error=exchange.error,
         event_times=tuple(exchange.clock.times) if exchange.clock is not None else (),
+        received=exchange.received,
     )
 
 

@@ -1,8 +1,10 @@
 """A fast fake OpenAI-compatible model server on raw asyncio protocols, run as its own process.
 
 Models: ``bench-model`` streams with the default profile, ``bench-slow`` with the slow profile
-(for long-held streams), ``bench-whisper`` is a speech-to-text model. The request headers
-``X-Mock-Chunks`` and ``X-Mock-Interval-Ms`` override the profile of one streamed reply.
+(for long-held streams), ``bench-whisper`` is a speech-to-text model, ``bench-tts`` answers
+``/v1/audio/speech`` with WAV audio and ``bench-image`` answers ``/v1/images/generations`` with
+a PNG image, each of a set size (``bench.media``). The request headers ``X-Mock-Chunks`` and
+``X-Mock-Interval-Ms`` override the profile of one streamed reply.
 """
 
 import argparse
@@ -15,6 +17,8 @@ from typing import Any, cast
 
 import httptools
 import orjson
+
+from bench.media import IMAGE_MODEL, TTS_MODEL, image_reply, speech_reply
 
 CHAT_MODEL = "bench-model"
 SLOW_MODEL = "bench-slow"
@@ -39,11 +43,14 @@ class MockSettings:
 
     default: StreamProfile = StreamProfile(64, 0.020)
     slow: StreamProfile = StreamProfile(30, 1.0)
+    speech_bytes: int = 1_000_000
+    image_bytes: int = 1_000_000
 
 
 def models_document() -> dict[str, Any]:
     """The body of ``GET /v1/models``."""
     cards = [(CHAT_MODEL, "llm"), (SLOW_MODEL, "llm"), (STT_MODEL, "stt")]
+    cards += [(TTS_MODEL, "tts"), (IMAGE_MODEL, "image")]
     return {
         "object": "list",
         "data": [
@@ -179,12 +186,21 @@ class _Stream:
         self._on_done()
 
 
+class _Media:
+    """The speech and image replies, made once: they are large and always the same."""
+
+    def __init__(self, settings: MockSettings) -> None:
+        self.speech = speech_reply(settings.speech_bytes)
+        self.image = image_reply(settings.image_bytes)
+
+
 class MockProtocol(asyncio.Protocol):
     """One client connection: HTTP/1.1 with keep-alive, parsed by httptools."""
 
-    def __init__(self, settings: MockSettings, frames: dict[str, _Frames]) -> None:
+    def __init__(self, settings: MockSettings, frames: dict[str, _Frames], media: _Media) -> None:
         self._settings = settings
         self._frames = frames
+        self._media = media
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._stream: _Stream | None = None
@@ -237,6 +253,10 @@ class MockProtocol(asyncio.Protocol):
         elif method == b"POST" and path == b"/v1/audio/transcriptions":
             reply = orjson.dumps({"text": _REPLY_TEXT, "usage": {"type": "duration", "seconds": 1}})
             self._write(_response("200 OK", reply, keep_alive), close)
+        elif method == b"POST" and path == b"/v1/audio/speech":
+            self._write(self._media.speech, close)
+        elif method == b"POST" and path == b"/v1/images/generations":
+            self._write(self._media.image, close)
         else:
             self._write(_response("404 Not Found", b'{"error":"not found"}', keep_alive), close)
 
@@ -299,8 +319,9 @@ async def start_mock(host: str, port: int, settings: MockSettings) -> asyncio.Se
     """Listen on ``host:port`` (0 picks a free port) and serve until the server is closed."""
     loop = asyncio.get_running_loop()
     frames: dict[str, _Frames] = {}
+    media = _Media(settings)
     return await loop.create_server(
-        lambda: MockProtocol(settings, frames), host, port, backlog=4096, reuse_address=True
+        lambda: MockProtocol(settings, frames, media), host, port, backlog=4096, reuse_address=True
     )
 
 
@@ -322,10 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=float, default=20.0, help="gap between chunks")
     parser.add_argument("--slow-chunks", type=int, default=30, help="chunks of bench-slow")
     parser.add_argument("--slow-interval-ms", type=float, default=1000.0)
+    parser.add_argument("--speech-bytes", type=int, default=1_000_000, help="WAV of bench-tts")
+    parser.add_argument("--image-bytes", type=int, default=1_000_000, help="PNG of bench-image")
     args = parser.parse_args(argv)
     settings = MockSettings(
         default=StreamProfile(args.chunks, args.interval_ms / 1000),
         slow=StreamProfile(args.slow_chunks, args.slow_interval_ms / 1000),
+        speech_bytes=args.speech_bytes,
+        image_bytes=args.image_bytes,
     )
     with contextlib.suppress(KeyboardInterrupt):
         _run(_serve(args.host, args.port, settings))

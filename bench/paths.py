@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.httpwire import Endpoint
+from bench.media import IMAGE_MODEL, TTS_MODEL, VOICE
 from bench.mock_backend import CHAT_MODEL, SLOW_MODEL, STT_MODEL, MockSettings
 from bench.provision import read_tokens
 from bench.services import (
@@ -81,6 +82,10 @@ async def start_mock(settings: MockSettings, log_dir: Path) -> tuple[Service, En
             str(settings.slow.chunks),
             "--slow-interval-ms",
             str(settings.slow.interval * 1000),
+            "--speech-bytes",
+            str(settings.speech_bytes),
+            "--image-bytes",
+            str(settings.image_bytes),
         ],
         log_dir,
         env=BENCH_ENV,
@@ -234,6 +239,9 @@ def _agent_config() -> str:
     for model in (CHAT_MODEL, SLOW_MODEL):
         lines += [f'[models."{model}"]', "max_concurrency = 10000", ""]
     lines += [f'[models."{STT_MODEL}"]', 'service_type = "stt"', "max_concurrency = 64", ""]
+    lines += [f'[models."{TTS_MODEL}"]', 'service_type = "tts"', f'voices = ["{VOICE}"]']
+    lines += ["max_concurrency = 64", ""]
+    lines += [f'[models."{IMAGE_MODEL}"]', 'service_type = "image"', "max_concurrency = 64", ""]
     return "\n".join(lines)
 
 
@@ -283,7 +291,14 @@ async def install_litellm(venv: Path) -> Path:
 def _litellm_config(mock: Endpoint) -> str:
     base = f"http://127.0.0.1:{mock.port}/v1"
     lines = ["model_list:"]
-    for model in (CHAT_MODEL, SLOW_MODEL, STT_MODEL):
+    modes = {
+        CHAT_MODEL: None,
+        SLOW_MODEL: None,
+        STT_MODEL: "audio_transcription",
+        TTS_MODEL: "audio_speech",
+        IMAGE_MODEL: "image_generation",
+    }
+    for model, mode in modes.items():
         lines += [
             f"  - model_name: {model}",
             "    litellm_params:",
@@ -291,8 +306,8 @@ def _litellm_config(mock: Endpoint) -> str:
             f"      api_base: {base}",
             "      api_key: mock",
         ]
-        if model == STT_MODEL:
-            lines += ["    model_info:", "      mode: audio_transcription"]
+        if mode is not None:
+            lines += ["    model_info:", f"      mode: {mode}"]
     lines += [
         "general_settings:",
         "  master_key: os.environ/LITELLM_MASTER_KEY",

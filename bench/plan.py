@@ -2,7 +2,17 @@
 
 from dataclasses import dataclass
 
-SCENARIOS = ("upload", "idle", "routing", "hold", "chat", "streams", "max-rate", "stores")
+SCENARIOS = (
+    "upload",
+    "idle",
+    "routing",
+    "hold",
+    "chat",
+    "streams",
+    "max-rate",
+    "stores",
+    "media",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +41,10 @@ class Plan:
     stores_rates: tuple[int, ...] = (500, 1000)
     upload_bytes: int = 10 * 1000 * 1000
     upload_repeats: int = 3
+    media_concurrency: tuple[int, ...] = (1, 8)
+    media_seconds: float = 5.0
+    speech_bytes: int = 1_000_000
+    image_bytes: int = 1_000_000
 
     @property
     def stream_seconds_each(self) -> float:
@@ -54,4 +68,5 @@ QUICK = Plan(
     routing_sizes=(10, 1000),
     routing_seconds=1.5,
     upload_repeats=2,
+    media_seconds=1.5,
 )

@@ -141,6 +141,41 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
     return _table(header, lines)
 
 
+def _media_table(rows: Sequence[Measurement]) -> list[str]:
+    lines = []
+    for row in rows:
+        s = row.summary
+        if s is None:
+            continue
+        direct = _direct(rows, row)
+        lines.append(
+            [
+                row.step,
+                row.path,
+                f"{s.ok}/{s.errors}",
+                f"{s.achieved_rate:,.1f}",
+                f"{row.extra.get('reply_max_mb', 0.0):.2f}",
+                f"{row.extra.get('mb_per_s', 0.0):,.1f}",
+                _ms(s.ttfb_ms.p50),
+                _ms(s.latency_ms.p50),
+                _ms(s.latency_ms.p99),
+                _added(row, direct, lambda x: x.latency_ms.p50),
+                _servers(row, row.cpu_percent, "%"),
+                _servers(row, row.waiting_percent, "%"),
+                _servers(row, row.cpu_us_per_request, " µs"),
+                _servers(row, row.peak_rise_mb, " MB"),
+                f"{row.cpu_percent('mock') or 0:.0f}%",
+                f"{s.loadgen_cpu_percent:.0f}%",
+                _other(row),
+            ]
+        )
+    header = ["step", "path", "ok/err", "req/s", "reply MB", "MB/s", "TTFB p50", "p50 ms"]
+    header += ["p99", "+p50"]
+    header += ["CPU", "waiting for a core", "CPU per request", "peak RSS rise"]
+    header += ["mock CPU", "loadgen CPU", "other CPU"]
+    return _table(header, lines)
+
+
 def _extra_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]) -> list[str]:
     lines = []
     for row in rows:
@@ -174,6 +209,8 @@ _SECTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     ("search", "Rate search steps (p99 < 50 ms, < 1 % errors, ≥ 95 % of the rate)", "latency"),
     ("hold", "Slow streams held open", "stream"),
+    ("media-speech", "Text to speech: WAV replies streamed, closed loop", "media"),
+    ("media-image", "Image generation: a PNG reply in base64 JSON, closed loop", "media"),
     (
         "routing-models",
         "Routing: one more provider with N models (+ vs smallest N)",
@@ -185,6 +222,13 @@ _SECTIONS: tuple[tuple[str, str, str], ...] = (
         "latency",
     ),
 )
+
+
+_TABLES: dict[str, Callable[[Sequence[Measurement]], list[str]]] = {
+    "latency": _latency_table,
+    "stream": _stream_table,
+    "media": _media_table,
+}
 
 
 def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequence[Check]) -> str:
@@ -212,7 +256,7 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
         rows = [m for m in measurements if m.scenario == scenario]
         if rows:
             out += [f"## {title}", ""]
-            out += _stream_table(rows) if kind == "stream" else _latency_table(rows)
+            out += _TABLES[kind](rows)
     listing = [m for m in measurements if m.scenario.startswith("routing")]
     if listing:
         out += ["## Routing: listing the models", ""]

@@ -46,6 +46,11 @@ class Measurement:
         usage = self.usage.get(process)
         return usage.peak_rss / MB if usage is not None else None
 
+    def peak_rise_mb(self, process: str) -> float | None:
+        """How far one process tree's peak resident memory rose above where the step began."""
+        usage = self.usage.get(process)
+        return (usage.peak_rss - usage.rss_start) / MB if usage is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class Check:

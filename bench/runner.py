@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import scenarios_agents, scenarios_http, scenarios_stores
+from bench import scenarios_agents, scenarios_http, scenarios_media, scenarios_stores
 from bench.context import Context, say
 from bench.mock_backend import MockSettings, StreamProfile
 from bench.paths import (
@@ -41,6 +41,7 @@ SCENARIO_RUNNERS: dict[str, Scenario] = {
     "streams": scenarios_http.streams,
     "max-rate": scenarios_http.max_rate,
     "stores": scenarios_stores.stores,
+    "media": scenarios_media.media,
 }
 assert tuple(SCENARIO_RUNNERS) == SCENARIOS
 
@@ -71,6 +72,8 @@ async def run(options: Options) -> int:
     mock_settings = MockSettings(
         default=StreamProfile(plan.stream_chunks, plan.stream_interval),
         slow=StreamProfile(plan.hold_chunks, plan.hold_interval),
+        speech_bytes=plan.speech_bytes,
+        image_bytes=plan.image_bytes,
     )
     say(f"{'quick' if plan.quick else 'full'} run; logs in {log_dir}")
     mock, mock_endpoint = await start_mock(mock_settings, log_dir)

@@ -1,12 +1,11 @@
 """Scenarios run alike on every path: chat, streams, rate search, held streams, upload."""
 
-import random
-import struct
 from functools import partial
 
 from bench.context import Context, measure, say
 from bench.httpwire import ConnectionPool, Endpoint, Exchange, build_request, perform
 from bench.loadgen import chat_request, closed_loop, open_loop
+from bench.media import wav
 from bench.mock_backend import CHAT_MODEL, SLOW_MODEL, STT_MODEL
 from bench.paths import PathUnderTest
 from bench.procstat import Meter
@@ -207,12 +206,7 @@ async def hold(ctx: Context) -> list[Measurement]:
 
 def wav_upload(endpoint: Endpoint, size: int) -> bytes:
     """A multipart transcription request carrying a WAV file of about ``size`` bytes."""
-    frames = size - 44
-    header = b"RIFF" + struct.pack("<I", 36 + frames) + b"WAVEfmt "
-    header += struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
-    header += b"data" + struct.pack("<I", frames)
-    # Noise, so nothing on the way can compress it away.
-    audio = header + random.Random(0).randbytes(frames)
+    audio = wav(size)
     boundary = "benchboundary7d1f"
     body = (
         (

@@ -39,12 +39,14 @@ def sse_events(body: bytes) -> list[bytes]:
 
 
 async def test_models_list_is_openai_shaped(mock):
-    """GET /v1/models is an OpenAI list naming the chat, slow and speech models."""
+    """GET /v1/models is an OpenAI list naming the chat, slow, speech-to-text, text-to-speech
+    and image models."""
     status, body = await fetch(mock, "/v1/models")
     document = orjson.loads(body)
     assert status == 200
     assert document["object"] == "list"
-    assert [m["id"] for m in document["data"]] == ["bench-model", "bench-slow", "bench-whisper"]
+    names = [m["id"] for m in document["data"]]
+    assert names == ["bench-model", "bench-slow", "bench-whisper", "bench-tts", "bench-image"]
 
 
 async def test_non_streamed_reply_is_a_completion_with_usage(mock):
