@@ -187,3 +187,39 @@ async def test_usage_records_written_through_the_asset_store_link_their_assets(
 
     [stored] = await store.list_usage(user_id=user.id)
     assert (await store.get_asset(asset.id)).usage_record_id == stored.id
+
+
+async def test_a_usage_batch_that_fails_keeps_its_assets_for_the_retry(
+    store: Store, tmp_path: Path
+) -> None:
+    """The usage writer writes a failed batch again: its assets must still be linked then."""
+    assets = AssetStore(tmp_path, store, "http://club.example")
+    user = await store.get_user("alice")
+    started = datetime.now(UTC)
+    asset = await assets.save(PICTURE, _owner(user.id, started), "image/png")
+    record = UsageRecord(
+        user_id=user.id,
+        model="m",
+        endpoint="images.generations",
+        status_code=200,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        image_count=1,
+    )
+    stranger = UsageRecord(
+        user_id=user.id + 999,
+        model="m",
+        endpoint="chat.completions",
+        status_code=200,
+        started_at=started,
+        ended_at=started,
+    )
+
+    with pytest.raises(NotFound):
+        await assets.record_usage([record, stranger])
+    assert (await store.get_asset(asset.id)).usage_record_id is None
+
+    await assets.record_usage([record])
+
+    [stored] = await store.list_usage(user_id=user.id)
+    assert (await store.get_asset(asset.id)).usage_record_id == stored.id

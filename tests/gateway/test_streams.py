@@ -4,6 +4,9 @@ import asyncio
 
 import pytest
 
+from inference_club.gateway.exchange import Exchange
+from inference_club.gateway.forwarding import Upstream
+from inference_club.gateway.relay import collect_body
 from inference_club.gateway.streams import StreamLost, TunnelStream
 from inference_club.protocol import Body, End, Frame, Response, Window
 
@@ -203,3 +206,64 @@ async def test_without_a_sink_or_a_poster_chunks_are_queued() -> None:
     unposted.deliver(Body(1, b"y"))
     assert sink.taken == []
     assert await asyncio.wait_for(reader, 1) == Body(1, b"y")
+
+
+async def test_widening_the_window_lets_the_agent_send_up_to_the_total_at_once() -> None:
+    """One Window frame grants what a reply read whole may still bring; the stream then takes
+    that much unread, and no more; widening again to the same total sends nothing."""
+    stream, sent = await _stream(window=100)
+    await stream.widen_window(1000)
+    assert sent == [Window(1, 900)]
+    assert stream.deliver(Body(1, b"x" * 1000))
+    assert stream.deliver(Body(1, b"x" * 50))
+    assert not stream.deliver(Body(1, b"x"))
+
+    await stream.widen_window(1000)
+    await stream.widen_window(500)
+    assert sent == [Window(1, 900)]
+
+
+async def test_a_reply_read_whole_needs_no_grant_once_past_half_the_window() -> None:
+    """An agent bound by its credit sends a reply twenty windows long: the reader widens the
+    window to its limit at half a window, so the agent never waits for credit, and every
+    byte arrives in order."""
+    stream, sent = await _stream(window=100)
+    reply = bytes(range(256)) * 8  # 2,048 bytes
+    credit, waits, granted = 100, 0, 0
+
+    async def agent() -> None:
+        nonlocal credit, waits, granted
+        for offset in range(0, len(reply), 50):
+            chunk = reply[offset : offset + 50]
+            while True:
+                fresh = [frame.increment for frame in sent[granted:] if isinstance(frame, Window)]
+                granted = len(sent)
+                credit += sum(fresh)
+                if credit >= len(chunk):
+                    break
+                waits += 1
+                await asyncio.sleep(0)
+            credit -= len(chunk)
+            assert stream.deliver(Body(1, chunk))
+            await asyncio.sleep(0)
+        stream.deliver(End(1))
+
+    upstream = Upstream(None, stream, Response(1, 200, ()))  # type: ignore[arg-type]
+    sending = asyncio.create_task(agent())
+    body = await collect_body(upstream, Exchange(endpoint="images.generations"), 10_000)
+    await sending
+
+    assert body == reply
+    assert waits == 0
+    assert sent[0] == Window(1, 9_900)
+
+
+async def test_a_reply_within_half_the_window_widens_nothing() -> None:
+    """A small reply (a chat completion) costs no extra frame."""
+    stream, sent = await _stream(window=100)
+    stream.deliver(Body(1, b"x" * 40))
+    stream.deliver(End(1))
+    upstream = Upstream(None, stream, Response(1, 200, ()))  # type: ignore[arg-type]
+
+    assert await collect_body(upstream, Exchange(endpoint="chat.completions"), 10_000) == b"x" * 40
+    assert sent == []

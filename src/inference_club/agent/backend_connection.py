@@ -227,6 +227,10 @@ class Connection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._head: asyncio.Future[BackendResponse] | None = None
         self._response: BackendResponse | None = None
+        # Body pieces the parser found in the bytes being parsed: the response gets them as
+        # one piece once the read is parsed, so a reply chunked small (16 KB pieces of audio)
+        # crosses the tunnel in a frame per read, not a frame per piece.
+        self._held: list[bytes] = []
         self._headers: list[tuple[str, str]] = []
         self._length: int | None = None
         self._chunked = False
@@ -404,10 +408,14 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._release_held()
             response = self._response
             if response is not None and response.status == 101:
                 return  # a switched protocol is not relayed: its bytes are dropped
             self._abort(InvalidResponse())
+            return
+        if self._held:
+            self._release_held()
 
     def eof_received(self) -> bool:
         return False  # close our side too: a half-closed server has nothing more to say
@@ -493,9 +501,20 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None and not self._response._complete:
-            self._response._feed(body)
+            self._held.append(body)
+
+    def _release_held(self) -> None:
+        held = self._held
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        response = self._response
+        if response is not None and not response._complete:
+            response._feed(data)
 
     def on_message_complete(self) -> None:
+        self._release_held()
         response = self._response
         if response is None:
             return  # an interim response ended, or one nobody waits for any more

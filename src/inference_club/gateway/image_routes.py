@@ -4,12 +4,12 @@ The backend is always asked for ``b64_json`` (the agent inlines images its backe
 to), so the gateway holds the bytes, checks they are an image, and keeps them as assets.
 """
 
-import base64
 import binascii
 import time
 from typing import Any
 
 import orjson
+import pybase64
 
 from inference_club.gateway.asgi import parse_json_object, read_body
 from inference_club.gateway.context import RequestContext
@@ -200,6 +200,6 @@ def _decoded(item: Any) -> tuple[str, bytes]:
     if len(encoded) > MAX_IMAGE_BYTES * 4 // 3 + 4:
         raise UpstreamError("The provider's image is larger than the gateway accepts.")
     try:
-        return encoded, base64.b64decode(encoded, validate=True)
+        return encoded, pybase64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise UpstreamError("The provider's image is not valid base64.") from None

@@ -19,10 +19,16 @@ MAX_BUFFERED_RESPONSE = 16 * 1024 * 1024
 
 
 async def collect_body(upstream: Upstream, exchange: Exchange, limit: int) -> bytes:
-    """The whole response body; a failure on the way is a 502."""
+    """The whole response body; a failure on the way is a 502.
+
+    A body larger than half the stream's window is going to be held whole anyway, so the
+    window widens to ``limit`` then: the agent sends the rest at once, not a window per
+    round trip.
+    """
     chunks: list[bytes] = []
     size = 0
     stream = upstream.stream
+    widen_at = stream.initial_window // 2
     while True:
         event = await stream.next_event()
         match event:
@@ -33,6 +39,9 @@ async def collect_body(upstream: Upstream, exchange: Exchange, limit: int) -> by
                     msg = "The provider's response was larger than the gateway accepts."
                     raise UpstreamError(msg)
                 chunks.append(event.data)
+                if size >= widen_at:
+                    widen_at = limit + 1
+                    await stream.widen_window(limit)
                 await stream.consumed(len(event.data))
             case End():
                 return b"".join(chunks)

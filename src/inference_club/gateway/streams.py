@@ -28,6 +28,8 @@ class StreamLost:
 
 
 StreamEvent = Response | Body | End | Error | StreamLost
+# A window increment travels as four bytes.
+_LARGEST_INCREMENT = 2**32 - 1
 FrameSender = Callable[[Frame], Awaitable[None]]
 FramePoster = Callable[[Frame], None]
 # Takes a body chunk as it arrives; False when it cannot now, and the chunk is queued instead.
@@ -50,6 +52,7 @@ class TunnelStream:
         "_send_frame",
         "_sink_before_reading",
         "_waiter",
+        "_window",
         "closed",
         "max_chunk",
         "send_window",
@@ -81,6 +84,9 @@ class TunnelStream:
         self.send_window = SendWindow(initial_window)
         self._receive_window = ReceiveWindow(initial_window)
         self._initial_window = initial_window
+        # What the agent may have sent and not had granted back: the window, widened once
+        # for a reply read whole.
+        self._window = initial_window
         self._buffered = 0
         self.max_chunk = max_chunk
         self.closed = False
@@ -113,7 +119,7 @@ class TunnelStream:
             self._granted(len(data))
             return True
         self._buffered += len(data)
-        if self._buffered > self._initial_window + self.max_chunk:
+        if self._buffered > self._window + self.max_chunk:
             return False
         self._push(Body(self.stream_id, data))
         return True
@@ -212,6 +218,16 @@ class TunnelStream:
         increment = self._receive_window.consumed(size)
         if increment and not self.closed and self._post_frame is not None:
             self._post_frame(Window(self.stream_id, increment))
+
+    async def widen_window(self, total: int) -> None:
+        """The reply is read whole, up to ``total`` bytes, whatever the client does: let the
+        agent send that much at once instead of waiting for credit a window at a time. Its
+        bytes are held here either way; the reader enforces ``total``."""
+        extra = min(total, _LARGEST_INCREMENT) - self._window
+        if extra <= 0 or self.closed:
+            return
+        self._window += extra
+        await self._send_frame(Window(self.stream_id, extra))
 
     async def consumed(self, size: int) -> None:
         """The client took ``size`` bytes of the reply; grant them back when worth a frame."""

@@ -1,19 +1,21 @@
 """What every part of the store shares: the engine, transactions and name lookups."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Table, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import ClauseElement
 
 from inference_club.store.changes import NOTIFY_SQL, AnswersUntilChange, ChangeListener
 from inference_club.store.engine import single_reader, writer
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastread import FastReader
-from inference_club.store.fastwrite import FastWriter
+from inference_club.store.fastwrite import ConstraintViolated, FastWriter, Rows
 from inference_club.store.kept import KeptAnswers
 from inference_club.store.schema import groups, providers, revisions, users
 
@@ -74,6 +76,28 @@ class StoreBase:
     def _read_one(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for one SELECT, run without an explicit transaction."""
         return self._single_reader.connect()
+
+    async def _write_fast(self, batches: Sequence[tuple[ClauseElement, Rows]]) -> bool:
+        """Run each statement for each of its rows in one transaction: through stdlib sqlite3
+        when the database is a local file, straight through asyncpg on PostgreSQL. False
+        when they must take SQLAlchemy's way instead (another process holds SQLite's lock,
+        or the database is neither); ConstraintViolated, with nothing written, when the
+        database refused them. Announces nothing: for writes no kept answer depends on."""
+        if self._postgres_writer is not None:
+            await self._postgres_writer.write(batches)
+            return True
+        fast = self._fast_writer
+        if fast is None:
+            return False
+        assert self._write_lock is not None  # SQLite always has one
+        async with self._write_lock:
+            try:
+                await fast.write(batches)
+            except sqlite3.IntegrityError as exc:
+                raise ConstraintViolated(str(exc)) from None
+            except sqlite3.Error:
+                return False  # busy with another process's write: the async path waits properly
+        return True
 
     @asynccontextmanager
     async def _write(self, *, announce: bool = True) -> AsyncIterator[AsyncConnection]:

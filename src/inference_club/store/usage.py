@@ -1,7 +1,6 @@
 """Usage records: one per request, written in batches, read back for dashboards and quotas."""
 
 import asyncio
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, date, datetime
@@ -14,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from inference_club.slices import map_in_slices
 from inference_club.store._base import StoreBase, require_aware
+from inference_club.store.assets import LINK_ASSET, link_row
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastwrite import ConstraintViolated
 from inference_club.store.records import UsageRecord, UsageTotal
@@ -67,21 +67,27 @@ _ADD_TO_DAY = {"sqlite": _add_to_day(sqlite.insert), "postgresql": _add_to_day(p
 class UsageMixin(StoreBase):
     """Writing and reading usage records."""
 
-    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
+    async def record_usage(
+        self, records: Sequence[UsageRecord], *, assets: Sequence[tuple[str, UsageRecord]] = ()
+    ) -> None:
         """Store a batch in one transaction and move each key's ``last_used_at`` forward.
 
-        The batch is prepared in slices between other work on the loop. Once started it is
-        stored even if the caller is cancelled (a stopping gateway loses no records), and
-        ``close`` waits for it.
+        ``assets`` pairs assets made during the batch's requests with the record of their
+        request; each is linked to that record in the same transaction (see
+        ``link_assets_to_usage``). The batch is prepared in slices between other work on the
+        loop. Once started it is stored even if the caller is cancelled (a stopping gateway
+        loses no records), and ``close`` waits for it.
         """
         if not records:
             return
-        write = asyncio.ensure_future(self._record_usage(records))
+        write = asyncio.ensure_future(self._record_usage(records, assets))
         self._usage_writes.add(write)
         write.add_done_callback(self._usage_writes.discard)
         await asyncio.shield(write)
 
-    async def _record_usage(self, records: Sequence[UsageRecord]) -> None:
+    async def _record_usage(
+        self, records: Sequence[UsageRecord], assets: Sequence[tuple[str, UsageRecord]]
+    ) -> None:
         rows = await map_in_slices(_row_of, records)
         last_used: dict[int, datetime] = {}
         for record in records:
@@ -92,53 +98,24 @@ class UsageMixin(StoreBase):
                 )
         touches = [{"key_id": key, "used_at": at} for key, at in last_used.items()]
         days = _day_sums(records)
-        if await self._write_fast(rows, touches, days):
-            return
+        links = [link_row(asset_id, record) for asset_id, record in assets]
+        add_to_day = _ADD_TO_DAY[self._engine.dialect.name]
         try:
+            if await self._write_fast(
+                [(_INSERT, rows), (_TOUCH_KEY, touches), (add_to_day, days), (LINK_ASSET, links)]
+            ):
+                return
             async with self._write(announce=False) as connection:
                 await connection.execute(_INSERT, rows)
                 if touches:
                     await connection.execute(_TOUCH_KEY, touches)
-                await connection.execute(_ADD_TO_DAY[self._engine.dialect.name], days)
-        except IntegrityError:
+                await connection.execute(add_to_day, days)
+                if links:
+                    await connection.execute(LINK_ASSET, links)
+        except (ConstraintViolated, IntegrityError):
             raise NotFound(
                 "a usage record names a user, API key or provider that does not exist"
             ) from None
-
-    async def _write_fast(
-        self,
-        rows: list[dict[str, object]],
-        touches: list[dict[str, object]],
-        days: list[dict[str, object]],
-    ) -> bool:
-        """The batch through stdlib sqlite3 when the database is a local file, or straight
-        through asyncpg on PostgreSQL; False when it must take SQLAlchemy's way."""
-        if self._postgres_writer is not None:
-            try:
-                await self._postgres_writer.write(
-                    [(_INSERT, rows), (_TOUCH_KEY, touches), (_ADD_TO_DAY["postgresql"], days)]
-                )
-            except ConstraintViolated:
-                raise NotFound(
-                    "a usage record names a user, API key or provider that does not exist"
-                ) from None
-            return True
-        fast = self._fast_writer
-        if fast is None:
-            return False
-        assert self._write_lock is not None  # SQLite always has one
-        async with self._write_lock:
-            try:
-                await fast.write(
-                    [(_INSERT, rows), (_TOUCH_KEY, touches), (_ADD_TO_DAY["sqlite"], days)]
-                )
-            except sqlite3.IntegrityError:
-                raise NotFound(
-                    "a usage record names a user, API key or provider that does not exist"
-                ) from None
-            except sqlite3.Error:
-                return False  # busy with another process's write: the async path waits properly
-        return True
 
     async def list_usage(
         self,
