@@ -888,3 +888,19 @@ async def test_a_completion_callback_is_for_the_request_it_was_set_for() -> None
     connection.send(b"GET /y HTTP/1.1\r\n\r\n", None, None, head_request=False, keep_alive=True)
     connection.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     assert called == ["first"]
+
+
+async def test_the_pieces_of_one_read_reach_the_sink_as_one() -> None:
+    """A reply chunked in small pieces (a TTS server's audio) that arrive in one read goes to
+    the sink in one call, ending included; pieces of separate reads stay separate."""
+    connection, head = _sent_connection()
+    taken: list[bytes] = []
+    connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    response = head.result()
+    response.sink_body(lambda data: taken.append(data) is None, before_reading=True)
+
+    connection.data_received(b"2\r\nab\r\n2\r\ncd\r\n2\r\nef\r\n")
+    connection.data_received(b"1\r\ng\r\n3\r\nhij\r\n0\r\n\r\n")
+
+    assert taken == [b"abcdef", b"ghij"]
+    assert response.complete
