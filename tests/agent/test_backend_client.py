@@ -904,3 +904,19 @@ async def test_the_pieces_of_one_read_reach_the_sink_as_one() -> None:
 
     assert taken == [b"abcdef", b"ghij"]
     assert response.complete
+
+
+async def test_pieces_of_one_read_are_joined_no_further_than_one_frames_payload() -> None:
+    """Joined pieces never exceed a tunnel frame's payload, which would only cut them up again:
+    five pieces of 20 KB arrive as 60 KB, then 40 KB, in order."""
+    connection, head = _sent_connection()
+    taken: list[bytes] = []
+    connection.data_received(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    response = head.result()
+    response.sink_body(lambda data: taken.append(data) is None, before_reading=True)
+    pieces = [bytes([index]) * 20_000 for index in range(5)]
+
+    connection.data_received(b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n")
+
+    assert [len(data) for data in taken] == [60_000, 40_000]
+    assert b"".join(taken) == b"".join(pieces)

@@ -15,6 +15,7 @@ from typing import cast
 import httptools
 
 from inference_club.agent.errors import AgentError
+from inference_club.protocol import MAX_BODY_CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -504,14 +505,28 @@ class Connection(asyncio.Protocol):
             self._held.append(body)
 
     def _release_held(self) -> None:
+        """Feed the held pieces to the response, joined into pieces of at most one tunnel
+        frame's payload (bigger ones would only be cut up again)."""
         held = self._held
         if not held:
             return
-        data = held[0] if len(held) == 1 else b"".join(held)
-        held.clear()
         response = self._response
-        if response is not None and not response._complete:
-            response._feed(data)
+        if response is None or response._complete:
+            held.clear()
+            return
+        if len(held) == 1:
+            response._feed(held.pop())
+            return
+        group: list[bytes] = []
+        size = 0
+        for piece in held:
+            if group and size + len(piece) > MAX_BODY_CHUNK:
+                response._feed(group[0] if len(group) == 1 else b"".join(group))
+                group, size = [], 0
+            group.append(piece)
+            size += len(piece)
+        held.clear()
+        response._feed(group[0] if len(group) == 1 else b"".join(group))
 
     def on_message_complete(self) -> None:
         self._release_held()
