@@ -313,8 +313,9 @@ def _litellm_config(mock: Endpoint) -> str:
         "  master_key: os.environ/LITELLM_MASTER_KEY",
         "litellm_settings:",
         "  telemetry: false",
-        # Its OpenAI image call refuses `response_format` for a model it does not know; the
-        # mock answers in base64 anyway.
+        # Its OpenAI image call refuses `response_format` for a model it does not know, and
+        # the mock answers in base64 anyway. This drops only parameters LiteLLM does not
+        # support for a model; the other scenarios send none.
         "  drop_params: true",
     ]
     return "\n".join(lines) + "\n"

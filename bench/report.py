@@ -141,6 +141,15 @@ def _stream_table(rows: Sequence[Measurement]) -> list[str]:
     return _table(header, lines)
 
 
+def _reply_sizes(row: Measurement) -> str:
+    """The reply size in MB, or the smallest and largest when they differ."""
+    smallest, largest = row.extra.get("reply_min_mb"), row.extra.get("reply_max_mb")
+    if smallest is None or largest is None:
+        return _NONE
+    low, high = f"{smallest:.2f}", f"{largest:.2f}"
+    return high if low == high else f"{low} to {high}"
+
+
 def _media_table(rows: Sequence[Measurement]) -> list[str]:
     lines = []
     for row in rows:
@@ -154,7 +163,7 @@ def _media_table(rows: Sequence[Measurement]) -> list[str]:
                 row.path,
                 f"{s.ok}/{s.errors}",
                 f"{s.achieved_rate:,.1f}",
-                f"{row.extra.get('reply_max_mb', 0.0):.2f}",
+                _reply_sizes(row),
                 f"{row.extra.get('mb_per_s', 0.0):,.1f}",
                 _ms(s.ttfb_ms.p50),
                 _ms(s.latency_ms.p50),

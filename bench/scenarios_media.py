@@ -2,8 +2,9 @@
 
 A speech reply is a WAV file streamed in pieces; an image reply is one PNG in base64 JSON,
 which the gateway decodes, checks, stores and answers with its URL as well. Each step keeps
-``concurrency`` requests open in a closed loop, so the rate shows what a path sustains, and
-the bytes each reply carried are checked against what the mock sent.
+``concurrency`` requests open in a closed loop, so the rate shows what a path sustains. The
+bytes of every reply are counted: the report shows the smallest and the largest, so a path
+that cut replies short shows.
 """
 
 from collections.abc import Callable

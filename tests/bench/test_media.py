@@ -177,6 +177,9 @@ def test_report_has_a_media_table_with_the_gateways_memory_rise_and_added_latenc
     text = markdown(info, runs, [])
     speech = text.split("## Text to speech")[1].split("## Image generation")[0]
     assert "| 1 at a time | gateway | 1000/0 | 1,000.0 | 0.95 | 40.0 |" in speech
+    cut = {**extra, "reply_min_mb": 0.5}
+    short = Measurement("media-image", "1 at a time", 1, "gateway", summary(3.0, 4.0), extra=cut)
+    assert "| 0.50 to 0.95 |" in markdown(info, [short], [])
     assert "| +24.00 |" in speech
     assert "gateway 12 MB" in speech
     assert "## Image generation" in text

@@ -7,7 +7,7 @@ import pytest
 from inference_club.gateway.exchange import Exchange
 from inference_club.gateway.forwarding import Upstream
 from inference_club.gateway.relay import collect_body
-from inference_club.gateway.streams import StreamLost, TunnelStream
+from inference_club.gateway.streams import WIDEST_WINDOW, StreamLost, TunnelStream
 from inference_club.protocol import Body, End, Frame, Response, Window
 
 
@@ -224,9 +224,9 @@ async def test_widening_the_window_lets_the_agent_send_up_to_the_total_at_once()
 
 
 async def test_a_reply_read_whole_needs_no_grant_once_past_half_the_window() -> None:
-    """An agent bound by its credit sends a reply twenty windows long: the reader widens the
-    window to its limit at half a window, so the agent never waits for credit, and every
-    byte arrives in order."""
+    """An agent that sends while its credit lasts and waits for grants otherwise sends a
+    reply twenty windows long: the reader widens the window at half a window, so the agent
+    waits for credit once, not once a window, and every byte arrives in order."""
     stream, sent = await _stream(window=100)
     reply = bytes(range(256)) * 8  # 2,048 bytes
     credit, waits, granted = 100, 0, 0
@@ -241,11 +241,10 @@ async def test_a_reply_read_whole_needs_no_grant_once_past_half_the_window() -> 
                 credit += sum(fresh)
                 if credit >= len(chunk):
                     break
-                waits += 1
+                waits += 1  # out of credit: let the reader run, then look for grants
                 await asyncio.sleep(0)
             credit -= len(chunk)
             assert stream.deliver(Body(1, chunk))
-            await asyncio.sleep(0)
         stream.deliver(End(1))
 
     upstream = Upstream(None, stream, Response(1, 200, ()))  # type: ignore[arg-type]
@@ -254,8 +253,8 @@ async def test_a_reply_read_whole_needs_no_grant_once_past_half_the_window() -> 
     await sending
 
     assert body == reply
-    assert waits == 0
-    assert sent[0] == Window(1, 9_900)
+    assert waits == 1
+    assert Window(1, 9_900) in sent
 
 
 async def test_a_reply_within_half_the_window_widens_nothing() -> None:
@@ -267,3 +266,11 @@ async def test_a_reply_within_half_the_window_widens_nothing() -> None:
 
     assert await collect_body(upstream, Exchange(endpoint="chat.completions"), 10_000) == b"x" * 40
     assert sent == []
+
+
+async def test_widening_stops_at_the_widest_window() -> None:
+    """However large the reply may be, it runs at most ``WIDEST_WINDOW`` ahead of its reader,
+    so one reply cannot queue tens of megabytes on the tunnel ahead of every other stream."""
+    stream, sent = await _stream(window=100)
+    await stream.widen_window(500 * 1024 * 1024)
+    assert sent == [Window(1, WIDEST_WINDOW - 100)]

@@ -181,9 +181,8 @@ async def test_assets_link_to_the_usage_record_of_their_request(store: Store) ->
     asset_id = await _asset(store, alice.id, kind="audio")
     unlinked = await _asset(store, alice.id)
 
-    linked = await store.link_assets_to_usage([asset_id], record)
+    await store.link_assets([(asset_id, record)])
 
-    assert linked == 1
     stored = {r.started_at: r.id for r in await store.list_usage(user_id=alice.id)}
     assert (await store.get_asset(asset_id)).usage_record_id == stored[started]
     assert (await store.get_asset(unlinked)).usage_record_id is None
@@ -205,16 +204,17 @@ async def test_linking_without_a_stored_record_changes_nothing(store: Store) -> 
     asset_id = await _asset(store, alice.id)
     bobs = await _asset(store, bob.id)
 
-    assert await store.link_assets_to_usage([asset_id], record) == 0
+    await store.link_assets([(asset_id, record)])
+    assert (await store.get_asset(asset_id)).usage_record_id is None
     await store.record_usage([record])
-    assert await store.link_assets_to_usage([bobs], record) == 0
+    await store.link_assets([(bobs, record)])
     assert (await store.get_asset(bobs)).usage_record_id is None
-    assert await store.link_assets_to_usage([], record) == 0
+    await store.link_assets([])
 
 
-async def test_a_usage_batch_links_the_assets_of_its_requests_as_it_writes(store: Store) -> None:
-    """Assets handed with a usage batch point at their own request's record once it is
-    written: each to its record, none to a record of the same user a moment apart."""
+async def test_assets_of_several_requests_link_to_their_own_records_at_once(store: Store) -> None:
+    """One call links each asset to its own request's record: none to a record of the same
+    user a moment apart, and an asset not named stays unlinked."""
     alice = await store.add_user("alice")
     key, _secret = await store.create_api_key("alice", "default")
     started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -233,41 +233,16 @@ async def test_a_usage_batch_links_the_assets_of_its_requests_as_it_writes(store
         endpoint="images.generations",
         started_at=started + timedelta(microseconds=1),
     )
+    await store.record_usage([speech, image])
     audio, picture, other = (
         await _asset(store, alice.id, kind="audio"),
         await _asset(store, alice.id),
         await _asset(store, alice.id),
     )
 
-    await store.record_usage([speech, image], assets=[(audio, speech), (picture, image)])
+    await store.link_assets([(audio, speech), (picture, image)])
 
     stored = {r.started_at: r.id for r in await store.list_usage(user_id=alice.id)}
     assert (await store.get_asset(audio)).usage_record_id == stored[speech.started_at]
     assert (await store.get_asset(picture)).usage_record_id == stored[image.started_at]
     assert (await store.get_asset(other)).usage_record_id is None
-
-
-async def test_a_refused_usage_batch_links_nothing(store: Store) -> None:
-    """A batch the database refuses (a record of a user that does not exist) writes no record
-    and links no asset: it can be written again later, links and all."""
-    alice = await store.add_user("alice")
-    started = datetime(2026, 1, 2, tzinfo=UTC)
-    record = UsageRecord(
-        user_id=alice.id,
-        model="m",
-        endpoint="images.generations",
-        status_code=200,
-        started_at=started,
-        ended_at=started,
-    )
-    stranger = replace(record, user_id=alice.id + 999)
-    picture = await _asset(store, alice.id)
-
-    with pytest.raises(NotFound):
-        await store.record_usage([record, stranger], assets=[(picture, record)])
-
-    assert await store.list_usage(user_id=alice.id) == []
-    assert (await store.get_asset(picture)).usage_record_id is None
-    await store.record_usage([record], assets=[(picture, record)])
-    [stored] = await store.list_usage(user_id=alice.id)
-    assert (await store.get_asset(picture)).usage_record_id == stored.id

@@ -167,17 +167,20 @@ class AssetStore:
         return path
 
     async def record_usage(self, records: Sequence[UsageRecord]) -> None:
-        """Write a batch of usage records, linking the assets their requests made to them in
-        the same transaction."""
+        """Write a batch of usage records, then link the assets their requests made, all in
+        one more transaction."""
+        await self._store.record_usage(records)
+        if not self._pending:
+            return
         made: list[tuple[str, UsageRecord]] = []
-        if self._pending:
-            for record in records:
-                key = (record.user_id, record.api_key_id, record.started_at)
-                made += ((asset_id, record) for asset_id in self._pending.get(key, ()))
-        await self._store.record_usage(records, assets=made)
-        # Only once written: a batch that failed is written again, with its links.
-        for _, record in made:
-            self._pending.pop((record.user_id, record.api_key_id, record.started_at), None)
+        for record in records:
+            key = (record.user_id, record.api_key_id, record.started_at)
+            made += ((asset_id, record) for asset_id in self._pending.pop(key, ()))
+        try:
+            await self._store.link_assets(made)
+        except Exception:
+            # The records are written; failing here would make the writer write them twice.
+            logger.exception("linking assets to their usage records failed")
 
 
 async def serve_asset(request: Request, assets: AssetStore) -> Response:

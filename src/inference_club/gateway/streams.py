@@ -28,8 +28,9 @@ class StreamLost:
 
 
 StreamEvent = Response | Body | End | Error | StreamLost
-# A window increment travels as four bytes.
-_LARGEST_INCREMENT = 2**32 - 1
+# How far ahead of the reader a reply read whole may run: a generated image whole, while one
+# reply cannot queue tens of megabytes on the tunnel ahead of every other stream.
+WIDEST_WINDOW = 8 * 1024 * 1024
 FrameSender = Callable[[Frame], Awaitable[None]]
 FramePoster = Callable[[Frame], None]
 # Takes a body chunk as it arrives; False when it cannot now, and the chunk is queued instead.
@@ -221,9 +222,9 @@ class TunnelStream:
 
     async def widen_window(self, total: int) -> None:
         """The reply is read whole, up to ``total`` bytes, whatever the client does: let the
-        agent send that much at once instead of waiting for credit a window at a time. Its
-        bytes are held here either way; the reader enforces ``total``."""
-        extra = min(total, _LARGEST_INCREMENT) - self._window
+        agent send that much (at most ``WIDEST_WINDOW``) without waiting for credit a window
+        at a time. Its bytes are held here either way; the reader enforces ``total``."""
+        extra = min(total, WIDEST_WINDOW) - self._window
         if extra <= 0 or self.closed:
             return
         self._window += extra

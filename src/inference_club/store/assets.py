@@ -103,22 +103,24 @@ class AssetsMixin(StoreBase):
             await connection.execute(delete(assets).where(assets.c.id == asset_id))
         return Asset(**row._asdict())
 
-    async def link_assets_to_usage(self, asset_ids: Sequence[str], record: UsageRecord) -> int:
-        """Point the user's ``asset_ids`` at the stored usage record ``record`` describes.
+    async def link_assets(self, made: Sequence[tuple[str, UsageRecord]]) -> None:
+        """Point each asset at the stored usage record of the request that made it, all in
+        one transaction; an asset whose record is not stored, or not its owner's, is left
+        as it is.
 
         Usage records are written in batches after their request ends, so their ids are not
-        known when the assets are stored; the record is found again by who made it and the
-        moment (to the microsecond) its request started. Returns how many assets were linked.
+        known when the assets are stored; each record is found again by who made it and the
+        moment (to the microsecond) its request started.
         """
-        if not asset_ids:
-            return 0
-        require_aware(record.started_at, "started_at")
-        linked = 0
+        if not made:
+            return
+        for _, record in made:
+            require_aware(record.started_at, "started_at")
+        rows = [_link_row(asset_id, record) for asset_id, record in made]
+        if await self._write_fast([(_LINK_ASSET, rows)]):
+            return
         async with self._write(announce=False) as connection:
-            for asset_id in asset_ids:
-                result = await connection.execute(LINK_ASSET, link_row(asset_id, record))
-                linked += result.rowcount
-        return linked
+            await connection.execute(_LINK_ASSET, rows)
 
 
 # The usage record an asset's request left: found again by who made it and the moment (to the
@@ -134,7 +136,7 @@ _record_of_request = (
     .scalar_subquery()
 )
 # Links one asset of the user to the record of its request; changes nothing without one.
-LINK_ASSET = (
+_LINK_ASSET = (
     update(assets)
     .where(
         assets.c.id == bindparam("asset_id"),
@@ -146,8 +148,8 @@ LINK_ASSET = (
 _INSERT = insert(assets)
 
 
-def link_row(asset_id: str, record: UsageRecord) -> dict[str, object]:
-    """The values ``LINK_ASSET`` takes to link ``asset_id`` to ``record``."""
+def _link_row(asset_id: str, record: UsageRecord) -> dict[str, object]:
+    """The values ``_LINK_ASSET`` takes to link ``asset_id`` to ``record``."""
     return {
         "asset_id": asset_id,
         "owner_id": record.user_id,

@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 
 from inference_club.slices import map_in_slices
 from inference_club.store._base import StoreBase, require_aware
-from inference_club.store.assets import LINK_ASSET, link_row
 from inference_club.store.errors import InvalidValue, NotFound
 from inference_club.store.fastwrite import ConstraintViolated
 from inference_club.store.records import UsageRecord, UsageTotal
@@ -67,27 +66,21 @@ _ADD_TO_DAY = {"sqlite": _add_to_day(sqlite.insert), "postgresql": _add_to_day(p
 class UsageMixin(StoreBase):
     """Writing and reading usage records."""
 
-    async def record_usage(
-        self, records: Sequence[UsageRecord], *, assets: Sequence[tuple[str, UsageRecord]] = ()
-    ) -> None:
+    async def record_usage(self, records: Sequence[UsageRecord]) -> None:
         """Store a batch in one transaction and move each key's ``last_used_at`` forward.
 
-        ``assets`` pairs assets made during the batch's requests with the record of their
-        request; each is linked to that record in the same transaction (see
-        ``link_assets_to_usage``). The batch is prepared in slices between other work on the
-        loop. Once started it is stored even if the caller is cancelled (a stopping gateway
-        loses no records), and ``close`` waits for it.
+        The batch is prepared in slices between other work on the loop. Once started it is
+        stored even if the caller is cancelled (a stopping gateway loses no records), and
+        ``close`` waits for it.
         """
         if not records:
             return
-        write = asyncio.ensure_future(self._record_usage(records, assets))
+        write = asyncio.ensure_future(self._record_usage(records))
         self._usage_writes.add(write)
         write.add_done_callback(self._usage_writes.discard)
         await asyncio.shield(write)
 
-    async def _record_usage(
-        self, records: Sequence[UsageRecord], assets: Sequence[tuple[str, UsageRecord]]
-    ) -> None:
+    async def _record_usage(self, records: Sequence[UsageRecord]) -> None:
         rows = await map_in_slices(_row_of, records)
         last_used: dict[int, datetime] = {}
         for record in records:
@@ -98,20 +91,15 @@ class UsageMixin(StoreBase):
                 )
         touches = [{"key_id": key, "used_at": at} for key, at in last_used.items()]
         days = _day_sums(records)
-        links = [link_row(asset_id, record) for asset_id, record in assets]
         add_to_day = _ADD_TO_DAY[self._engine.dialect.name]
         try:
-            if await self._write_fast(
-                [(_INSERT, rows), (_TOUCH_KEY, touches), (add_to_day, days), (LINK_ASSET, links)]
-            ):
+            if await self._write_fast([(_INSERT, rows), (_TOUCH_KEY, touches), (add_to_day, days)]):
                 return
             async with self._write(announce=False) as connection:
                 await connection.execute(_INSERT, rows)
                 if touches:
                     await connection.execute(_TOUCH_KEY, touches)
                 await connection.execute(add_to_day, days)
-                if links:
-                    await connection.execute(LINK_ASSET, links)
         except (ConstraintViolated, IntegrityError):
             raise NotFound(
                 "a usage record names a user, API key or provider that does not exist"
