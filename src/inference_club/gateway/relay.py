@@ -22,8 +22,8 @@ async def collect_body(upstream: Upstream, exchange: Exchange, limit: int) -> by
     """The whole response body; a failure on the way is a 502.
 
     A body larger than half the stream's window is going to be held whole anyway, so the
-    window widens to ``limit`` then: the agent sends the rest at once, not a window per
-    round trip.
+    window widens then, to ``limit`` or ``WIDEST_WINDOW`` if that is less: the agent sends
+    on without waiting for credit a window per round trip.
     """
     chunks: list[bytes] = []
     size = 0
