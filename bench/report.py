@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from bench.loadgen import LoadSummary
 from bench.results import Check, Measurement
 
 # The processes a path runs, and the servers some steps also meter.
@@ -70,75 +71,79 @@ def _table(header: Sequence[str], lines: list[list[str]]) -> list[str]:
     return [*out, ""]
 
 
+# A table line of a row, given the row, its load summary and the row its + columns compare with.
+Cells = Callable[[Measurement, LoadSummary, Measurement | None], list[str]]
+
+
+def _step_lines(rows: Sequence[Measurement], cells: Cells) -> list[list[str]]:
+    """A table's lines: ``cells`` of each row that has a load summary, given the row, its
+    summary and what its ``+`` columns compare with."""
+    return [cells(row, row.summary, _direct(rows, row)) for row in rows if row.summary is not None]
+
+
+def _process_cells(row: Measurement, memory: Callable[[str], float | None]) -> list[str]:
+    """CPU share, waiting for a core, CPU per request and ``memory`` of each process."""
+    return [
+        _servers(row, row.cpu_percent, "%"),
+        _servers(row, row.waiting_percent, "%"),
+        _servers(row, row.cpu_us_per_request, " µs"),
+        _servers(row, memory, " MB"),
+    ]
+
+
+def _latency_cells(row: Measurement, s: LoadSummary, direct: Measurement | None) -> list[str]:
+    return [
+        row.step,
+        row.path,
+        f"{s.ok}/{s.errors}",
+        f"{s.achieved_rate:,.0f}",
+        _ms(s.latency_ms.p50),
+        _ms(s.latency_ms.p90),
+        _ms(s.latency_ms.p99),
+        _ms(s.latency_ms.max),
+        _added(row, direct, lambda x: x.latency_ms.p50),
+        _added(row, direct, lambda x: x.latency_ms.p99),
+        *_process_cells(row, row.peak_mb),
+        f"{row.cpu_percent('mock') or 0:.0f}%",
+        f"{s.loadgen_cpu_percent:.0f}%",
+        _other(row),
+    ]
+
+
 def _latency_table(rows: Sequence[Measurement]) -> list[str]:
-    lines = []
-    for row in rows:
-        s = row.summary
-        if s is None:
-            continue
-        direct = _direct(rows, row)
-        lines.append(
-            [
-                row.step,
-                row.path,
-                f"{s.ok}/{s.errors}",
-                f"{s.achieved_rate:,.0f}",
-                _ms(s.latency_ms.p50),
-                _ms(s.latency_ms.p90),
-                _ms(s.latency_ms.p99),
-                _ms(s.latency_ms.max),
-                _added(row, direct, lambda x: x.latency_ms.p50),
-                _added(row, direct, lambda x: x.latency_ms.p99),
-                _servers(row, row.cpu_percent, "%"),
-                _servers(row, row.waiting_percent, "%"),
-                _servers(row, row.cpu_us_per_request, " µs"),
-                _servers(row, row.peak_mb, " MB"),
-                f"{row.cpu_percent('mock') or 0:.0f}%",
-                f"{s.loadgen_cpu_percent:.0f}%",
-                _other(row),
-            ]
-        )
     header = ["step", "path", "ok/err", "req/s", "p50 ms", "p90", "p99", "max", "+p50", "+p99"]
     header += ["CPU (1 core = 100%)", "waiting for a core", "CPU per request", "peak RSS"]
     header += ["mock CPU", "loadgen CPU"]
     header += ["other CPU"]
-    return _table(header, lines)
+    return _table(header, _step_lines(rows, _latency_cells))
+
+
+def _stream_cells(row: Measurement, s: LoadSummary, direct: Measurement | None) -> list[str]:
+    return [
+        row.step,
+        row.path,
+        f"{s.ok}/{s.errors}",
+        f"{s.chunks_per_s:,.0f}",
+        _ms(s.ttfb_ms.p50),
+        _ms(s.ttfb_ms.p99),
+        _ms(s.gap_ms.p50),
+        _ms(s.gap_ms.p99),
+        _ms(s.gap_ms.max),
+        _added(row, direct, lambda x: x.ttfb_ms.p50),
+        _added(row, direct, lambda x: x.gap_ms.p99),
+        *_process_cells(row, row.peak_mb),
+        f"{s.loadgen_cpu_percent:.0f}%",
+        _other(row),
+    ]
 
 
 def _stream_table(rows: Sequence[Measurement]) -> list[str]:
-    lines = []
-    for row in rows:
-        s = row.summary
-        if s is None:
-            continue
-        direct = _direct(rows, row)
-        lines.append(
-            [
-                row.step,
-                row.path,
-                f"{s.ok}/{s.errors}",
-                f"{s.chunks_per_s:,.0f}",
-                _ms(s.ttfb_ms.p50),
-                _ms(s.ttfb_ms.p99),
-                _ms(s.gap_ms.p50),
-                _ms(s.gap_ms.p99),
-                _ms(s.gap_ms.max),
-                _added(row, direct, lambda x: x.ttfb_ms.p50),
-                _added(row, direct, lambda x: x.gap_ms.p99),
-                _servers(row, row.cpu_percent, "%"),
-                _servers(row, row.waiting_percent, "%"),
-                _servers(row, row.cpu_us_per_request, " µs"),
-                _servers(row, row.peak_mb, " MB"),
-                f"{s.loadgen_cpu_percent:.0f}%",
-                _other(row),
-            ]
-        )
     header = ["step", "path", "ok/err", "chunks/s", "TTFB p50", "TTFB p99", "gap p50"]
     header += ["gap p99", "gap max", "+TTFB p50", "+gap p99", "CPU", "waiting for a core"]
     header += ["CPU per stream", "peak RSS"]
     header += ["loadgen CPU"]
     header += ["other CPU"]
-    return _table(header, lines)
+    return _table(header, _step_lines(rows, _stream_cells))
 
 
 def _reply_sizes(row: Measurement) -> str:
@@ -150,39 +155,31 @@ def _reply_sizes(row: Measurement) -> str:
     return high if low == high else f"{low} to {high}"
 
 
+def _media_cells(row: Measurement, s: LoadSummary, direct: Measurement | None) -> list[str]:
+    return [
+        row.step,
+        row.path,
+        f"{s.ok}/{s.errors}",
+        f"{s.achieved_rate:,.1f}",
+        _reply_sizes(row),
+        f"{row.extra.get('mb_per_s', 0.0):,.1f}",
+        _ms(s.ttfb_ms.p50),
+        _ms(s.latency_ms.p50),
+        _ms(s.latency_ms.p99),
+        _added(row, direct, lambda x: x.latency_ms.p50),
+        *_process_cells(row, row.peak_rise_mb),
+        f"{row.cpu_percent('mock') or 0:.0f}%",
+        f"{s.loadgen_cpu_percent:.0f}%",
+        _other(row),
+    ]
+
+
 def _media_table(rows: Sequence[Measurement]) -> list[str]:
-    lines = []
-    for row in rows:
-        s = row.summary
-        if s is None:
-            continue
-        direct = _direct(rows, row)
-        lines.append(
-            [
-                row.step,
-                row.path,
-                f"{s.ok}/{s.errors}",
-                f"{s.achieved_rate:,.1f}",
-                _reply_sizes(row),
-                f"{row.extra.get('mb_per_s', 0.0):,.1f}",
-                _ms(s.ttfb_ms.p50),
-                _ms(s.latency_ms.p50),
-                _ms(s.latency_ms.p99),
-                _added(row, direct, lambda x: x.latency_ms.p50),
-                _servers(row, row.cpu_percent, "%"),
-                _servers(row, row.waiting_percent, "%"),
-                _servers(row, row.cpu_us_per_request, " µs"),
-                _servers(row, row.peak_rise_mb, " MB"),
-                f"{row.cpu_percent('mock') or 0:.0f}%",
-                f"{s.loadgen_cpu_percent:.0f}%",
-                _other(row),
-            ]
-        )
     header = ["step", "path", "ok/err", "req/s", "reply MB", "MB/s", "TTFB p50", "p50 ms"]
     header += ["p99", "+p50"]
     header += ["CPU", "waiting for a core", "CPU per request", "peak RSS rise"]
     header += ["mock CPU", "loadgen CPU", "other CPU"]
-    return _table(header, lines)
+    return _table(header, _step_lines(rows, _media_cells))
 
 
 def _extra_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]) -> list[str]:

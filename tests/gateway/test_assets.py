@@ -165,6 +165,19 @@ async def test_deleting_an_asset_removes_its_file(store: Store, tmp_path: Path) 
         await assets.delete(asset.id)
 
 
+def _image_record(user_id: int, started: datetime) -> UsageRecord:
+    """The usage record of an image request that started at ``started`` and just ended."""
+    return UsageRecord(
+        user_id=user_id,
+        model="m",
+        endpoint="images.generations",
+        status_code=200,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        image_count=1,
+    )
+
+
 async def test_usage_records_written_through_the_asset_store_link_their_assets(
     store: Store, tmp_path: Path
 ) -> None:
@@ -173,15 +186,7 @@ async def test_usage_records_written_through_the_asset_store_link_their_assets(
     user = await store.get_user("alice")
     started = datetime.now(UTC)
     asset = await assets.save(PICTURE, _owner(user.id, started), "image/png")
-    record = UsageRecord(
-        user_id=user.id,
-        model="m",
-        endpoint="images.generations",
-        status_code=200,
-        started_at=started,
-        ended_at=datetime.now(UTC),
-        image_count=1,
-    )
+    record = _image_record(user.id, started)
 
     await assets.record_usage([record])
 
@@ -197,15 +202,7 @@ async def test_a_usage_batch_that_fails_keeps_its_assets_for_the_retry(
     user = await store.get_user("alice")
     started = datetime.now(UTC)
     asset = await assets.save(PICTURE, _owner(user.id, started), "image/png")
-    record = UsageRecord(
-        user_id=user.id,
-        model="m",
-        endpoint="images.generations",
-        status_code=200,
-        started_at=started,
-        ended_at=datetime.now(UTC),
-        image_count=1,
-    )
+    record = _image_record(user.id, started)
     stranger = UsageRecord(
         user_id=user.id + 999,
         model="m",

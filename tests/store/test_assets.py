@@ -161,20 +161,25 @@ async def test_deleting_an_asset_returns_it_and_forgets_it(store: Store) -> None
         await store.delete_asset(asset_id)
 
 
-async def test_assets_link_to_the_usage_record_of_their_request(store: Store) -> None:
-    """Assets are linked to the stored record with the same user, key, endpoint and start."""
-    alice = await store.add_user("alice")
-    key, _secret = await store.create_api_key("alice", "default")
-    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    record = UsageRecord(
-        user_id=alice.id,
-        api_key_id=key.id,
+def _speech_record(user_id: int, key_id: int, started: datetime) -> UsageRecord:
+    """The usage record of a speech request made with an API key."""
+    return UsageRecord(
+        user_id=user_id,
+        api_key_id=key_id,
         model="piper-joe",
         endpoint="audio.speech",
         status_code=200,
         started_at=started,
         ended_at=started + timedelta(seconds=1),
     )
+
+
+async def test_assets_link_to_the_usage_record_of_their_request(store: Store) -> None:
+    """Assets are linked to the stored record with the same user, key, endpoint and start."""
+    alice = await store.add_user("alice")
+    key, _secret = await store.create_api_key("alice", "default")
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    record = _speech_record(alice.id, key.id, started)
     # A record of the same user a microsecond later must not be the one linked.
     other = replace(record, started_at=started + timedelta(microseconds=1))
     await store.record_usage([other, record])
@@ -217,21 +222,12 @@ async def test_assets_of_several_requests_link_to_their_own_records_at_once(stor
     user a moment apart, and an asset not named stays unlinked."""
     alice = await store.add_user("alice")
     key, _secret = await store.create_api_key("alice", "default")
-    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    speech = UsageRecord(
-        user_id=alice.id,
-        api_key_id=key.id,
-        model="piper-joe",
-        endpoint="audio.speech",
-        status_code=200,
-        started_at=started,
-        ended_at=started + timedelta(seconds=1),
-    )
+    speech = _speech_record(alice.id, key.id, datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     image = replace(
         speech,
         api_key_id=None,
         endpoint="images.generations",
-        started_at=started + timedelta(microseconds=1),
+        started_at=speech.started_at + timedelta(microseconds=1),
     )
     await store.record_usage([speech, image])
     audio, picture, other = (
