@@ -57,15 +57,36 @@ async def test_a_connected_websocket_gets_a_writer_whose_messages_arrive_whole_a
     assert writer.ready()
     messages = [b"first", b"\x00" * 125, bytes(range(256)) * 300]
 
-    writer.write_now(messages[0])
+    writer.write_parts([messages[0]])
     await ws.send_bytes(b"through aiohttp")
-    writer.write_now(messages[1])
-    writer.write_now(messages[2])
+    writer.write_parts([messages[1]])
+    writer.write_parts([messages[2]])
 
     assert await receiver.next() == (WSMsgType.BINARY, messages[0])
     assert await receiver.next() == (WSMsgType.BINARY, b"through aiohttp")
     assert await receiver.next() == (WSMsgType.BINARY, messages[1])
     assert await receiver.next() == (WSMsgType.BINARY, messages[2])
+
+
+async def test_a_message_written_in_parts_arrives_as_the_parts_joined(
+    connected: tuple[aiohttp.ClientWebSocketResponse, Receiver],
+) -> None:
+    """A message given as parts (small ones, and large ones written without being joined)
+    arrives as one binary message of the parts joined, in order with the others."""
+    ws, receiver = connected
+    writer = TunnelWriter.of(ws)
+    assert writer is not None
+    messages = [
+        [b"\x12\x00\x00\x00\x01", bytes(range(256)) * 256],
+        [b"\x30", b"\x00\x00\x00\x03", b"abc", bytes(range(7)) * 10000, b"tail"],
+        [b"x", b"y"],
+    ]
+
+    for parts in messages:
+        writer.write_parts(parts)
+
+    for parts in messages:
+        assert await receiver.next() == (WSMsgType.BINARY, b"".join(parts))
 
 
 async def test_the_writer_is_not_ready_once_the_websocket_closes(

@@ -82,3 +82,66 @@ def test_an_unmasked_frame_is_left_for_the_general_parser() -> None:
     frames.feed(frame_header(3) + b"abc")
 
     assert frames.next_message() is NOT_PLAIN
+
+
+@pytest.mark.parametrize("read_size", [3, 14, 1000, 65536 + 7, 1 << 20])
+def test_frames_split_across_reads_of_any_size_come_out_whole_and_in_order(read_size: int) -> None:
+    """Reads that hold whole frames, a frame's start, its middle or its end (and headers
+    split anywhere) give every payload once, in order, and nothing is left over."""
+    client = _client()
+    payloads = [_payload(size) for size in (*SIZES, 3, 70001, 0, 126)]
+    for payload in payloads:
+        client.send_binary(payload)
+    wire = _wire(client)
+    frames = ClientFrames(max_size=1 << 20)
+
+    received: list[bytes] = []
+    for start in range(0, len(wire), read_size):
+        frames.feed(wire[start : start + read_size])
+        while (message := frames.next_message()) is not None:
+            assert isinstance(message, bytes)
+            received.append(message)
+
+    assert received == payloads
+    assert len(frames) == 0
+
+
+def test_bytes_fed_twice_before_reading_are_read_in_order() -> None:
+    """A second read fed before the first was taken joins it: nothing is lost or reordered."""
+    client = _client()
+    payloads = [_payload(size) for size in (5, 70001, 126)]
+    for payload in payloads:
+        client.send_binary(payload)
+    wire = _wire(client)
+    frames = ClientFrames(max_size=None)
+
+    frames.feed(wire[:100])
+    frames.feed(wire[100:70000])
+    first = frames.next_message()
+    frames.feed(wire[70000:])
+    rest = [frames.next_message(), frames.next_message()]
+
+    assert [first, *rest] == payloads
+    assert frames.next_message() is None
+    assert len(frames) == 0
+
+
+def test_a_frame_that_is_not_plain_after_a_split_one_is_handed_back_whole() -> None:
+    """A plain frame completed from a later read, then a ping in that read: the ping and
+    what follows it go back to the general parser untouched."""
+    client = _client()
+    client.send_binary(_payload(3000))
+    plain = _wire(client)
+    client.send_ping(b"ping")
+    client.send_binary(b"after")
+    rest = _wire(client)
+    frames = ClientFrames(max_size=None)
+
+    frames.feed(plain[:1000])
+    assert frames.next_message() is None
+    assert len(frames) == 1000
+    frames.feed(plain[1000:] + rest)
+
+    assert frames.next_message() == _payload(3000)
+    assert frames.next_message() is NOT_PLAIN
+    assert frames.take_rest() == rest

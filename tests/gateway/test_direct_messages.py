@@ -75,7 +75,9 @@ class HoldingApp:
             return
         self.protocol = weakref.ref(direct._protocol)
         self.websocket = weakref.ref(direct._protocol.conn)  # websockets' connection state
-        direct.install(lambda data: direct.write_now(data) if direct.ready() else None)
+        direct.install(
+            lambda data: direct.write_parts([data[:2], data[2:]]) if direct.ready() else None
+        )
         await send({"type": "websocket.send", "bytes": b"installed"})
         while (await receive())["type"] != "websocket.disconnect":
             pass

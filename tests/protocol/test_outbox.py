@@ -1,6 +1,7 @@
 """The outbox: frames of one loop turn leave together, in order, within the size limit."""
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,6 +13,8 @@ from inference_club.protocol import (
     Window,
     decode_message,
     encode,
+    encode_body_parts,
+    pack_message_parts,
     pack_messages,
 )
 
@@ -104,6 +107,22 @@ async def test_close_fails_waiting_senders_and_stops_the_writer() -> None:
     with pytest.raises((ConnectionError, asyncio.CancelledError)):
         await sending
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "tunnel-outbox"]
+
+
+def test_packing_into_parts_makes_the_same_messages_without_copying_body_data() -> None:
+    """Messages left in parts join into the messages ``pack_messages`` makes, and a body's
+    data is one of those parts, the very object given (not a copy of it)."""
+    data = [bytes([n]) * 1000 for n in range(10)]
+    encoded = [encode_body_parts(1, chunk) for chunk in data] + [encode(End(1))]
+
+    parts = pack_message_parts(encoded, limit=3500)
+
+    assert [b"".join(message) for message in parts] == pack_messages(encoded, limit=3500)
+    assert len(parts) == 4
+    for chunk in data:
+        assert any(part is chunk for message in parts for part in message)
+    frames = [frame for message in parts for frame in decode_message(b"".join(message))]
+    assert frames == [*(Body(1, chunk) for chunk in data), End(1)]
 
 
 def test_packing_keeps_every_message_within_the_limit_and_the_order() -> None:
@@ -217,16 +236,19 @@ class DirectSocket:
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        # Each message as the parts it was written in.
+        self.parts: list[list[bytes]] = []
         self.is_ready = True
         self.error: Exception | None = None
 
     def ready(self) -> bool:
         return self.is_ready
 
-    def write_now(self, message: bytes) -> None:
+    def write_parts(self, parts: Sequence[bytes]) -> None:
         if self.error is not None:
             raise self.error
-        self.messages.append(message)
+        self.messages.append(b"".join(parts))
+        self.parts.append(list(parts))
 
 
 async def test_a_turns_first_frames_go_direct_at_once_and_the_rest_together() -> None:
@@ -320,6 +342,29 @@ async def test_at_turn_end_a_turns_frames_leave_in_one_write_when_it_ends() -> N
     await asyncio.sleep(0)
     assert [decode_message(message) for message in direct.messages[1:]] == [[End(2)]]
     assert socket.messages == []
+    await outbox.close()
+
+
+async def test_body_data_reaches_the_direct_socket_as_given_not_copied() -> None:
+    """A chunk posted as a body, and one sent in a Body frame, are parts of the message the
+    socket is given: the same objects, never copied next to their headers."""
+    socket, direct = Socket(), DirectSocket()
+    outbox = Outbox(socket.write, direct=direct, at_turn_end=True)
+    posted, sent = b"p" * 60000, b"s" * 5000
+
+    assert outbox.try_post_body(1, posted)
+    await outbox.send([Body(2, sent), End(2)])
+
+    assert [decode_message(message) for message in direct.messages] == [
+        [Body(1, posted), Body(2, sent), End(2)]
+    ]
+    assert any(part is posted for part in direct.parts[0])
+    assert any(part is sent for part in direct.parts[0])
+
+    assert outbox.try_post_body(3, posted)  # alone in its message: sent as itself
+    await outbox.send([])
+    assert decode_message(direct.messages[1]) == [Body(3, posted)]
+    assert any(part is posted for part in direct.parts[1])
     await outbox.close()
 
 

@@ -9,7 +9,12 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from inference_club.protocol import websocket_frames
-from inference_club.protocol.websocket_frames import MaskKeys, frame_header, masked_frame
+from inference_club.protocol.websocket_frames import (
+    MaskKeys,
+    frame_header,
+    masked_frame,
+    masked_frame_parts,
+)
 
 # One of each header length: 7-bit, 16-bit and 64-bit.
 SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
@@ -52,6 +57,42 @@ def test_a_masked_frame_is_what_a_server_reads(size: int) -> None:
     assert _one_binary_frame(server.events_received()) == payload
     if size >= 4:
         assert payload not in frame  # the payload travels masked
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (5,),
+        (70001,),
+        (5, 70001),  # a small header part, then a body at an offset that is not a multiple of 4
+        (1, 2, 3, 65536, 7, 4097, 2047, 2048, 9),
+        (3000, 1, 3000),
+        (),
+    ],
+)
+def test_a_message_in_parts_makes_the_frame_of_the_parts_joined(sizes: tuple[int, ...]) -> None:
+    """The pieces of a message given in parts, joined, are byte for byte the masked frame of
+    the whole message: each part is masked where it falls, and a server reads the message."""
+    parts = [_payload(size) + bytes([index]) for index, size in enumerate(sizes)]
+    key = b"\x01\x9a\xff\x3c"
+    whole = b"".join(parts)
+
+    pieces = masked_frame_parts(parts, key)
+
+    assert b"".join(pieces) == masked_frame(whole, key)
+    server = ServerProtocol(state=State.OPEN, max_size=None)
+    server.receive_data(b"".join(pieces))
+    assert _one_binary_frame(server.events_received()) == whole
+
+
+def test_large_parts_are_masked_apart_and_small_neighbours_together() -> None:
+    """A large part is a piece of its own (its bytes are not copied into a joined message);
+    small parts beside it are joined into one piece."""
+    parts = [b"h" * 9, b"l" * 4, b"B" * 65536, b"e" * 9]
+
+    pieces = masked_frame_parts(parts, b"\x00\x00\x00\x00")  # a zero key leaves bytes as they are
+
+    assert pieces[1:] == [b"h" * 9 + b"l" * 4, b"B" * 65536, b"e" * 9]
 
 
 def test_mask_keys_take_each_drawn_byte_once_and_draw_again_when_used_up(

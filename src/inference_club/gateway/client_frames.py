@@ -25,35 +25,87 @@ class NotPlain:
 
 
 NOT_PLAIN: Final = NotPlain()
+# The longest header a frame can have: two bytes, a 64-bit length and the mask.
+_LONGEST_HEADER = 2 + 8 + MASK_SIZE
 
 
 class ClientFrames:
-    """Bytes read from a client, taken one plain binary frame at a time."""
+    """Bytes read from a client, taken one plain binary frame at a time.
 
-    __slots__ = ("_buffer", "_max_size")
+    A frame that came whole in one read is unmasked straight from that read's bytes; only a
+    frame split across reads is gathered first, and from each read only the bytes it still
+    needs: copying every read into a buffer would copy each byte once more, and the buffer
+    that grows and shrinks with the reads would cost fresh memory pages all the time.
+    """
+
+    __slots__ = ("_buffer", "_data", "_max_size", "_offset")
 
     def __init__(self, max_size: int | None) -> None:
+        # The start of a frame split across reads, gathered until it is whole.
         self._buffer = bytearray()
+        # The last bytes fed, not yet taken from ``_offset`` on.
+        self._data = b""
+        self._offset = 0
         self._max_size = max_size
 
     def __len__(self) -> int:
         """Bytes held that are not a whole frame yet (or were not taken)."""
-        return len(self._buffer)
+        return len(self._buffer) + len(self._data) - self._offset
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the socket."""
-        self._buffer += data
+        if self._offset < len(self._data):
+            with memoryview(self._data) as view:
+                self._buffer += view[self._offset :]
+        self._data = data
+        self._offset = 0
 
     def next_message(self) -> bytes | NotPlain | None:
         """The payload of the frame at the head, once it is whole; None until then, and
         ``NOT_PLAIN`` when that frame is not a plain binary one (nothing is taken then)."""
-        buffer = self._buffer
-        head = _head(buffer, self._max_size)
-        if head is None or isinstance(head, NotPlain):
+        if self._buffer:
+            return self._from_buffer()
+        data, offset = self._data, self._offset
+        head = _head(data, offset, self._max_size)
+        if isinstance(head, NotPlain):
             return head
-        mask_start, end = head
-        if len(buffer) < end:
+        if head is None or len(data) < head[1]:
+            self._keep_rest()
             return None
+        mask_start, end = head
+        payload_start = mask_start + MASK_SIZE
+        with memoryview(data) as view:
+            payload = apply_mask(view[payload_start:end], data[mask_start:payload_start])
+        self._offset = end
+        return payload
+
+    def take_rest(self) -> bytes:
+        """Everything held, for the general parser; nothing is left here."""
+        rest = bytes(self._buffer) + self._data[self._offset :]
+        self._buffer.clear()
+        self._data = b""
+        self._offset = 0
+        return rest
+
+    def _from_buffer(self) -> bytes | NotPlain | None:
+        """The frame gathered in the buffer, completed from the last read as far as it can be."""
+        buffer = self._buffer
+        while True:
+            head = _head(buffer, 0, self._max_size)
+            if isinstance(head, NotPlain):
+                return head
+            if head is not None and len(buffer) >= head[1]:
+                break
+            # What the frame still lacks, or (before its header is whole) a header's worth.
+            wanted = head[1] - len(buffer) if head is not None else _LONGEST_HEADER
+            data, offset = self._data, self._offset
+            if offset >= len(data):
+                return None
+            taken = min(wanted, len(data) - offset)
+            with memoryview(data) as view:
+                buffer += view[offset : offset + taken]
+            self._offset = offset + taken
+        mask_start, end = head
         payload_start = mask_start + MASK_SIZE
         mask = bytes(buffer[mask_start:payload_start])
         with memoryview(buffer) as view:
@@ -61,21 +113,26 @@ class ClientFrames:
         del buffer[:end]
         return payload
 
-    def take_rest(self) -> bytes:
-        """Everything held, for the general parser; nothing is left here."""
-        rest = bytes(self._buffer)
-        self._buffer.clear()
-        return rest
+    def _keep_rest(self) -> None:
+        """Move what is left of the last read, the start of a frame, into the buffer."""
+        data, offset = self._data, self._offset
+        if offset < len(data):
+            with memoryview(data) as view:
+                self._buffer += view[offset:]
+        self._data = b""
+        self._offset = 0
 
 
-def _head(buffer: bytearray, max_size: int | None) -> tuple[int, int] | NotPlain | None:
-    """Where the mask of the frame at the head starts and where the frame ends; None while
+def _head(
+    data: bytes | bytearray, start: int, max_size: int | None
+) -> tuple[int, int] | NotPlain | None:
+    """Where the mask of the frame at ``start`` starts and where the frame ends; None while
     its header is incomplete, ``NOT_PLAIN`` when it is not a plain binary frame."""
-    if len(buffer) < 2:
+    if len(data) - start < 2:
         return None
-    if buffer[0] != FINAL_BINARY or not buffer[1] & MASKED:
+    if data[start] != FINAL_BINARY or not data[start + 1] & MASKED:
         return NOT_PLAIN
-    extent = frame_extent(buffer)
+    extent = frame_extent(data, start)
     if extent is None:
         return None
     payload_start, end = extent

@@ -31,6 +31,8 @@ from inference_club.protocol.frames import (
     decode_message,
     encode,
     encode_batch,
+    encode_body_parts,
+    pack_message_parts,
     pack_messages,
     read_message,
 )
@@ -72,6 +74,8 @@ __all__ = [
     "decode_message",
     "encode",
     "encode_batch",
+    "encode_body_parts",
+    "pack_message_parts",
     "pack_messages",
     "read_message",
 ]

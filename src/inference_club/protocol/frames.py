@@ -53,6 +53,7 @@ class FrameType(IntEnum):
 
 # Looked up by the first byte: faster than calling the enum on every frame.
 _FRAME_TYPES = {int(frame_type): frame_type for frame_type in FrameType}
+_BATCH_HEADER = _HEADER.pack(FrameType.BATCH, CONTROL_STREAM)
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -188,6 +189,8 @@ Frame = (
     | Ping
     | Pong
 )
+# A frame ready for a message: its bytes, or a body's header and data (``encode_body_parts``).
+Encoded = bytes | tuple[bytes, bytes]
 # Where ``read_message`` hands a body chunk (stream id, bytes) and every other frame.
 BodyHandler = Callable[[int, bytes], None]
 FrameHandler = Callable[[Frame], None]
@@ -205,50 +208,84 @@ def encode(frame: Frame) -> bytes:
     return data
 
 
+def encode_parts(frame: Frame) -> Encoded:
+    """``encode``, with a body's data left apart from its header (``encode_body_parts``)."""
+    if isinstance(frame, Body):
+        return encode_body_parts(frame.stream_id, frame.data)
+    return encode(frame)
+
+
 def encode_body(stream_id: int, data: bytes) -> bytes:
     """The bytes of a ``Body`` frame, without making one."""
+    return b"".join(encode_body_parts(stream_id, data))
+
+
+def encode_body_parts(stream_id: int, data: bytes) -> tuple[bytes, bytes]:
+    """A ``Body`` frame's header and its data, kept apart: the data goes into a message
+    without being copied next to its header first."""
     if len(data) > MAX_BODY_CHUNK:
         msg = f"body chunk of {len(data)} bytes exceeds {MAX_BODY_CHUNK}"
         raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
-    return _HEADER.pack(FrameType.BODY, stream_id) + data
+    return _HEADER.pack(FrameType.BODY, stream_id), data
+
+
+def encoded_size(encoded: Encoded) -> int:
+    """The size in bytes of an encoded frame."""
+    if isinstance(encoded, bytes):
+        return len(encoded)
+    header, data = encoded
+    return len(header) + len(data)
 
 
 def encode_batch(frames: Sequence[Frame]) -> bytes:
     """One message carrying ``frames`` in order (a single frame is sent as itself)."""
-    message = _batch_of([encode(frame) for frame in frames])
+    message = b"".join(_batch_parts([encode(frame) for frame in frames]))
     if len(message) > MAX_FRAME_SIZE:
         msg = f"batch of {len(message)} bytes exceeds {MAX_FRAME_SIZE}"
         raise ProtocolError(msg, CloseCode.MESSAGE_TOO_BIG)
     return message
 
 
-def pack_messages(encoded: Sequence[bytes], limit: int = MAX_FRAME_SIZE) -> list[bytes]:
+def pack_messages(encoded: Sequence[Encoded], limit: int = MAX_FRAME_SIZE) -> list[bytes]:
     """Encoded frames, in order, as few messages as fit in ``limit`` bytes each.
 
     A frame alone in its message is sent as itself; several go in one batch message.
     """
-    messages: list[bytes] = []
-    group: list[bytes] = []
+    return [b"".join(parts) for parts in pack_message_parts(encoded, limit)]
+
+
+def pack_message_parts(
+    encoded: Sequence[Encoded], limit: int = MAX_FRAME_SIZE
+) -> list[list[bytes]]:
+    """``pack_messages`` with each message left in the parts it is made of, which joined
+    make it: a writer that can send several buffers at once copies no body data."""
+    messages: list[list[bytes]] = []
+    group: list[Encoded] = []
     size = _HEADER.size
-    for data in encoded:
-        if group and size + _LENGTH.size + len(data) > limit:
-            messages.append(_batch_of(group))
+    for frame in encoded:
+        frame_size = encoded_size(frame)
+        if group and size + _LENGTH.size + frame_size > limit:
+            messages.append(_batch_parts(group))
             group, size = [], _HEADER.size
-        group.append(data)
-        size += _LENGTH.size + len(data)
+        group.append(frame)
+        size += _LENGTH.size + frame_size
     if group:
-        messages.append(_batch_of(group))
+        messages.append(_batch_parts(group))
     return messages
 
 
-def _batch_of(encoded: list[bytes]) -> bytes:
-    if len(encoded) == 1:
-        return encoded[0]
-    parts = [_HEADER.pack(FrameType.BATCH, CONTROL_STREAM)]
-    for data in encoded:
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
+def _batch_parts(group: list[Encoded]) -> list[bytes]:
+    if len(group) == 1:
+        frame = group[0]
+        return [frame] if isinstance(frame, bytes) else list(frame)
+    parts = [_BATCH_HEADER]
+    for frame in group:
+        parts.append(_LENGTH.pack(encoded_size(frame)))
+        if isinstance(frame, bytes):
+            parts.append(frame)
+        else:
+            parts.extend(frame)
+    return parts
 
 
 def decode_message(data: bytes) -> list[Frame]:

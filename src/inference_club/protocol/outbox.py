@@ -30,10 +30,12 @@ from typing import Protocol
 
 from inference_club.protocol.frames import (
     MAX_FRAME_SIZE,
+    Encoded,
     Frame,
-    encode,
-    encode_body,
-    pack_messages,
+    encode_body_parts,
+    encode_parts,
+    encoded_size,
+    pack_message_parts,
 )
 
 WriteMessage = Callable[[bytes], Awaitable[None]]
@@ -48,8 +50,8 @@ class DirectWriter(Protocol):
     def ready(self) -> bool:
         """Whether a message may be written now (open, not pushing back)."""
 
-    def write_now(self, message: bytes) -> None:
-        """Write one message."""
+    def write_parts(self, parts: Sequence[bytes]) -> None:
+        """Write one message: ``parts``, joined in order."""
 
 
 class Outbox:
@@ -71,7 +73,7 @@ class Outbox:
         self._writing = False
         self._max_message = max_message
         self._high_water = high_water
-        self._queued: list[bytes] = []
+        self._queued: list[Encoded] = []
         self._queued_bytes = 0
         # Resolved when the frames queued so far are written; made only once a sender waits.
         self._written: asyncio.Future[None] | None = None
@@ -121,10 +123,10 @@ class Outbox:
         relays' path for every chunk of a stream."""
         if self._error is not None or self._queued_bytes > self._high_water:
             return False
-        encoded = encode_body(stream_id, data)
+        encoded = encode_body_parts(stream_id, data)
         first = not self._queued  # else their write is arranged already
         self._queued.append(encoded)
-        self._queued_bytes += len(encoded)
+        self._queued_bytes += len(encoded[0]) + len(data)
         if first:
             self._arrange_write()
         return True
@@ -132,10 +134,10 @@ class Outbox:
     def _queue(self, frames: Sequence[Frame]) -> None:
         if self._error is not None:
             raise self._error
-        encoded = [encode(frame) for frame in frames]  # a bad frame fails only its sender
+        encoded = [encode_parts(frame) for frame in frames]  # a bad frame fails only its sender
         first = not self._queued  # else their write is arranged already
         self._queued.extend(encoded)
-        self._queued_bytes += sum(map(len, encoded))
+        self._queued_bytes += sum(map(encoded_size, encoded))
         if first and self._queued:
             self._arrange_write()
 
@@ -166,12 +168,13 @@ class Outbox:
         if self._writer is None:
             self._writer = asyncio.create_task(self._run(), name="tunnel-outbox")
 
-    def _take_batch(self) -> tuple[list[bytes], asyncio.Future[None] | None]:
-        """Everything queued, packed into messages, and the future its senders wait on."""
+    def _take_batch(self) -> tuple[list[list[bytes]], asyncio.Future[None] | None]:
+        """Everything queued, packed into messages (each as the parts that make it), and the
+        future its senders wait on."""
         queued, self._queued = self._queued, []
         self._queued_bytes = 0
         written, self._written = self._written, None
-        return pack_messages(queued, self._max_message), written
+        return pack_message_parts(queued, self._max_message), written
 
     def _end_turn(self) -> None:
         self._wrote_in_turn = False
@@ -186,8 +189,8 @@ class Outbox:
             return
         messages, written = self._take_batch()
         try:
-            for message in messages:
-                direct.write_now(message)
+            for parts in messages:
+                direct.write_parts(parts)
         except Exception as exc:
             self._fail(exc, written)
             return
@@ -200,8 +203,8 @@ class Outbox:
             messages, written = self._take_batch()
             self._writing = True
             try:
-                for message in messages:
-                    await self._write(message)
+                for parts in messages:
+                    await self._write(parts[0] if len(parts) == 1 else b"".join(parts))
             except asyncio.CancelledError:
                 self._fail(ConnectionError("the tunnel is closed"), written)
                 raise

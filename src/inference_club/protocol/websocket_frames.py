@@ -4,6 +4,7 @@ unmasked from the gateway."""
 
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 
@@ -31,6 +32,7 @@ __all__ = [
     "frame_extent",
     "frame_header",
     "masked_frame",
+    "masked_frame_parts",
 ]
 
 # FIN with the binary opcode and no extension bits.
@@ -40,6 +42,8 @@ MASKED: Final = 0x80
 LENGTH_16: Final = 126
 LENGTH_64: Final = 127
 MASK_SIZE: Final = 4
+# Parts of a message smaller than this are joined before masking (``masked_frame_parts``).
+_JOIN_BELOW = 2048
 # Random bytes drawn from the system at a time for masking keys: one call per 1,024 frames.
 _KEY_POOL = 4096
 
@@ -80,6 +84,37 @@ def masked_frame(message: bytes, key: bytes) -> bytes:
     """A final binary frame carrying ``message`` as a client sends it: masked with the 4-byte
     ``key``, which follows the header."""
     return frame_header(len(message), masked=True) + key + apply_mask(message, key)
+
+
+def masked_frame_parts(parts: Sequence[bytes], key: bytes) -> list[bytes]:
+    """``masked_frame`` of ``parts`` joined, as pieces that joined make that frame: the
+    header with the key, then the payload masked where each part falls in it. A large part
+    is masked on its own, so its bytes are copied once (by the masking) instead of into a
+    joined message, then masked, then put behind the header; small neighbours are joined
+    first, as masking costs more per call than copying them."""
+    size = sum(map(len, parts))
+    pieces = [frame_header(size, masked=True) + key]
+    offset = 0
+    for run in _runs(parts):
+        shift = offset % MASK_SIZE
+        pieces.append(apply_mask(run, key[shift:] + key[:shift] if shift else key))
+        offset += len(run)
+    return pieces
+
+
+def _runs(parts: Sequence[bytes]) -> Iterator[bytes]:
+    """``parts`` in order, with neighbours smaller than ``_JOIN_BELOW`` joined."""
+    small: list[bytes] = []
+    for part in parts:
+        if len(part) < _JOIN_BELOW:
+            small.append(part)
+            continue
+        if small:
+            yield b"".join(small)
+            small = []
+        yield part
+    if small:
+        yield b"".join(small)
 
 
 class MaskKeys:
