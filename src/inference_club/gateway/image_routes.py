@@ -17,10 +17,10 @@ from inference_club.gateway.disconnect import start_disconnect_watch
 from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest, UnsupportedMedia, UpstreamError
 from inference_club.gateway.forwarding import OutgoingRequest, Upstream
+from inference_club.gateway.image_reply import ImageText, parse_image_reply
 from inference_club.gateway.media_replies import (
     asset_owner,
     choice,
-    parse_reply_object,
     pass_through,
     read_reply,
     require_text,
@@ -161,7 +161,7 @@ async def _answer(
     if upstream.head.status >= 400:
         await pass_through(ctx, upstream, reply)
         return
-    document = parse_reply_object(reply)
+    document = parse_image_reply(reply)
     items = document.get("data")
     if not isinstance(items, list) or not items:
         raise UpstreamError("The provider's reply holds no images.")
@@ -177,7 +177,7 @@ async def _answer(
         ctx.exchange.image_count = len(data) + 1
         entry: dict[str, Any] = {"url": ctx.services.assets.url(asset.id)}
         if response_format == "b64_json":
-            entry["b64_json"] = encoded
+            entry["b64_json"] = encoded if isinstance(encoded, str) else encoded.text()
         if isinstance(item.get("revised_prompt"), str):
             entry["revised_prompt"] = item["revised_prompt"]
         data.append(entry)
@@ -191,15 +191,16 @@ async def _answer(
     await send_json_reply(ctx, answer)
 
 
-def _decoded(item: Any) -> tuple[str, bytes]:
+def _decoded(item: Any) -> tuple[str | ImageText, bytes]:
     """One image of the reply as its base64 text and its bytes; anything else is a 502."""
     encoded = item.get("b64_json") if isinstance(item, dict) else None
-    if not isinstance(encoded, str):
+    if not isinstance(encoded, str | ImageText):
         msg = "The provider answered with an image URL the gateway cannot fetch, not the bytes."
         raise UpstreamError(msg)
     if len(encoded) > MAX_IMAGE_BYTES * 4 // 3 + 4:
         raise UpstreamError("The provider's image is larger than the gateway accepts.")
     try:
-        return encoded, pybase64.b64decode(encoded, validate=True)
+        text = encoded.view if isinstance(encoded, ImageText) else encoded
+        return encoded, pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise UpstreamError("The provider's image is not valid base64.") from None
