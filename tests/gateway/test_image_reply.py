@@ -9,7 +9,7 @@ import pybase64
 import pytest
 
 from inference_club.gateway.errors import UpstreamError
-from inference_club.gateway.image_reply import ImageText, parse_image_reply
+from inference_club.gateway.image_reply import ImageText, encode_answer, parse_image_reply
 
 FIRST = base64.b64encode(bytes(range(256)) * 40).decode()
 SECOND = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"x" * 1000).decode()
@@ -22,7 +22,7 @@ def _as_json_reads_it(document: Any) -> Any:
     if isinstance(document, list):
         return [_as_json_reads_it(value) for value in document]
     if isinstance(document, ImageText):
-        return document.text()
+        return bytes(document.view).decode()
     return document
 
 
@@ -91,3 +91,24 @@ def test_a_reply_that_is_not_a_json_object_is_a_bad_gateway(body: bytes) -> None
     """Something other than a JSON object, cut or not, is the provider's fault: a 502."""
     with pytest.raises(UpstreamError, match="something other than a JSON object"):
         parse_image_reply(body)
+
+
+def test_an_answer_holds_each_image_text_as_json_would_write_it() -> None:
+    """An answer whose items hold images' texts encodes as the same answer with the texts as
+    strings would, with each text in its own item, and a placeholder-like string elsewhere
+    left as it is."""
+    reply = orjson.dumps({"data": [{"b64_json": FIRST}, {"b64_json": SECOND}]})
+    texts = _images(parse_image_reply(reply))
+    answer = {
+        "created": 5,
+        "data": [
+            {"url": "http://a/1", "b64_json": texts[0], "revised_prompt": '"b64_json":"#1"'},
+            {"url": "http://a/2", "b64_json": texts[1]},
+            {"url": "http://a/3"},
+        ],
+        "extra": {"b64_json": "#0"},
+    }
+    expected = _as_json_reads_it(answer)
+
+    assert orjson.loads(encode_answer(answer)) == expected
+    assert encode_answer(expected) == orjson.dumps(expected)  # plain strings: as orjson writes

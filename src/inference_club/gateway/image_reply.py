@@ -16,6 +16,8 @@ field stands anywhere but in a ``data`` item.
 import re
 from typing import Any
 
+import orjson
+
 from inference_club.gateway.media_replies import parse_reply_object
 
 # Where an image's text begins: the key, the colon and the string's opening quote. The key
@@ -24,6 +26,8 @@ _IMAGE_FIELD = re.compile(rb'"b64_json"\s*:\s*"')
 # What an image's text is replaced with before parsing: it cannot be base64, so it cannot
 # be mistaken for an image the provider sent in an escaped key.
 _PLACEHOLDER = "#%d"
+# An image field up to its text, as compact JSON writes it.
+_FIELD_OPENING = b'"b64_json":"'
 
 
 class ImageText:
@@ -37,10 +41,6 @@ class ImageText:
     def __len__(self) -> int:
         return len(self.view)
 
-    def text(self) -> str:
-        """The text as a string (to answer with it inline)."""
-        return str(self.view, "ascii", "replace")
-
 
 def parse_image_reply(body: bytes) -> dict[str, Any]:
     """The provider's reply as a JSON object whose ``data`` items hold each image's text as
@@ -53,6 +53,32 @@ def parse_image_reply(body: bytes) -> dict[str, Any]:
         if _put_back(document, texts):
             return document
     return parse_reply_object(body)
+
+
+def encode_answer(document: dict[str, Any]) -> bytes:
+    """``orjson.dumps(document)`` for an answer whose ``data`` items may hold ``ImageText``:
+    each text goes into the JSON as it stands in the reply, never made a string. It must be
+    valid base64 (checked by decoding it), which a JSON string holds as it is. The items'
+    texts are replaced in ``document``."""
+    texts: list[ImageText] = []
+    for item in document.get("data") or ():
+        text = item.get("b64_json")
+        if isinstance(text, ImageText):
+            item["b64_json"] = _PLACEHOLDER % len(texts)
+            texts.append(text)
+    encoded = orjson.dumps(document)
+    if not texts:
+        return encoded
+    pieces: list[bytes | memoryview] = []
+    done = 0
+    for index, text in enumerate(texts):
+        placeholder = (_PLACEHOLDER % index).encode()
+        # Compact JSON: the data items come first, and no string can hold this unescaped.
+        at = encoded.index(_FIELD_OPENING + placeholder + b'"', done) + len(_FIELD_OPENING)
+        pieces += (encoded[done:at], text.view)
+        done = at + len(placeholder)
+    pieces.append(encoded[done:])
+    return b"".join(pieces)
 
 
 def _cut_images(body: bytes) -> tuple[bytes, list[ImageText]] | None:

@@ -17,14 +17,14 @@ from inference_club.gateway.disconnect import start_disconnect_watch
 from inference_club.gateway.dispatch import forward
 from inference_club.gateway.errors import BadRequest, UnsupportedMedia, UpstreamError
 from inference_club.gateway.forwarding import OutgoingRequest, Upstream
-from inference_club.gateway.image_reply import ImageText, parse_image_reply
+from inference_club.gateway.image_reply import ImageText, encode_answer, parse_image_reply
 from inference_club.gateway.media_replies import (
     asset_owner,
     choice,
     pass_through,
     read_reply,
     require_text,
-    send_json_reply,
+    send_json_body,
 )
 from inference_club.gateway.registry import Candidate
 from inference_club.gateway.routing import choose, split_model
@@ -177,7 +177,7 @@ async def _answer(
         ctx.exchange.image_count = len(data) + 1
         entry: dict[str, Any] = {"url": ctx.services.assets.url(asset.id)}
         if response_format == "b64_json":
-            entry["b64_json"] = encoded if isinstance(encoded, str) else encoded.text()
+            entry["b64_json"] = encoded
         if isinstance(item.get("revised_prompt"), str):
             entry["revised_prompt"] = item["revised_prompt"]
         data.append(entry)
@@ -188,7 +188,7 @@ async def _answer(
         "data": data,
         **answer,
     }
-    await send_json_reply(ctx, answer)
+    await send_json_body(ctx, encode_answer(answer))
 
 
 def _decoded(item: Any) -> tuple[str | ImageText, bytes]:

@@ -55,7 +55,13 @@ async def send_json_reply(
     ctx: RequestContext, document: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """A 200 JSON answer made by the gateway, with the request's extra headers."""
-    body = orjson.dumps(document)
+    await send_json_body(ctx, orjson.dumps(document), extra)
+
+
+async def send_json_body(
+    ctx: RequestContext, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """``send_json_reply`` of a document already encoded."""
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers.extend(extra or [])
     headers.extend(ctx.extra_headers)
