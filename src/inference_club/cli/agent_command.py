@@ -11,6 +11,7 @@ from pathlib import Path
 from inference_club.agent import AgentConfig, AgentSettings, build_settings, load_config
 from inference_club.agent.config import LOG_LEVELS
 from inference_club.agent.errors import ConfigError
+from inference_club.allocator import keep_freed_memory
 from inference_club.cli.logs import configure_logging
 from inference_club.cli.options import env, fail
 from inference_club.eventloop import event_loop_factory, shorten_gil_waits
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level)
     _skip_unlogged_record_fields()
     shorten_gil_waits()
+    keep_freed_memory()
     # Ctrl-C is the ordinary way to stop an agent; the runner has already cleaned up.
     with (
         contextlib.suppress(KeyboardInterrupt),

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import uvicorn
 
+from inference_club.allocator import keep_freed_memory
 from inference_club.eventloop import event_loop_factory, shorten_gil_waits
 from inference_club.gateway.app import create_app
 from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
@@ -75,5 +76,6 @@ async def serve(settings: GatewaySettings) -> None:
 def run(settings: GatewaySettings) -> None:
     """Blocking entry point for the CLI."""
     shorten_gil_waits()
+    keep_freed_memory()
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(settings))
