@@ -1,5 +1,6 @@
 """Long-running processes reuse the memory they freed instead of faulting it in again."""
 
+import platform
 import subprocess
 import sys
 
@@ -28,7 +29,7 @@ def _faults_reusing_a_freed_buffer(mode: str) -> int:
     return int(result.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's settings")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's settings")
 def test_a_freed_buffer_is_reused_without_page_faults() -> None:
     """A 2 MB buffer freed and made again costs the kernel no fresh pages once the allocator
     keeps freed memory; without it, every one of its 512 pages faults in again."""

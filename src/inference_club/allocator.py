@@ -5,9 +5,11 @@ free there, and serves each block over 128 KB (the threshold grows only when suc
 freed) from a mapping of its own, unmapped when freed. A megabyte reply (an image, a speech)
 passes through several buffers of that size, so each request paid for its memory again in
 page faults, the kernel zeroing every page: about 1,100 faults and a third of the gateway's
-CPU per 1.3 MB image. With both thresholds raised the process reuses what it freed: it keeps
-up to ``KEEP_FREE_BYTES`` free at the top of its heap, and only blocks over
-``OWN_MAPPING_BYTES`` get a mapping of their own.
+CPU per 1.3 MB image. With both thresholds raised the process reuses what it freed: a heap
+gives memory back only once more than ``KEEP_FREE_BYTES`` are free at its top, and only
+blocks over ``OWN_MAPPING_BYTES`` get a mapping of their own. The price is memory: blocks up
+to that size now come from the heap, which gives back only what is free at its top, so after
+a burst of large replies a process may stay near the burst's peak.
 
 These are glibc's settings (``mallopt``); with another C library nothing changes.
 """
@@ -16,8 +18,8 @@ import ctypes
 import sys
 
 KEEP_FREE_BYTES = 32 * 1024 * 1024
-# glibc's upper bound for this threshold on 64-bit systems.
-OWN_MAPPING_BYTES = 32 * 1024 * 1024
+# glibc's upper bound for this threshold: 32 MB on 64-bit systems, 512 KB on 32-bit ones.
+OWN_MAPPING_BYTES = 32 * 1024 * 1024 if ctypes.sizeof(ctypes.c_void_p) == 8 else 512 * 1024
 
 # mallopt's parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1

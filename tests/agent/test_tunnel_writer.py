@@ -110,13 +110,14 @@ def test_the_agent_masks_its_frames_without_the_gateways_websockets_package() ->
 import sys
 sys.modules["websockets"] = None  # as if not installed: importing it fails
 import inference_club.agent.core
-from inference_club.protocol.websocket_frames import frame_header, masked_frame
+from inference_club.protocol.websocket_frames import frame_header, masked_frame_parts
 key = bytes((1, 154, 255, 60))
 for size in (0, 1, 5, 125, 126, 70001):
     payload = bytes((index * 7 + size) % 256 for index in range(size))
     expected = bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
     header = frame_header(size, masked=True)
-    assert masked_frame(payload, key) == header + key + expected, size
+    assert b"".join(masked_frame_parts([payload], key)) == header + key + expected, size
+    assert b"".join(masked_frame_parts([payload[:3], payload[3:]], key)) == header + key + expected
 print("masked")
 """
     result = subprocess.run(  # noqa: S603 - the test's own interpreter

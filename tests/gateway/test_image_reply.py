@@ -71,6 +71,10 @@ def test_images_are_cut_out_and_the_rest_reads_as_json_reads_it(body: bytes) -> 
             b'{"data": [{"b64\\u005fjson": "#0"}, {"b64_json": "QUJD"}]}',
             "an escaped key before the image",
         ),
+        (
+            b'{"data": [{"x\\"b64_json": "QUJD", "b64\\u005fjson": "#0"}]}',
+            "an image field inside a key, and a placeholder under an escaped key",
+        ),
         (b'{"data": [{"b64_json": null}]}', "no image text"),
         (b'{"data": [{"url": "http://x"}]}', "no image field"),
     ],

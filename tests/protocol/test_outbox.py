@@ -15,7 +15,6 @@ from inference_club.protocol import (
     encode,
     encode_body_parts,
     pack_message_parts,
-    pack_messages,
 )
 
 
@@ -110,14 +109,15 @@ async def test_close_fails_waiting_senders_and_stops_the_writer() -> None:
 
 
 def test_packing_into_parts_makes_the_same_messages_without_copying_body_data() -> None:
-    """Messages left in parts join into the messages ``pack_messages`` makes, and a body's
-    data is one of those parts, the very object given (not a copy of it)."""
+    """Messages left in parts join into the same messages as the frames encoded whole, and a
+    body's data is one of those parts, the very object given (not a copy of it)."""
     data = [bytes([n]) * 1000 for n in range(10)]
     encoded = [encode_body_parts(1, chunk) for chunk in data] + [encode(End(1))]
+    whole = [encode(Body(1, chunk)) for chunk in data] + [encode(End(1))]
 
     parts = pack_message_parts(encoded, limit=3500)
 
-    assert [b"".join(message) for message in parts] == pack_messages(encoded, limit=3500)
+    assert [b"".join(m) for m in parts] == [b"".join(m) for m in pack_message_parts(whole, 3500)]
     assert len(parts) == 4
     for chunk in data:
         assert any(part is chunk for message in parts for part in message)
@@ -130,7 +130,7 @@ def test_packing_keeps_every_message_within_the_limit_and_the_order() -> None:
     frames = [Body(1, bytes([n]) * 1000) for n in range(10)]
     encoded = [encode(frame) for frame in frames]
 
-    messages = pack_messages(encoded, limit=3500)
+    messages = [b"".join(parts) for parts in pack_message_parts(encoded, limit=3500)]
 
     assert len(messages) == 4
     assert all(len(message) <= 3500 for message in messages)

@@ -9,12 +9,7 @@ from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from inference_club.protocol import websocket_frames
-from inference_club.protocol.websocket_frames import (
-    MaskKeys,
-    frame_header,
-    masked_frame,
-    masked_frame_parts,
-)
+from inference_club.protocol.websocket_frames import MaskKeys, frame_header, masked_frame_parts
 
 # One of each header length: 7-bit, 16-bit and 64-bit.
 SIZES = (0, 1, 125, 126, 65535, 65536, 70001)
@@ -51,7 +46,7 @@ def test_a_masked_frame_is_what_a_server_reads(size: int) -> None:
     payload = _payload(size)
     key = b"\x01\x9a\xff\x3c"
 
-    frame = masked_frame(payload, key)
+    frame = b"".join(masked_frame_parts([payload], key))
     server.receive_data(frame)
 
     assert _one_binary_frame(server.events_received()) == payload
@@ -72,14 +67,16 @@ def test_a_masked_frame_is_what_a_server_reads(size: int) -> None:
 )
 def test_a_message_in_parts_makes_the_frame_of_the_parts_joined(sizes: tuple[int, ...]) -> None:
     """The pieces of a message given in parts, joined, are byte for byte the masked frame of
-    the whole message: each part is masked where it falls, and a server reads the message."""
+    the whole message: each byte masked by the key's byte at its place in the whole payload,
+    and a server reads the message."""
     parts = [_payload(size) + bytes([index]) for index, size in enumerate(sizes)]
     key = b"\x01\x9a\xff\x3c"
     whole = b"".join(parts)
+    masked = bytes(byte ^ key[index % 4] for index, byte in enumerate(whole))
 
     pieces = masked_frame_parts(parts, key)
 
-    assert b"".join(pieces) == masked_frame(whole, key)
+    assert b"".join(pieces) == frame_header(len(whole), masked=True) + key + masked
     server = ServerProtocol(state=State.OPEN, max_size=None)
     server.receive_data(b"".join(pieces))
     assert _one_binary_frame(server.events_received()) == whole
@@ -87,12 +84,18 @@ def test_a_message_in_parts_makes_the_frame_of_the_parts_joined(sizes: tuple[int
 
 def test_large_parts_are_masked_apart_and_small_neighbours_together() -> None:
     """A large part is a piece of its own (its bytes are not copied into a joined message);
-    small parts beside it are joined into one piece."""
-    parts = [b"h" * 9, b"l" * 4, b"B" * 65536, b"e" * 9]
+    small parts beside it are joined, those at the start with the header, so a small
+    message is one piece."""
+    zero = b"\x00\x00\x00\x00"  # a zero key leaves the bytes as they are
+    parts = [b"h" * 9, b"l" * 4, b"B" * 65536, b"e" * 9, b"f" * 3]
 
-    pieces = masked_frame_parts(parts, b"\x00\x00\x00\x00")  # a zero key leaves bytes as they are
+    pieces = masked_frame_parts(parts, zero)
 
-    assert pieces[1:] == [b"h" * 9 + b"l" * 4, b"B" * 65536, b"e" * 9]
+    header = frame_header(65561, masked=True) + zero
+    assert pieces == [header + b"h" * 9 + b"l" * 4, b"B" * 65536, b"e" * 9 + b"f" * 3]
+    assert masked_frame_parts([b"small", b"message"], zero) == [
+        frame_header(12, masked=True) + zero + b"smallmessage"
+    ]
 
 
 def test_mask_keys_take_each_drawn_byte_once_and_draw_again_when_used_up(

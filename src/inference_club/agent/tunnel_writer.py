@@ -21,9 +21,6 @@ from inference_club.protocol.websocket_frames import MaskKeys, masked_frame_part
 
 # The transport's buffer beyond which a message waits for the writer task (and its drain).
 _WRITE_LIMIT = 64 * 1024
-# A frame whose payload is one piece smaller than this is written joined to its header: one
-# buffer costs less to send than two.
-_JOIN_BELOW = 4096
 
 
 class _Transport(Protocol):
@@ -70,10 +67,11 @@ class TunnelWriter:
         )
 
     def write_parts(self, parts: Sequence[bytes]) -> None:
-        """Write one binary message: ``parts``, joined in order. The frame's pieces go in one
-        call, which uvloop sends with one system call and without joining them."""
+        """Write one binary message: ``parts``, joined in order. A frame in several pieces
+        goes in one call, which uvloop sends, on a plain TCP connection, with one system
+        call and without joining them."""
         pieces = masked_frame_parts(parts, self._keys.next())
-        if len(pieces) == 2 and len(pieces[1]) < _JOIN_BELOW:
-            self._transport.write(pieces[0] + pieces[1])
+        if len(pieces) == 1:
+            self._transport.write(pieces[0])
         else:
             self._transport.writelines(pieces)

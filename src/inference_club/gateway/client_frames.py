@@ -13,6 +13,8 @@ from typing import Final
 
 from inference_club.protocol.websocket_frames import (
     FINAL_BINARY,
+    LENGTH_16,
+    LENGTH_64,
     MASK_SIZE,
     MASKED,
     apply_mask,
@@ -25,8 +27,6 @@ class NotPlain:
 
 
 NOT_PLAIN: Final = NotPlain()
-# The longest header a frame can have: two bytes, a 64-bit length and the mask.
-_LONGEST_HEADER = 2 + 8 + MASK_SIZE
 
 
 class ClientFrames:
@@ -96,8 +96,9 @@ class ClientFrames:
                 return head
             if head is not None and len(buffer) >= head[1]:
                 break
-            # What the frame still lacks, or (before its header is whole) a header's worth.
-            wanted = head[1] - len(buffer) if head is not None else _LONGEST_HEADER
+            # What the frame still lacks, or what its header does (so the next frame, which
+            # may have come whole, is not gathered).
+            wanted = (head[1] if head is not None else _header_size(buffer)) - len(buffer)
             data, offset = self._data, self._offset
             if offset >= len(data):
                 return None
@@ -121,6 +122,16 @@ class ClientFrames:
                 self._buffer += view[offset:]
         self._data = b""
         self._offset = 0
+
+
+def _header_size(start: bytearray) -> int:
+    """How long the header of a masked frame beginning with ``start`` is, as far as its
+    bytes say: two bytes until the second is known, then those, the length and the mask."""
+    if len(start) < 2:
+        return 2
+    length = start[1] & 0x7F
+    width = 2 if length == LENGTH_16 else 8 if length == LENGTH_64 else 0
+    return 2 + width + MASK_SIZE
 
 
 def _head(

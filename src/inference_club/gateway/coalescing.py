@@ -48,6 +48,18 @@ DirectRequests = Callable[
 ]
 
 
+# A turn's writes smaller than this together are joined: copying them costs less than
+# handing the transport a list of buffers.
+_JOIN_BELOW = 16 * 1024
+
+
+def sends_lines_whole(transport: asyncio.BaseTransport) -> bool:
+    """Whether ``transport.writelines`` sends its buffers in one system call without joining
+    them: uvloop's transports do. asyncio's join them first (Python 3.11), or skip pausing
+    the protocol when the buffer fills (3.12.0-3.12.8 and 3.13.0-3.13.1, gh-127655)."""
+    return type(transport).__module__.startswith("uvloop")
+
+
 class CoalescingTransport(asyncio.Transport):
     """A transport that joins the writes of one loop turn; everything else goes straight through."""
 
@@ -55,6 +67,7 @@ class CoalescingTransport(asyncio.Transport):
         super().__init__()
         self._transport = transport
         self._loop = loop
+        self._sends_lines_whole = sends_lines_whole(transport)
         self._pending: list[bytes] = []
         self._pending_size = 0
 
@@ -91,10 +104,16 @@ class CoalescingTransport(asyncio.Transport):
         pending = self._pending
         if not pending:
             return
+        size, self._pending_size = self._pending_size, 0
         self._pending = []
-        self._pending_size = 0
-        if not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if self._transport.is_closing():
+            return
+        if len(pending) == 1:
+            self._transport.write(pending[0])
+        elif size >= _JOIN_BELOW and self._sends_lines_whole:
+            self._transport.writelines(pending)  # large pieces (tunnel bodies): never copied
+        else:
+            self._transport.write(b"".join(pending))
 
     def close(self) -> None:
         """Send what is queued, then close."""

@@ -59,8 +59,8 @@ class DirectMessages:
 
     def write_parts(self, parts: Sequence[bytes]) -> None:
         """Write one binary message, ``parts`` joined in order (after ``ready()`` said so), as
-        ASGI's send would: header and parts in one call, so one system call and no copy on
-        uvloop."""
+        ASGI's send would. The connection's transport joins the writes of a turn, and hands
+        large parts on to uvloop as they are, without copying them (``CoalescingTransport``)."""
         protocol = self._protocol
         if protocol is None:
             msg = "the connection is closed"

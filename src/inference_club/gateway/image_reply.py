@@ -20,11 +20,14 @@ import orjson
 
 from inference_club.gateway.media_replies import parse_reply_object
 
-# Where an image's text begins: the key, the colon and the string's opening quote. The key
-# and its quotes cannot stand inside a JSON string, where every quote is escaped.
+# Where an image's text begins: the key, the colon and the string's opening quote. Found
+# inside a string (after a key's or a value's escaped quote, as in ``"x\\"b64_json": ...``)
+# it follows a backslash, which a key's opening quote never does.
 _IMAGE_FIELD = re.compile(rb'"b64_json"\s*:\s*"')
-# What an image's text is replaced with before parsing: it cannot be base64, so it cannot
-# be mistaken for an image the provider sent in an escaped key.
+_BACKSLASH = ord("\\")
+# What an image's text is replaced with before parsing (never valid base64). A provider may
+# send the same text itself (under an escaped key): the texts must then map one to one onto
+# the data items' placeholders, or the reply is parsed whole.
 _PLACEHOLDER = "#%d"
 # An image field up to its text, as compact JSON writes it.
 _FIELD_OPENING = b'"b64_json":"'
@@ -83,13 +86,15 @@ def encode_answer(document: dict[str, Any]) -> bytes:
 
 def _cut_images(body: bytes) -> tuple[bytes, list[ImageText]] | None:
     """The reply with every image's text replaced by a placeholder, and the texts; None when
-    an image's text holds a backslash."""
+    an image's text holds a backslash, or an image field may stand inside a string."""
     pieces: list[bytes] = []
     texts: list[ImageText] = []
     view = memoryview(body)
     done = 0
     # Each search starts after the text before: the texts are most of the reply.
     while (match := _IMAGE_FIELD.search(body, done)) is not None:
+        if match.start() > 0 and body[match.start() - 1] == _BACKSLASH:
+            return None
         start = match.end()
         end = body.find(b'"', start)
         if end < 0 or body.find(b"\\", start, end) >= 0:

@@ -33,7 +33,6 @@ from inference_club.protocol.frames import (
     encode_batch,
     encode_body_parts,
     pack_message_parts,
-    pack_messages,
     read_message,
 )
 from inference_club.protocol.models import SERVICE_TYPES, ModelCard
@@ -76,6 +75,5 @@ __all__ = [
     "encode_batch",
     "encode_body_parts",
     "pack_message_parts",
-    "pack_messages",
     "read_message",
 ]

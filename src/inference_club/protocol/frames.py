@@ -246,19 +246,13 @@ def encode_batch(frames: Sequence[Frame]) -> bytes:
     return message
 
 
-def pack_messages(encoded: Sequence[Encoded], limit: int = MAX_FRAME_SIZE) -> list[bytes]:
-    """Encoded frames, in order, as few messages as fit in ``limit`` bytes each.
-
-    A frame alone in its message is sent as itself; several go in one batch message.
-    """
-    return [b"".join(parts) for parts in pack_message_parts(encoded, limit)]
-
-
 def pack_message_parts(
     encoded: Sequence[Encoded], limit: int = MAX_FRAME_SIZE
 ) -> list[list[bytes]]:
-    """``pack_messages`` with each message left in the parts it is made of, which joined
-    make it: a writer that can send several buffers at once copies no body data."""
+    """Encoded frames, in order, as few messages as fit in ``limit`` bytes each, each message
+    as the parts that joined make it: a writer that can send several buffers at once copies
+    no body data. A frame alone in its message is sent as itself; several go in one batch
+    message."""
     messages: list[list[bytes]] = []
     group: list[Encoded] = []
     size = _HEADER.size

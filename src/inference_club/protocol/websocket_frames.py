@@ -31,7 +31,6 @@ __all__ = [
     "apply_mask",
     "frame_extent",
     "frame_header",
-    "masked_frame",
     "masked_frame_parts",
 ]
 
@@ -80,24 +79,26 @@ def frame_extent(data: bytes | bytearray, start: int = 0) -> tuple[int, int] | N
     return payload_start, payload_start + length
 
 
-def masked_frame(message: bytes, key: bytes) -> bytes:
-    """A final binary frame carrying ``message`` as a client sends it: masked with the 4-byte
-    ``key``, which follows the header."""
-    return frame_header(len(message), masked=True) + key + apply_mask(message, key)
-
-
 def masked_frame_parts(parts: Sequence[bytes], key: bytes) -> list[bytes]:
-    """``masked_frame`` of ``parts`` joined, as pieces that joined make that frame: the
-    header with the key, then the payload masked where each part falls in it. A large part
-    is masked on its own, so its bytes are copied once (by the masking) instead of into a
-    joined message, then masked, then put behind the header; small neighbours are joined
-    first, as masking costs more per call than copying them."""
+    """A final binary frame carrying ``parts`` joined, as a client sends it (masked with the
+    4-byte ``key``, which follows the header), in pieces that joined make the frame.
+
+    A large part is masked on its own, where it falls in the payload, so its bytes are
+    copied once (by the masking) and never into a joined message. Small parts are joined
+    before masking (masking costs more per call than copying them), and the small ones at
+    the start go into the first piece, with the header: a small message is one piece, and a
+    body (a tunnel header, then its data) two.
+    """
     size = sum(map(len, parts))
     pieces = [frame_header(size, masked=True) + key]
     offset = 0
     for run in _runs(parts):
         shift = offset % MASK_SIZE
-        pieces.append(apply_mask(run, key[shift:] + key[:shift] if shift else key))
+        masked = apply_mask(run, key[shift:] + key[:shift] if shift else key)
+        if offset == 0 and len(run) < _JOIN_BELOW:
+            pieces[0] += masked
+        else:
+            pieces.append(masked)
         offset += len(run)
     return pieces
 
