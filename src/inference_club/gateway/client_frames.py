@@ -54,11 +54,8 @@ class ClientFrames:
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the socket."""
-        if self._offset < len(self._data):
-            with memoryview(self._data) as view:
-                self._buffer += view[self._offset :]
+        self._keep_rest()
         self._data = data
-        self._offset = 0
 
     def next_message(self) -> bytes | NotPlain | None:
         """The payload of the frame at the head, once it is whole; None until then, and
@@ -73,11 +70,8 @@ class ClientFrames:
             self._keep_rest()
             return None
         mask_start, end = head
-        payload_start = mask_start + MASK_SIZE
-        with memoryview(data) as view:
-            payload = apply_mask(view[payload_start:end], data[mask_start:payload_start])
         self._offset = end
-        return payload
+        return _unmasked(data, mask_start, end)
 
     def take_rest(self) -> bytes:
         """Everything held, for the general parser; nothing is left here."""
@@ -107,21 +101,26 @@ class ClientFrames:
                 buffer += view[offset : offset + taken]
             self._offset = offset + taken
         mask_start, end = head
-        payload_start = mask_start + MASK_SIZE
-        mask = bytes(buffer[mask_start:payload_start])
-        with memoryview(buffer) as view:
-            payload = apply_mask(view[payload_start:end], mask)
+        payload = _unmasked(buffer, mask_start, end)
         del buffer[:end]
         return payload
 
     def _keep_rest(self) -> None:
-        """Move what is left of the last read, the start of a frame, into the buffer."""
+        """Move what is left of the last read (the start of a frame) into the buffer."""
         data, offset = self._data, self._offset
         if offset < len(data):
             with memoryview(data) as view:
                 self._buffer += view[offset:]
         self._data = b""
         self._offset = 0
+
+
+def _unmasked(data: bytes | bytearray, mask_start: int, end: int) -> bytes:
+    """The payload of the masked frame in ``data`` whose mask starts at ``mask_start``."""
+    payload_start = mask_start + MASK_SIZE
+    mask = bytes(data[mask_start:payload_start])
+    with memoryview(data) as view:
+        return apply_mask(view[payload_start:end], mask)
 
 
 def _header_size(start: bytearray) -> int:

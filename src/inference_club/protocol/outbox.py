@@ -126,7 +126,7 @@ class Outbox:
         encoded = encode_body_parts(stream_id, data)
         first = not self._queued  # else their write is arranged already
         self._queued.append(encoded)
-        self._queued_bytes += len(encoded[0]) + len(data)
+        self._queued_bytes += encoded_size(encoded)
         if first:
             self._arrange_write()
         return True
