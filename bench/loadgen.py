@@ -4,16 +4,26 @@ Open loop: the i-th request is scheduled at ``t0 + i / rate`` whatever happened 
 latency counts from that scheduled time, so a server that stalls shows in the tail instead of
 slowing the generator down (no coordinated omission). Closed loop: ``concurrency`` workers each
 keep one request (typically a long stream) open at a time.
+
+Python's cycle collector does not run while a run is timed (``collector_paused``): the process
+that generates the load also keeps every step's records, and a full collection over that heap
+paused it for 50-100 ms in a full benchmark run, a stall the open loop then charged to whichever
+path was being measured. The garbage of earlier steps is collected before the run's clock
+starts, and the run's own once it ends.
 """
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import gc
 import math
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec
 
 import orjson
 
@@ -25,6 +35,7 @@ from bench.stats import Distribution, distribution
 _LEAD = 0.02
 _MAX_ERROR_SAMPLES = 5
 _TICK = 0.001
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,32 @@ class LoadSummary:
         return 100 * self.loadgen_cpu_s / self.span_s
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Collect now, then keep the cycle collector from running until the block ends."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _without_collector(
+    run: Callable[_P, Awaitable[RunResult]],
+) -> Callable[_P, Coroutine[None, None, RunResult]]:
+    """``run``, with the cycle collector paused while it runs."""
+
+    @functools.wraps(run)
+    async def paused(*args: _P.args, **kwargs: _P.kwargs) -> RunResult:
+        with collector_paused():
+            return await run(*args, **kwargs)
+
+    return paused
+
+
 def _record(exchange: Exchange) -> RequestRecord:
     return RequestRecord(
         scheduled=exchange.scheduled,
@@ -102,6 +139,7 @@ def _record(exchange: Exchange) -> RequestRecord:
     )
 
 
+@_without_collector
 async def open_loop(
     endpoint: Endpoint,
     raw: bytes,
@@ -151,6 +189,7 @@ async def open_loop(
     )
 
 
+@_without_collector
 async def closed_loop(
     endpoint: Endpoint,
     raw: bytes,

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ class StallableServer:
         self.drop_second_request = False
         self.connections = 0
         self.arrivals: list[float] = []
+        # Whether the cycle collector was on as each request arrived (same process).
+        self.collector_on: list[bool] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -37,6 +40,7 @@ class StallableServer:
                 if served == 1 and self.drop_second_request:
                     break  # as a server whose keep-alive timeout fired just then
                 self.arrivals.append(time.perf_counter())
+                self.collector_on.append(gc.isenabled())
                 await self.running.wait()
                 if self.hold:
                     await asyncio.sleep(self.hold)
@@ -202,3 +206,30 @@ async def test_non_2xx_replies_are_errors():
         server.close()
     assert summary.errors == 3
     assert summary.error_samples[0].startswith("HTTP 404")
+
+
+async def test_the_cycle_collector_waits_while_a_run_is_timed(stallable):
+    """A full collection would pause the generator mid-run and show as the server's latency:
+    it runs before the clock starts and after the run, never during it, in both loops."""
+    state, endpoint = stallable
+    collections: list[float] = []
+
+    def count(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(time.perf_counter())
+
+    gc.callbacks.append(count)
+    try:
+        raw = chat_request(endpoint, "m", stream=False)
+        opened = await open_loop(endpoint, raw, 200, count=20)
+        closed = await closed_loop(endpoint, raw, 2, 0.1, stream=False)
+    finally:
+        gc.callbacks.remove(count)
+
+    assert state.collector_on
+    assert not any(state.collector_on)
+    assert gc.isenabled()
+    for result in (opened, closed):
+        ended = max(record.end for record in result.records)
+        assert not [t for t in collections if result.started <= t <= ended]
+    assert collections  # the collection before each run
