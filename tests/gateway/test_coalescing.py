@@ -67,6 +67,26 @@ async def test_writes_of_later_turns_are_not_held_back() -> None:
     assert inner.writes == [b"data: 1\n\n", b"data: 2\n\n"]
 
 
+async def test_lines_written_now_leave_at_once_behind_what_the_turn_queued() -> None:
+    """A tunnel message sent now goes out in the call that sends it, joined to the turn's
+    earlier writes in their order; nothing is left for the turn's end."""
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+
+    transport.writelines_now([b"head", b"-body"])
+    assert inner.writes == [b"head-body"]
+    transport.write(b"pong;")
+    transport.writelines_now([b"next", b"-message"])
+    assert inner.writes == [b"head-body", b"pong;next-message"]
+    assert transport.get_write_buffer_size() == 0
+    await asyncio.sleep(0)
+    assert inner.writes == [b"head-body", b"pong;next-message"]
+
+    inner.closed = True
+    transport.writelines_now([b"too", b"late"])
+    assert inner.writes == [b"head-body", b"pong;next-message"]
+
+
 async def test_close_sends_what_is_queued_first_and_abort_drops_it() -> None:
     """close() flushes before closing; abort() discards the queue."""
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 import asyncio
 import weakref
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -11,11 +12,12 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol
+from inference_club.gateway.coalescing import CoalescingHttpToolsProtocol, CoalescingTransport
 from inference_club.gateway.direct_messages import (
     DirectMessages,
     direct_messages,
 )
+from inference_club.protocol.websocket_frames import frame_header
 from tests.support.in_process import serve_in_process
 
 
@@ -260,3 +262,32 @@ async def test_plain_binary_messages_do_not_pass_through_websockets_parser(
         assert parsed == []
     finally:
         await running.shutdown(sockets=[sock])
+
+
+class _SocketWrites(asyncio.Transport):
+    """What reaches the socket layer, write by write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_message_leaves_in_the_call_that_writes_it_not_at_the_turns_end() -> None:
+    """The outbox gathers a turn's later messages itself, so the gateway's coalescing
+    transport sends each message it writes at once: a request reaches the agent without
+    waiting for the turn's other callbacks."""
+    socket_writes = _SocketWrites()
+    transport = CoalescingTransport(socket_writes, asyncio.get_running_loop())
+    direct = DirectMessages(SimpleNamespace(transport=transport))  # type: ignore[arg-type]
+
+    direct.write_parts([b"head:", b"body"])
+
+    assert socket_writes.writes == [frame_header(9) + b"head:body"]
+    await asyncio.sleep(0)
+    assert len(socket_writes.writes) == 1

@@ -22,6 +22,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from inference_club.gateway.asgi import extension
 from inference_club.gateway.client_frames import ClientFrames, NotPlain
+from inference_club.gateway.coalescing import CoalescingTransport
 from inference_club.protocol.websocket_frames import frame_header
 
 # The key of the protocol's ``DirectMessages`` in ``scope["extensions"]``.
@@ -59,13 +60,20 @@ class DirectMessages:
 
     def write_parts(self, parts: Sequence[bytes]) -> None:
         """Write one binary message, ``parts`` joined in order (after ``ready()`` said so), as
-        ASGI's send would. The connection's transport joins the writes of a turn, and hands
-        large parts on to uvloop as they are, without copying them (``CoalescingTransport``)."""
+        ASGI's send would, and send it now: the tunnel's outbox gathers a turn's later messages
+        itself, so the turn's first (a request, say) need not wait for the turn to end. The
+        connection's transport hands large parts on to uvloop as they are, without copying
+        them (``CoalescingTransport``)."""
         protocol = self._protocol
         if protocol is None:
             msg = "the connection is closed"
             raise ConnectionError(msg)
-        protocol.transport.writelines([frame_header(sum(map(len, parts))), *parts])
+        pieces = [frame_header(sum(map(len, parts))), *parts]
+        transport = protocol.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.writelines_now(pieces)
+        else:
+            transport.writelines(pieces)
 
     def detach(self) -> None:
         """The connection is gone: drop the protocol and the sink (both refer back here)."""
