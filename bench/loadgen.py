@@ -5,7 +5,7 @@ latency counts from that scheduled time, so a server that stalls shows in the ta
 slowing the generator down (no coordinated omission). Closed loop: ``concurrency`` workers each
 keep one request (typically a long stream) open at a time.
 
-Python's cycle collector does not run while a run is timed (``collector_paused``): the process
+Python's cycle collector does not run while a run is timed (``_without_collector``): the process
 that generates the load also keeps every step's records, and a full collection over that heap
 paused it for 50-100 ms in a full benchmark run, a stall the open loop then charged to whichever
 path was being measured. The garbage of earlier steps is collected before the run's clock
@@ -14,14 +14,13 @@ starts, and the run's own once it ends.
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import gc
 import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import ParamSpec
 
@@ -100,28 +99,21 @@ class LoadSummary:
         return 100 * self.loadgen_cpu_s / self.span_s
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Collect now, then keep the cycle collector from running until the block ends."""
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _without_collector(
     run: Callable[_P, Awaitable[RunResult]],
 ) -> Callable[_P, Coroutine[None, None, RunResult]]:
-    """``run``, with the cycle collector paused while it runs."""
+    """``run``, with Python's cycle collector run just before it and paused while it runs."""
 
     @functools.wraps(run)
     async def paused(*args: _P.args, **kwargs: _P.kwargs) -> RunResult:
-        with collector_paused():
+        gc.collect()
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
             return await run(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
 
     return paused
 

@@ -101,12 +101,13 @@ class CoalescingTransport(asyncio.Transport):
 
         For a tunnel message, which the tunnel's outbox already gathers with the rest of its
         turn: a request leaves for the agent without waiting for the turn's other callbacks."""
+        size = sum(map(len, pieces))
         if self._pending:
             self._pending.extend(pieces)
-            self._pending_size += sum(map(len, pieces))
+            self._pending_size += size
             self._flush()
         elif not self._transport.is_closing():
-            self._send(pieces, sum(map(len, pieces)))
+            self._send(pieces, size)
 
     def flush(self) -> None:
         """Send what is queued now instead of at the end of the turn."""
