@@ -1,7 +1,7 @@
 """The paths to the same mock: direct, gateway plus agent, the LiteLLM proxy, and a bare relay."""
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,8 @@ BENCH_PROVIDER = "bench-home"
 _CLI = (PYTHON, "-m", "inference_club.cli.main")
 # Loopback traffic must never go through a proxy from the environment.
 _NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+# What a process under test is started through, by its name (say, a profiler's command line).
+Launcher = Callable[[str], Sequence[str]]
 # A gateway's stores are the bench's choice, never the shell's: empty means the default
 # (counters in memory, data in SQLite in its data folder).
 _DEFAULT_STORES = {"INFERENCE_CLUB_REDIS_URL": "", "INFERENCE_CLUB_DATABASE_URL": ""}
@@ -95,24 +97,28 @@ async def start_mock(settings: MockSettings, log_dir: Path) -> tuple[Service, En
     return service, endpoint
 
 
-async def start_bare_relay(mock: Endpoint, log_dir: Path) -> PathUnderTest:
+def _plain(_name: str) -> Sequence[str]:
+    return ()
+
+
+async def start_bare_relay(
+    mock: Endpoint, log_dir: Path, *, launcher: Launcher = _plain, ready_within: float = 15
+) -> PathUnderTest:
     """``bench.bare_relay``'s two processes in front of the mock; ServiceError if they fail."""
     path = PathUnderTest(BARE_RELAY, reference=True)
     port, tunnel_port = free_port(), free_port()
     relay = [PYTHON, "-m", "bench.bare_relay"]
     try:
+        front_argv = [*relay, "front", "--port", str(port), "--tunnel-port", str(tunnel_port)]
         front = await start_service(
-            "front",
-            [*relay, "front", "--port", str(port), "--tunnel-port", str(tunnel_port)],
-            log_dir,
-            env=BENCH_ENV,
+            "front", [*launcher("front"), *front_argv], log_dir, env=BENCH_ENV
         )
         path.services.append(front)
         endpoint = Endpoint(BARE_RELAY, "127.0.0.1", port)
-        back_argv = [*relay, "back", "--tunnel-port", str(tunnel_port)]
+        back_argv = [*launcher("back"), *relay, "back", "--tunnel-port", str(tunnel_port)]
         back_argv += ["--server-port", str(mock.port)]
         path.services.append(await start_service("back", back_argv, log_dir, env=BENCH_ENV))
-        await wait_until_ready(front, endpoint, "/v1/models", 15)
+        await wait_until_ready(front, endpoint, "/v1/models", ready_within)
     except BaseException:
         await path.stop()
         raise
@@ -153,6 +159,9 @@ class Gateway:
     _key: str = field(default="", repr=False)
     _token: str = field(default="", repr=False)
     _limits_lifted: bool = False
+    # What its gateway and agent are started through, and how long they may take to answer.
+    launcher: Launcher = field(default=_plain, repr=False)
+    ready_within: float = 60
 
     @property
     def tunnel_url(self) -> str:
@@ -201,24 +210,28 @@ class Gateway:
         serve = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         serve += ["--data", str(self.data_dir)]
         env = {**_NO_PROXY, **self.settings_env}
-        gateway = await start_service("gateway", serve, self.log_dir, env=env)
+        gateway = await start_service(
+            "gateway", [*self.launcher("gateway"), *serve], self.log_dir, env=env
+        )
         self.path.services.append(gateway)
         endpoint = Endpoint("gateway", "127.0.0.1", self.port, self._key)
-        await wait_until_ready(gateway, endpoint, "/v1/models", 60)
+        await wait_until_ready(gateway, endpoint, "/v1/models", self.ready_within)
         config = self.work_dir / "agent.toml"
         config.write_text(_agent_config())
         command = [*_CLI, "agent", "--server", f"http://127.0.0.1:{self.port}"]
         command += ["--backend", f"http://127.0.0.1:{self.mock.port}/v1", "--config", str(config)]
         agent = await start_service(
             "agent",
-            command,
+            [*self.launcher("agent"), *command],
             self.log_dir,
             # The token goes by environment so it never shows in a process list.
             env={**_NO_PROXY, "INFERENCE_CLUB_TOKEN": self._token},
         )
         self.path.services.append(agent)
         try:
-            await wait_until_ready(gateway, endpoint, "/v1/models", 30, expect=CHAT_MODEL.encode())
+            listed = CHAT_MODEL.encode()
+            within = self.ready_within
+            await wait_until_ready(gateway, endpoint, "/v1/models", within, expect=listed)
         except ServiceError as exc:
             if not agent.running:
                 msg = f"the agent exited ({agent.process.returncode}):\n{agent.log_tail()}"
@@ -253,12 +266,17 @@ async def start_gateway(
     *,
     name: str = "gateway",
     env: dict[str, str] | None = None,
+    launcher: Launcher = _plain,
+    ready_within: float = 60,
 ) -> Gateway:
     """The gateway path, provisioned and running; ServiceError when it cannot be. ``env``
-    holds settings for it and its admin commands (``INFERENCE_CLUB_*``)."""
+    holds settings for it and its admin commands (``INFERENCE_CLUB_*``); ``launcher`` what its
+    gateway and agent are started through."""
     gateway = Gateway(
         PathUnderTest(name), work_dir / "gateway-data", work_dir, log_dir, mock, env or {}
     )
+    gateway.launcher = launcher
+    gateway.ready_within = ready_within
     await gateway.provision(extra_providers)
     try:
         await gateway.start()

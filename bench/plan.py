@@ -12,6 +12,7 @@ SCENARIOS = (
     "max-rate",
     "stores",
     "media",
+    "cost",
 )
 
 
@@ -45,6 +46,11 @@ class Plan:
     media_seconds: float = 5.0
     speech_bytes: int = 1_000_000
     image_bytes: int = 1_000_000
+    # Requests counted under callgrind, after as many uncounted ones to warm up, sent at a
+    # rate a process slowed down by callgrind keeps up with.
+    cost_requests: int = 300
+    cost_warm_up: int = 100
+    cost_rate: float = 20.0
 
     @property
     def stream_seconds_each(self) -> float:
@@ -69,4 +75,6 @@ QUICK = Plan(
     routing_seconds=1.5,
     upload_repeats=2,
     media_seconds=1.5,
+    cost_requests=40,
+    cost_warm_up=20,
 )

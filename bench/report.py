@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 
 from bench.loadgen import LoadSummary
+from bench.paths import BARE_RELAY
 from bench.results import Check, Measurement
+from bench.scenarios_cost import INSTRUCTIONS
 
 # The processes a path runs, and the servers some steps also meter.
 _PROXIES = ("gateway", "agent", "litellm", "agents", "front", "back")
@@ -194,6 +196,24 @@ def _extra_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]
     return _table(["step", "path", *[title for _, title in columns], "CPU", "error"], lines)
 
 
+def _cost_table(rows: Sequence[Measurement], columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Instructions per request by process, and each path's total against the bare relay's."""
+    reference = next((row for row in rows if row.path == BARE_RELAY), None)
+    base = reference.extra.get(f"total{INSTRUCTIONS}") if reference is not None else None
+    lines = []
+    for row in rows:
+        cells = [row.step, row.path]
+        for key, _ in columns:
+            value = row.extra.get(key)
+            cells.append(_NONE if value is None else f"{value:,.0f}")
+        total = row.extra.get(f"total{INSTRUCTIONS}")
+        cells.append(_NONE if total is None or not base else f"{total / base:.1f} times")
+        cells.append((row.error or "")[:100])
+        lines.append(cells)
+    header = ["step", "path", *[title for _, title in columns], "vs bare relay", "error"]
+    return _table(header, lines)
+
+
 def _targets(checks: Sequence[Check]) -> list[str]:
     verdict = {True: "✅ met", False: "❌ missed", None: "not measured"}
     lines = [
@@ -284,6 +304,11 @@ def markdown(info: RunInfo, measurements: Sequence[Measurement], checks: Sequenc
         columns = [("seconds", "seconds")]
         columns += [(f"{name}_rise_mb", f"{name} peak rise MB") for name in (*_PROXIES, "mock")]
         out += _extra_table(uploads, columns)
+    costs = [m for m in measurements if m.scenario == "cost"]
+    if costs:
+        out += ["## Instructions per request (callgrind, user space only)", ""]
+        processes = ("gateway", "agent", "front", "back", "total")
+        out += _cost_table(costs, [(f"{name}{INSTRUCTIONS}", name) for name in processes])
     if info.notes:
         out += ["## Notes", "", *[f"- {note}" for note in info.notes], ""]
     return "\n".join(out)

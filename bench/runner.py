@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import scenarios_agents, scenarios_http, scenarios_media, scenarios_stores
+from bench import (
+    scenarios_agents,
+    scenarios_cost,
+    scenarios_http,
+    scenarios_media,
+    scenarios_stores,
+)
 from bench.context import Context, say
 from bench.mock_backend import MockSettings, StreamProfile
 from bench.paths import (
@@ -42,6 +48,7 @@ SCENARIO_RUNNERS: dict[str, Scenario] = {
     "max-rate": scenarios_http.max_rate,
     "stores": scenarios_stores.stores,
     "media": scenarios_media.media,
+    "cost": scenarios_cost.cost,
 }
 assert tuple(SCENARIO_RUNNERS) == SCENARIOS
 
