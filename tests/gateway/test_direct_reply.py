@@ -5,6 +5,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from inference_club.gateway.direct_body import direct_body
 from tests.support.in_process import SERVER_DATE as DATE
 from tests.support.in_process import Reply, read_reply, serving
@@ -97,6 +99,38 @@ async def test_a_header_with_a_line_break_is_never_written_directly() -> None:
     assert written == [False]
     assert b"set-cookie" not in headers
     assert (headers[b"content-type"], body) == (b"text/plain", BODY)
+
+
+@pytest.mark.parametrize(
+    ("value", "direct"),
+    [
+        (b"a\x00b", False),
+        (b"a\x08b", False),
+        (b"a\x0bb", False),
+        (b"a\x0cb", False),
+        (b"a\x1fb", False),
+        (b"a\x7fb", False),
+        (b"a\tb", True),
+        (b"a~b\x80", True),
+    ],
+)
+async def test_only_a_header_free_of_control_bytes_is_written_directly(
+    value: bytes, direct: bool
+) -> None:
+    """Any control byte but a tab keeps a reply from the direct writer (ASGI sends it, or
+    refuses it); a tab and bytes above the ASCII range do not."""
+    written: list[bool] = []
+    async with serving(respond_app([(b"x-note", value)], written)) as port:
+
+        def fetch() -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+                return read_reply(client)[2]
+
+        body = await asyncio.to_thread(fetch)
+
+    assert written == [direct]
+    assert body == BODY
 
 
 async def test_a_reply_written_directly_leaves_before_the_work_after_it() -> None:

@@ -14,7 +14,6 @@ and body in one write, as uvicorn would write them for the two ASGI messages, wi
 over the whole head in place of uvicorn's two regular expressions per header.
 """
 
-import re
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +25,7 @@ from inference_club.gateway.asgi import extension
 # The key of the writer in ``scope["extensions"]``.
 DIRECT_BODY = "inference_club.direct_body"
 # Control bytes no header may hold (tab aside); line breaks are counted apart.
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 # Headers by which uvicorn's send would frame the body or end the connection itself.
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 # The zero-length chunk that ends a chunked body (no trailers).
@@ -176,7 +175,7 @@ def _header_block(cycle: RequestResponseCycle, headers: list[tuple[bytes, bytes]
     # One line per header, and nothing that would split or end the head early.
     if block.count(b"\n") != len(lines) or block.count(b"\r") != len(lines):
         return None
-    if _CONTROL.search(block) is not None:
+    if len(block.translate(None, _CONTROL)) != len(block):
         return None
     return block
 

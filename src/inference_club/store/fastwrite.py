@@ -34,6 +34,16 @@ from inference_club.store.schema import UtcDateTime
 _BUSY_TIMEOUT_MS = 20
 _PRAGMAS = ("PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 
+
+def _null(value: None) -> None:
+    return value
+
+
+# sqlite3 binds None as NULL only after it looked for an adapter and failed, an exception made
+# and dropped for every None a row holds; registered, None binds at once. The registry is the
+# process's, and the value stored the same: NULL.
+sqlite3.register_adapter(type(None), _null)
+
 Convert = Callable[[Any], Any]
 Rows = Sequence[Mapping[str, Any]]
 Binds = tuple[tuple[str, Convert | None], ...]

@@ -56,7 +56,16 @@ class UtcDateTime(TypeDecorator[datetime]):
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError("naive datetime: the store needs timezone-aware datetimes")
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        # What ``isoformat(" ", "microseconds")`` gives, at half its cost.
+        return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031 - the fastest way here
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Always hand back an aware UTC datetime."""
