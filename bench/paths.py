@@ -273,10 +273,15 @@ async def start_gateway(
     holds settings for it and its admin commands (``INFERENCE_CLUB_*``); ``launcher`` what its
     gateway and agent are started through."""
     gateway = Gateway(
-        PathUnderTest(name), work_dir / "gateway-data", work_dir, log_dir, mock, env or {}
+        PathUnderTest(name),
+        work_dir / "gateway-data",
+        work_dir,
+        log_dir,
+        mock,
+        env or {},
+        launcher=launcher,
+        ready_within=ready_within,
     )
-    gateway.launcher = launcher
-    gateway.ready_within = ready_within
     await gateway.provision(extra_providers)
     try:
         await gateway.start()

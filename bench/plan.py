@@ -46,8 +46,8 @@ class Plan:
     media_seconds: float = 5.0
     speech_bytes: int = 1_000_000
     image_bytes: int = 1_000_000
-    # Requests counted under callgrind, after as many uncounted ones to warm up, sent at a
-    # rate a process slowed down by callgrind keeps up with.
+    # Requests counted under callgrind, after ``cost_warm_up`` uncounted ones, sent at a rate
+    # a process slowed down by callgrind keeps up with.
     cost_requests: int = 300
     cost_warm_up: int = 100
     cost_rate: float = 20.0
