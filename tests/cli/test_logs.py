@@ -101,3 +101,18 @@ def test_extra_fields_of_any_record_follow_the_message_in_order() -> None:
     again = formatter.format(record)
     assert first.endswith('msg=hi b="x y" a=1')
     assert again == first
+
+
+def test_private_and_reserved_names_stay_out_of_every_line() -> None:
+    """A field whose name starts with '_', or is a record's own, is never written, the first
+    time its name is seen or after; the fields around it are."""
+    formatter = KeyValueFormatter()
+    lines = []
+    for _ in range(2):
+        record = logging.makeLogRecord(
+            {"name": "inference_club.test", "msg": "hi", "created": 0.0, "msecs": 0.0}
+        )
+        record.__dict__.update({"shown": 1, "_hidden": 2, "message": "no", "after": "x"})
+        lines.append(formatter.format(record))
+    assert lines[0] == lines[1]
+    assert lines[0].endswith("msg=hi shown=1 after=x")

@@ -38,14 +38,28 @@ class KeyValueFormatter(logging.Formatter):
             f"logger={record.name}",
             f"msg={_quote(record.getMessage())}",
         ]
-        parts += [
-            f"{key}={_quote(value)}"
-            for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None)
-            if key not in _RESERVED and key[:1] != "_"
-        ]
+        _add_fields(parts, record)
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)
+
+
+# ``key=`` for each extra field's name seen so far, None for a name never shown.
+_prefixes: dict[str, str | None] = {}
+_PREFIXES_SIZE = 256
+
+
+def _add_fields(parts: list[str], record: logging.LogRecord) -> None:
+    """Append ``key=value`` for each field ``extra`` gave the record, in order."""
+    prefixes = _prefixes
+    for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None):
+        prefix = prefixes.get(key, "")
+        if prefix == "":
+            if len(prefixes) >= _PREFIXES_SIZE:
+                prefixes.clear()  # names are a program's own, but bound it all the same
+            prefix = prefixes[key] = None if key in _RESERVED or key[:1] == "_" else f"{key}="
+        if prefix is not None:
+            parts.append(prefix + (str(value) if type(value) is int else _quote(value)))
 
 
 _quoted: dict[str, str] = {}
