@@ -8,18 +8,19 @@ callgrind with counting off, so it starts and warms up at a fraction of callgrin
 it off and reads what each counted.
 """
 
-import asyncio
 import re
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from bench.services import run_command
+
 T = TypeVar("T")
 
 _TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
 _TOTALS = re.compile(r"^\s*([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", re.MULTILINE)
-_CONTROL_TIMEOUT = 60.0
+_TIMEOUT = 60.0
 
 
 class CallgrindError(Exception):
@@ -82,29 +83,16 @@ def program_total(annotated: str) -> int:
 
 
 async def _control(option: str, pid: int) -> None:
-    code, _out, err = await _run("callgrind_control", option, str(pid))
+    code, _out, err = await run_command(["callgrind_control", option, str(pid)], timeout=_TIMEOUT)
     if code != 0:
         msg = f"callgrind_control {option} {pid} failed (exit {code}): {err.strip()[-300:]}"
         raise CallgrindError(msg)
 
 
 async def _annotate(dump: Path) -> str:
-    code, out, err = await _run("callgrind_annotate", "--threshold=100", str(dump))
+    argv = ["callgrind_annotate", "--threshold=100", str(dump)]
+    code, out, err = await run_command(argv, timeout=_TIMEOUT)
     if code != 0:
         msg = f"callgrind_annotate {dump.name} failed (exit {code}): {err.strip()[-300:]}"
         raise CallgrindError(msg)
     return out
-
-
-async def _run(*argv: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), _CONTROL_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        msg = f"{argv[0]} {' '.join(argv[1:])} took over {_CONTROL_TIMEOUT:g} s"
-        raise CallgrindError(msg) from None
-    return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")

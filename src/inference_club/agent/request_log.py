@@ -36,8 +36,7 @@ class RequestLog:
         self._flush_handle: asyncio.Handle | None = None
         self._flush_soon = False
         self._last_flush = -interval
-        self._template: dict[str, object] | None = None
-        self._record_class: type[logging.LogRecord] = logging.LogRecord
+        self._template: logging.LogRecord | None = None
 
     def enabled(self) -> bool:
         """Whether request lines are logged at all (the logger's level admits them)."""
@@ -101,15 +100,13 @@ class RequestLog:
     def _log(self, ended: float, fields: Mapping[str, object]) -> None:
         template = self._template
         if template is None:
-            record = _template_record(self._level)
-            self._record_class = record.__class__
-            template = self._template = record.__dict__
+            template = self._template = _template_record(self._level)
         # A copy of the template's attributes, not a new record: every request line has the
         # same logger, level, message and (absent) caller, which LogRecord's constructor
         # would work out again each time. A dict's copy is one step, where filling the new
         # record's own dict took a step per attribute.
-        record = self._record_class.__new__(self._record_class)
-        attributes = template.copy()
+        record = template.__class__.__new__(template.__class__)
+        attributes = template.__dict__.copy()
         attributes.update(fields)
         record.__dict__ = attributes
         _backdate(record, ended)
