@@ -144,6 +144,17 @@ async def test_naive_times_in_usage_are_refused(store: Store) -> None:
     assert await store.list_usage() == []
 
 
+async def test_a_naive_end_refuses_the_whole_batch(store: Store) -> None:
+    """A naive ``ended_at`` in the last record of a batch: none of the batch is written."""
+    user = await store.add_user("alice")
+    naive_end = _record(user, 1, ended_at=(T0 + timedelta(seconds=3)).replace(tzinfo=None))
+
+    with pytest.raises(InvalidValue, match="ended_at"):
+        await store.record_usage([_record(user, 0), naive_end])
+    assert await store.list_usage() == []
+    assert (await store.daily_totals(user.id, T0.date())).requests == 0
+
+
 @pytest.mark.parametrize(("limit", "offset"), [(0, 0), (-1, 0), (10, -1), (10_001, 0)])
 async def test_list_usage_refuses_bad_paging(store: Store, limit: int, offset: int) -> None:
     """Limits outside 1-10000 and negative offsets raise InvalidValue."""

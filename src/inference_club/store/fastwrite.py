@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -45,7 +45,19 @@ def _null(value: None) -> None:
 sqlite3.register_adapter(type(None), _null)
 
 Convert = Callable[[Any], Any]
-Rows = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRows:
+    """Rows as objects whose attributes, named as ``columns``, hold a row's values: a batch
+    of records goes to the database without a mapping made for each."""
+
+    columns: tuple[str, ...]
+    objects: Sequence[Any]
+
+
+# A statement's rows: mappings of column to value, or objects that hold them.
+Rows = Sequence[Mapping[str, Any]] | ObjectRows
 Binds = tuple[tuple[str, Convert | None], ...]
 # Where a row's values need converting (their place among the binds), and how.
 Conversions = tuple[tuple[int, Convert], ...]
@@ -68,10 +80,10 @@ class Prepared:
     # The SQL around the one row of placeholders, and that row; None where rows cannot join.
     around_row: tuple[str, str, str] | None
     # A row's values in the binds' order, taken in one call, and those to convert.
-    take: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    take: Callable[[Any], tuple[Any, ...]]
     conversions: Conversions
 
-    def values(self, row: Mapping[str, Any]) -> list[Any]:
+    def values(self, row: Any) -> list[Any]:
         """``row``'s values for the statement, each converted as SQLAlchemy would."""
         values = list(self.take(row))
         for index, convert in self.conversions:
@@ -169,7 +181,7 @@ class PreparedStatements:
         self._dialect = dialect
         self._converter = converter
         # Each entry holds its statement, so the statement's id is never another's while kept.
-        self._kept: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, Prepared]] = {}
+        self._kept: dict[tuple[int, tuple[str, ...], bool], tuple[ClauseElement, Prepared]] = {}
 
     async def values_of(
         self, batches: Sequence[tuple[ClauseElement, Rows]]
@@ -178,16 +190,26 @@ class PreparedStatements:
         slices, so requests go on between)."""
         statements = []
         for statement, rows in batches:
-            if rows:
-                prepared = self._prepare(statement, rows[0])
-                statements.append((prepared, await map_in_slices(prepared.values, rows)))
+            if isinstance(rows, ObjectRows):
+                if not rows.objects:
+                    continue
+                prepared = self._prepare(statement, rows.columns, attributes=True)
+                items: Sequence[Any] = rows.objects
+            elif rows:
+                prepared = self._prepare(statement, tuple(rows[0]), attributes=False)
+                items = rows
+            else:
+                continue
+            statements.append((prepared, await map_in_slices(prepared.values, items)))
         return statements
 
-    def _prepare(self, statement: ClauseElement, sample: Mapping[str, Any]) -> Prepared:
-        key = (id(statement), tuple(sample))
+    def _prepare(
+        self, statement: ClauseElement, columns: tuple[str, ...], *, attributes: bool
+    ) -> Prepared:
+        key = (id(statement), columns, attributes)
         kept = self._kept.get(key)
         if kept is None:
-            prepared = _compile(statement, sample, self._dialect, self._converter)
+            prepared = _compile(statement, columns, attributes, self._dialect, self._converter)
             self._kept[key] = (statement, prepared)
             return prepared
         return kept[1]
@@ -195,13 +217,14 @@ class PreparedStatements:
 
 def _compile(
     statement: ClauseElement,
-    sample: Mapping[str, Any],
+    columns: tuple[str, ...],
+    attributes: bool,
     dialect: Dialect,
     converter: Converter,
 ) -> Prepared:
-    """``statement`` compiled for ``dialect`` for rows with ``sample``'s keys, with how to
-    take and convert each row's values."""
-    compiled: Any = statement.compile(dialect=dialect, column_keys=list(sample))
+    """``statement`` compiled for ``dialect`` for rows that give ``columns`` (as attributes of
+    an object, or keys of a mapping), with how to take and convert each row's values."""
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns))
     binds = tuple(
         (name, converter(compiled.binds[name].type, dialect)) for name in compiled.positiontup or ()
     )
@@ -209,19 +232,23 @@ def _compile(
         compiled.string,
         binds,
         _around_row(statement, compiled.string, len(binds)),
-        take=_taker(tuple(name for name, _ in binds)),
+        take=_taker(tuple(name for name, _ in binds), attrgetter if attributes else itemgetter),
         conversions=tuple(
             (index, convert) for index, (_, convert) in enumerate(binds) if convert is not None
         ),
     )
 
 
-def _taker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """What takes a row's values for ``names`` as a tuple, in one call where it can."""
+def _taker(
+    names: tuple[str, ...], getter: Callable[..., Callable[[Any], Any]]
+) -> Callable[[Any], tuple[Any, ...]]:
+    """What takes a row's values for ``names`` as a tuple (through ``getter``: itemgetter or
+    attrgetter), in one call where it can."""
+    take = getter(*names)
     if len(names) > 1:
-        return itemgetter(*names)
-    # itemgetter of one name gives the value itself, not a tuple of it.
-    return lambda row: tuple(row[name] for name in names)
+        return take
+    # A getter of one name gives the value itself, not a tuple of it.
+    return lambda row: (take(row),)
 
 
 def bind_converter(bind_type: Any, dialect: Dialect) -> Convert | None:

@@ -11,10 +11,9 @@ from sqlalchemy import RowMapping, bindparam, case, func, insert, or_, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from inference_club.slices import map_in_slices
 from inference_club.store._base import StoreBase, require_aware
 from inference_club.store.errors import InvalidValue, NotFound
-from inference_club.store.fastwrite import ConstraintViolated
+from inference_club.store.fastwrite import ConstraintViolated, ObjectRows
 from inference_club.store.records import UsageRecord, UsageTotal
 from inference_club.store.schema import (
     UtcDateTime,
@@ -81,22 +80,19 @@ class UsageMixin(StoreBase):
         await asyncio.shield(write)
 
     async def _record_usage(self, records: Sequence[UsageRecord]) -> None:
-        rows = await map_in_slices(_row_of, records)
-        last_used: dict[int, datetime] = {}
-        for record in records:
-            if record.api_key_id is not None:
-                seen = last_used.get(record.api_key_id)
-                last_used[record.api_key_id] = (
-                    record.ended_at if seen is None else max(seen, record.ended_at)
-                )
-        touches = [{"key_id": key, "used_at": at} for key, at in last_used.items()]
-        days = _day_sums(records)
+        touches, days = _batch_sums(records)
         add_to_day = _ADD_TO_DAY[self._engine.dialect.name]
         try:
-            if await self._write_fast([(_INSERT, rows), (_TOUCH_KEY, touches), (add_to_day, days)]):
+            if await self._write_fast(
+                [
+                    (_INSERT, ObjectRows(_COLUMNS, records)),
+                    (_TOUCH_KEY, touches),
+                    (add_to_day, days),
+                ]
+            ):
                 return
             async with self._write(announce=False) as connection:
-                await connection.execute(_INSERT, rows)
+                await connection.execute(_INSERT, [_row_of(record) for record in records])
                 if touches:
                     await connection.execute(_TOUCH_KEY, touches)
                 await connection.execute(add_to_day, days)
@@ -224,17 +220,32 @@ def _total(who: str, model: str, row: RowMapping | Mapping[str, Any]) -> UsageTo
 
 
 def _row_of(record: UsageRecord) -> dict[str, object]:
-    require_aware(record.started_at, "started_at")
-    require_aware(record.ended_at, "ended_at")
     return dict(zip(_COLUMNS, _column_values(record), strict=True))
 
 
-def _day_sums(records: Sequence[UsageRecord]) -> list[dict[str, object]]:
-    """A batch's sums per member and UTC day, in key order (concurrent writers lock the rows
-    in the same order, so they never deadlock)."""
+def _batch_sums(
+    records: Sequence[UsageRecord],
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """In one pass over a batch: each API key's latest use, and the sums per member and UTC
+    day in key order (concurrent writers lock the rows in the same order, so they never
+    deadlock). A naive timestamp refuses the batch before anything is written."""
+    last_used: dict[int, datetime] = {}
     sums: dict[tuple[int, date], list[Any]] = {}
     for record in records:
-        key = (record.user_id, record.started_at.astimezone(UTC).date())
+        started = record.started_at
+        ended = record.ended_at
+        if started.utcoffset() is None or ended.utcoffset() is None:
+            require_aware(started, "started_at")
+            require_aware(ended, "ended_at")
+        key_id = record.api_key_id
+        if key_id is not None:
+            seen = last_used.get(key_id)
+            if seen is None or seen < ended:
+                last_used[key_id] = ended
+        key = (
+            record.user_id,
+            (started if started.tzinfo is UTC else started.astimezone(UTC)).date(),
+        )
         day = sums.get(key)
         if day is None:
             day = sums[key] = [0, 0, 0, 0, 0.0, 0]
@@ -244,10 +255,14 @@ def _day_sums(records: Sequence[UsageRecord]) -> list[dict[str, object]]:
         day[3] += record.completion_tokens or 0
         day[4] += record.audio_seconds or 0.0
         day[5] += record.image_count or 0
-    return [
+    touches: list[dict[str, object]] = [
+        {"key_id": key_id, "used_at": at} for key_id, at in last_used.items()
+    ]
+    days: list[dict[str, object]] = [
         {"user_id": user_id, "day": day, **dict(zip(_DAY_SUMS, values, strict=True))}
         for (user_id, day), values in sorted(sums.items())
     ]
+    return touches, days
 
 
 def _record_from_mapping(row: RowMapping) -> UsageRecord:
