@@ -39,7 +39,7 @@ from typing import cast
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from inference_club.gateway.asgi import ASGIApp, Receive, Scope, Send, header
+from inference_club.gateway.asgi import ASGIApp, RawHeaders, Receive, Scope, Send
 from inference_club.gateway.auth import bearer_token
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.direct_body import direct_body
@@ -94,13 +94,34 @@ def direct_chat(
     endpoint = TEXT_ENDPOINTS.get(scope["path"])
     if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
         return None
-    declared = header(scope, b"content-length")
-    if declared is None or not declared.isdigit() or header(scope, b"transfer-encoding"):
+    heads = _direct_headers(scope["headers"])
+    if heads is None:
         return None
+    declared, authorization = heads
     # Within the protocol's buffer, so reading is never paused while nothing reads the body.
-    if not 0 < int(declared) <= min(HIGH_WATER_LIMIT, services.settings.max_request_bytes):
+    if not 0 < declared <= min(HIGH_WATER_LIMIT, services.settings.max_request_bytes):
         return None
-    return DirectChat(services, cycle, start_task, on_done, endpoint)
+    return DirectChat(services, cycle, start_task, on_done, endpoint, authorization=authorization)
+
+
+def _direct_headers(headers: RawHeaders) -> tuple[int, str | None] | None:
+    """The declared Content-Length and the Authorization of a request that may go the direct
+    way (each header's first value), in one pass over its headers; None when its length is
+    not declared in digits, or it has a Transfer-Encoding."""
+    declared: bytes | None = None
+    authorization: bytes | None = None
+    for key, value in headers:
+        if key == b"content-length":
+            if declared is None:
+                declared = value
+        elif key == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif key == b"transfer-encoding" and value:
+            return None
+    if declared is None or not declared.isdigit():
+        return None
+    return int(declared), None if authorization is None else bytes(authorization).decode("latin-1")
 
 
 class DirectChat:
@@ -108,6 +129,7 @@ class DirectChat:
     goes as expected."""
 
     __slots__ = (
+        "_authorization",
         "_caller",
         "_candidate",
         "_candidates",
@@ -136,6 +158,8 @@ class DirectChat:
         start_task: StartTask,
         on_done: Callable[[], None],
         endpoint: tuple[str, str],
+        *,
+        authorization: str | None,
     ) -> None:
         self._services = services
         self._cycle = cycle
@@ -143,6 +167,7 @@ class DirectChat:
         self._on_done = on_done
         # The backend's path and the field the request must have.
         self._path, self._required = endpoint
+        self._authorization = authorization
         self._exchange = Exchange(endpoint=ROUTES[("POST", cycle.scope["path"])][1])
         self._timer: asyncio.TimerHandle | None = None
         self._stream: TunnelStream | None = None
@@ -262,7 +287,7 @@ class DirectChat:
         return caller, candidates, outgoing
 
     def _identity_now(self) -> KeyIdentity | None:
-        token = bearer_token(header(cast(Scope, self._cycle.scope), b"authorization"))
+        token = bearer_token(self._authorization)
         if token is None:
             return None
         try:
