@@ -32,14 +32,13 @@ Anything else takes the ASGI path, so every answer is the one that path gives:
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import cast
 
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from inference_club.gateway.asgi import ASGIApp, RawHeaders, Receive, Scope, Send
+from inference_club.gateway.asgi import ASGIApp, Receive, Scope, Send
 from inference_club.gateway.auth import bearer_token
 from inference_club.gateway.context import RequestContext
 from inference_club.gateway.direct_body import direct_body
@@ -90,7 +89,7 @@ def direct_chat(
 ) -> "DirectChat | None":
     """A direct handler for the request of ``cycle`` if it may be one: a POST to a text
     completion endpoint with a declared, small body and no 100-continue."""
-    scope = cast(Scope, cycle.scope)
+    scope = cycle.scope  # read as it is: typing.cast is a call, at run time too
     endpoint = TEXT_ENDPOINTS.get(scope["path"])
     if endpoint is None or scope["method"] != "POST" or cycle.waiting_for_100_continue:
         return None
@@ -104,7 +103,7 @@ def direct_chat(
     return DirectChat(services, cycle, start_task, on_done, endpoint, authorization=authorization)
 
 
-def _direct_headers(headers: RawHeaders) -> tuple[int, str | None] | None:
+def _direct_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, str | None] | None:
     """The declared Content-Length and the Authorization of a request that may go the direct
     way (each header's first value), in one pass over its headers; None when its length is
     not declared in digits, or it has a Transfer-Encoding."""

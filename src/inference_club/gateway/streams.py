@@ -28,6 +28,9 @@ class StreamLost:
 
 
 StreamEvent = Response | Body | End | Error | StreamLost
+# Tuples, not unions: ``End | Error`` written in a check makes a new union object each time.
+_ENDED_BY_AGENT = (End, Error)
+_FINAL = (End, Error, StreamLost)
 # How far ahead of the reader a reply read whole may run: a generated image whole, while one
 # reply cannot queue tens of megabytes on the tunnel ahead of every other stream.
 WIDEST_WINDOW = 8 * 1024 * 1024
@@ -99,7 +102,7 @@ class TunnelStream:
         """Queue an event from the tunnel; False if the peer overran this stream's window."""
         if isinstance(event, Body):
             return self.deliver_body(event.data)
-        if isinstance(event, End | Error):
+        if isinstance(event, _ENDED_BY_AGENT):
             self._ended_by_agent = True
         self._push(event)
         return True
@@ -173,7 +176,7 @@ class TunnelStream:
     def is_finished(self) -> bool:
         """Whether the last event queued ends the stream (an end, an error or a loss)."""
         events = self._events
-        return bool(events) and isinstance(events[-1], End | Error | StreamLost)
+        return bool(events) and isinstance(events[-1], _FINAL)
 
     async def next_event(self) -> StreamEvent:
         """The next event of this stream, in order (one reader at a time)."""
