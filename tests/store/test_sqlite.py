@@ -280,6 +280,21 @@ def test_fast_datetime_text_matches_what_sqlalchemy_stores(moment: datetime) -> 
     assert UtcDateTime.sqlite_text(moment) == processor(moment)
 
 
+def test_fast_datetime_text_is_right_for_seconds_seen_before() -> None:
+    """Moments in a second already formatted, in the same second of another day, and seen
+    again after many other seconds (past what the formatter keeps) read as SQLAlchemy's."""
+    dialect = sqlite_dialect.dialect()
+    processor = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    start = datetime(2026, 11, 25, 22, 35, 36, 210253, tzinfo=UTC)
+    moments = [start, start.replace(microsecond=7), start.replace(microsecond=0)]
+    moments += [start + timedelta(days=1), start + timedelta(days=31)]
+    moments += [start + timedelta(seconds=second, microseconds=second) for second in range(600)]
+    moments += [start.replace(microsecond=999_999), start + timedelta(days=1, microseconds=5)]
+    for moment in moments:
+        assert UtcDateTime.sqlite_text(moment) == processor(moment), moment
+
+
 async def test_a_key_revoked_by_another_process_is_refused_on_the_next_check(
     tmp_path: Path,
 ) -> None:
