@@ -62,7 +62,7 @@ from inference_club.gateway.relay import (
 from inference_club.gateway.routing import choose_in
 from inference_club.gateway.services import Services
 from inference_club.gateway.sse import UsageTap
-from inference_club.gateway.streams import TunnelStream
+from inference_club.gateway.streams import FINAL_EVENTS, StreamEvent, TunnelStream
 from inference_club.gateway.text_routes import (
     TEXT_ENDPOINTS,
     parse_text_request,
@@ -195,14 +195,14 @@ class DirectChat:
         return False
 
     def _start_counting_in_memory(self, counter: MemoryRateCounter, identity: KeyIdentity) -> bool:
-        services = self._services
-        if not counter.would_allow(*rate_of(services, identity)):
+        key, limit = rate_of(self._services, identity)
+        if not counter.would_allow(key, limit):
             return False
         planned = self._plan(identity)
         if planned is None or not self._send_planned(*planned):
             return False
         # Counted once sent, so a request the ASGI path serves instead is counted there.
-        self._extra_headers = counter.hit_now(*rate_of(services, identity)).headers()
+        self._extra_headers = counter.hit_now(key, limit).headers()
         return True
 
     def _start_counting_in_redis(self, counter: RedisRateCounter, identity: KeyIdentity) -> bool:
@@ -314,34 +314,32 @@ class DirectChat:
             return None
         return stream
 
-    def _on_event(self) -> None:
+    def _on_event(self, event: StreamEvent) -> None:
         """An event of the reply arrived; answer once it holds the whole reply.
 
         Called while the tunnel's message is dispatched: a failure here must not reach the
         tunnel (and every other stream on it), so it is logged and the task takes over.
         """
         try:
-            self._on_reply_event()
+            self._on_reply_event(event)
         except Exception:
             logger.exception("a direct reply failed; the request's task goes on with it")
             self._go_on_in_task()
 
-    def _on_reply_event(self) -> None:
+    def _on_reply_event(self, event: StreamEvent) -> None:
         stream = self._stream
         assert stream is not None
         if self._streaming:
             self._on_stream_event(stream)
-            return
-        if stream.is_finished():
+        elif isinstance(event, FINAL_EVENTS):
             self._answer(stream)
-            return
-        head = stream.first_event()
-        if isinstance(head, Response):
+        elif isinstance(event, Response):
             # The deadline is for the head only, as on the ASGI path.
             self._stop_timer()
-            if head.status >= 500 or stream.buffered > stream.initial_window // 2:
-                # A failover to try, or a body whose window must be granted on the way.
-                self._go_on_in_task()
+            if event.status >= 500:
+                self._go_on_in_task()  # a failover to try
+        elif stream.buffered > stream.initial_window // 2:
+            self._go_on_in_task()  # a body whose window must be granted on the way
 
     def _on_stream_event(self, stream: TunnelStream) -> None:
         """A streamed reply's head leaves from the callback that sees it arrive, and its

@@ -140,12 +140,12 @@ class ProviderRegistry:
             self._turn += 1
             shift = self._turn % len(found)
             found = found[shift:] + found[:shift]
-        found.sort(
-            key=lambda c: (
-                c.connection.active.get(model, 0) / c.card.max_concurrency,
-                c.connection.owner_id != caller.user_id,
+            found.sort(
+                key=lambda c: (
+                    c.connection.active.get(model, 0) / c.card.max_concurrency,
+                    c.connection.owner_id != caller.user_id,
+                )
             )
-        )
         return found
 
     def may_use(self, caller: Caller, connection: ProviderConnection, card: ModelCard) -> bool:

@@ -30,7 +30,8 @@ class StreamLost:
 StreamEvent = Response | Body | End | Error | StreamLost
 # Tuples, not unions: ``End | Error`` written in a check makes a new union object each time.
 _ENDED_BY_AGENT = (End, Error)
-_FINAL = (End, Error, StreamLost)
+# The events after which a stream has no more.
+FINAL_EVENTS = (End, Error, StreamLost)
 # How far ahead of the reader a reply read whole may run: a generated image whole, while one
 # reply cannot queue tens of megabytes on the tunnel ahead of every other stream.
 WIDEST_WINDOW = 8 * 1024 * 1024
@@ -84,7 +85,7 @@ class TunnelStream:
         # every stream passes here.
         self._events: deque[StreamEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._listener: Callable[[], None] | None = None
+        self._listener: Callable[[StreamEvent], None] | None = None
         self.send_window = SendWindow(initial_window)
         self._receive_window = ReceiveWindow(initial_window)
         self._initial_window = initial_window
@@ -134,11 +135,12 @@ class TunnelStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         elif self._listener is not None:
-            self._listener()
+            self._listener(event)
 
-    def listen(self, listener: Callable[[], None] | None) -> None:
-        """Call ``listener`` after each event queued while nobody waits in ``next_event``
-        (None: stop). It may read the events queued so far with ``whole_reply``."""
+    def listen(self, listener: Callable[[StreamEvent], None] | None) -> None:
+        """Call ``listener`` with each event queued while nobody waits in ``next_event``,
+        once it is queued (None: stop). It may read the events queued so far with
+        ``whole_reply``."""
         self._listener = listener
 
     def whole_reply(self) -> tuple[Response, list[bytes]] | None:
@@ -172,11 +174,6 @@ class TunnelStream:
     def initial_window(self) -> int:
         """The reply's flow-control window: how much the agent sends before credit returns."""
         return self._initial_window
-
-    def is_finished(self) -> bool:
-        """Whether the last event queued ends the stream (an end, an error or a loss)."""
-        events = self._events
-        return bool(events) and isinstance(events[-1], _FINAL)
 
     async def next_event(self) -> StreamEvent:
         """The next event of this stream, in order (one reader at a time)."""
