@@ -116,3 +116,35 @@ def test_private_and_reserved_names_stay_out_of_every_line() -> None:
         lines.append(formatter.format(record))
     assert lines[0] == lines[1]
     assert lines[0].endswith("msg=hi shown=1 after=x")
+
+
+def test_each_line_names_its_own_level_logger_and_message() -> None:
+    """Lines of the same message at other levels, from other loggers, or with arguments
+    each show their own; a repeated line shows the same text again."""
+    formatter = KeyValueFormatter()
+
+    def line(name: str, level: int, message: str, args: tuple[object, ...] = ()) -> str:
+        record = logging.getLogger(name).makeRecord(name, level, __file__, 1, message, args, None)
+        return formatter.format(record).split(" ", 1)[1]
+
+    assert (
+        line("inference_club.a", logging.INFO, "ready")
+        == "level=info logger=inference_club.a msg=ready"
+    )
+    assert line("inference_club.a", logging.WARNING, "ready") == (
+        "level=warning logger=inference_club.a msg=ready"
+    )
+    assert (
+        line("inference_club.b", logging.INFO, "ready")
+        == "level=info logger=inference_club.b msg=ready"
+    )
+    assert line("inference_club.a", logging.INFO, "%d ready", (3,)) == (
+        'level=info logger=inference_club.a msg="3 ready"'
+    )
+    assert line("inference_club.a", logging.INFO, "%d ready", (4,)) == (
+        'level=info logger=inference_club.a msg="4 ready"'
+    )
+    assert (
+        line("inference_club.a", logging.INFO, "ready")
+        == "level=info logger=inference_club.a msg=ready"
+    )

@@ -31,35 +31,59 @@ class KeyValueFormatter(logging.Formatter):
         if second != self._second:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        stamp = self._stamp
-        parts = [
-            f"ts={stamp}.{int(record.msecs):03d}Z",
-            f"level={record.levelname.lower()}",
-            f"logger={record.name}",
-            f"msg={_quote(record.getMessage())}",
-        ]
+        parts = [f"ts={self._stamp}.{int(record.msecs):03d}Z", _head(record)]
         _add_fields(parts, record)
         if record.exc_info:
             parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
         return " ".join(parts)
 
 
-# ``key=`` for each extra field's name seen so far, None for a name never shown.
-_prefixes: dict[str, str | None] = {}
+# ``level=... logger=... msg=...`` of the lines whose message has no arguments, by level,
+# logger and message: the same few recur on every line of a busy agent.
+_heads: dict[tuple[str, str, str], str] = {}
+_HEADS_SIZE = 256
+
+
+def _head(record: logging.LogRecord) -> str:
+    message = record.msg
+    if record.args or type(message) is not str:
+        return _head_text(record.levelname, record.name, record.getMessage())
+    key = (record.levelname, record.name, message)
+    head = _heads.get(key)
+    if head is None:
+        if len(_heads) >= _HEADS_SIZE:
+            _heads.clear()
+        head = _heads[key] = _head_text(*key)
+    return head
+
+
+def _head_text(level: str, name: str, message: str) -> str:
+    return f"level={level.lower()} logger={name} msg={_quote(message)}"
+
+
+# ``key=`` for each extra field's name seen so far, "" for a name never shown.
+_prefixes: dict[str, str] = {}
 _PREFIXES_SIZE = 256
 
 
 def _add_fields(parts: list[str], record: logging.LogRecord) -> None:
     """Append ``key=value`` for each field ``extra`` gave the record, in order."""
     prefixes = _prefixes
+    quoted = _quoted
     for key, value in itertools.islice(record.__dict__.items(), _OWN_ATTRIBUTES, None):
-        prefix = prefixes.get(key, "")
-        if prefix == "":
+        prefix = prefixes.get(key)
+        if prefix is None:
             if len(prefixes) >= _PREFIXES_SIZE:
                 prefixes.clear()  # names are a program's own, but bound it all the same
-            prefix = prefixes[key] = None if key in _RESERVED or key[:1] == "_" else f"{key}="
-        if prefix is not None:
-            parts.append(prefix + (str(value) if type(value) is int else _quote(value)))
+            prefix = prefixes[key] = "" if key in _RESERVED or key[:1] == "_" else f"{key}="
+        if prefix:
+            # Written out, not calls per field: a busy agent formats a line per request.
+            kind = type(value)
+            if kind is int:
+                parts.append(f"{prefix}{value}")
+            else:
+                text = quoted.get(value) if kind is str else None
+                parts.append(prefix + (_quote(value) if text is None else text))
 
 
 _quoted: dict[str, str] = {}
