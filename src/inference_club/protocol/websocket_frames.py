@@ -90,6 +90,8 @@ def masked_frame_parts(parts: Sequence[bytes], key: bytes) -> list[bytes]:
     body (a tunnel header, then its data) two.
     """
     size = sum(map(len, parts))
+    if size < _JOIN_BELOW:  # most messages: one piece, the header and the masked parts joined
+        return [frame_header(size, masked=True) + key + apply_mask(b"".join(parts), key)]
     pieces = [frame_header(size, masked=True) + key]
     offset = 0
     for run in _runs(parts):
