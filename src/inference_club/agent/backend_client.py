@@ -51,7 +51,9 @@ class _Origin:
     idle: list[Connection] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class _Exchange:
     """One request, ready to write on a connection to ``origin``."""
 

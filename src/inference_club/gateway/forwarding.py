@@ -41,7 +41,9 @@ class Upstream:
     head: Response
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class OutgoingRequest:
     """What to send to the agent: path relative to the backend's /v1, headers and body."""
 

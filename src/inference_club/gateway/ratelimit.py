@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class RateDecision:
     """The outcome of counting one request, with what the response headers report."""
 

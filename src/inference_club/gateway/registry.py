@@ -20,7 +20,9 @@ T = TypeVar("T")
 _MAX_MEMO = 256
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class Caller:
     """Who is asking: enough to decide what they may reach."""
 
@@ -28,7 +30,9 @@ class Caller:
     groups: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class Candidate:
     """One provider that may serve a request, with its card for the model."""
 

@@ -84,7 +84,9 @@ async def relay_text(
         )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True)
 class TextRequest:
     """A text completion request, checked: its fields, its model and whether it streams."""
 

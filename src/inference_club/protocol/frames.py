@@ -5,6 +5,11 @@ payload``, or a batch frame whose payload is several frames, each preceded by it
 (4 bytes, big endian). Control payloads are small JSON objects; bodies are raw bytes of at most
 ``MAX_BODY_CHUNK``, so large uploads and downloads never sit whole in memory on either side.
 Stream 0 is the connection itself (hello, welcome, models, ping, pong).
+
+Frames are slotted dataclasses that nothing changes once made, but not frozen ones: a frozen
+dataclass sets each field through ``object.__setattr__``, so on Python 3.11 a frame of seven
+fields takes six times the instructions to make (about 10,500 against 1,650), and every
+request makes a dozen frames on each side of the tunnel.
 """
 
 import struct
@@ -79,7 +84,7 @@ class _Types:
 Headers = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hello:
     """Agent → gateway, first frame: who I am and what I serve."""
 
@@ -92,7 +97,7 @@ class Hello:
     stream_id: int = CONTROL_STREAM
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Welcome:
     """Gateway → agent, answer to hello: the provider name and the limits of this connection."""
 
@@ -104,7 +109,7 @@ class Welcome:
     stream_id: int = CONTROL_STREAM
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Models:
     """Agent → gateway: the full current model list, replacing the last one."""
 
@@ -112,7 +117,7 @@ class Models:
     stream_id: int = CONTROL_STREAM
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """Gateway → agent: open a stream for one HTTP request to a local backend."""
 
@@ -126,7 +131,7 @@ class Request:
     timeout: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """Agent → gateway: the backend's status and headers."""
 
@@ -135,7 +140,7 @@ class Response:
     headers: Headers = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Body:
     """Either way: one chunk of a request or response body."""
 
@@ -143,7 +148,7 @@ class Body:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class End:
     """Either way: the body is complete."""
 
@@ -151,14 +156,14 @@ class End:
     usage: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     """Gateway → agent: abort this stream now."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Error:
     """Agent → gateway: the stream failed, before or after the response head."""
 
@@ -172,7 +177,7 @@ class Error:
 BACKEND_TIMEOUT = "backend_timeout"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Window:
     """Either way: the receiver consumed ``increment`` more bytes of this stream's body."""
 
@@ -180,7 +185,7 @@ class Window:
     increment: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     """Heartbeat; the peer answers with a pong carrying the same payload."""
 
@@ -188,7 +193,7 @@ class Ping:
     stream_id: int = CONTROL_STREAM
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     """Answer to a ping."""
 

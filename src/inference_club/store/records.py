@@ -63,7 +63,9 @@ class Provider:
     last_seen_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
+# says what freezing costs).
+@dataclass(slots=True, kw_only=True)
 class UsageRecord:
     """One request as metered; ``id`` is ``None`` until the record is stored."""
 
