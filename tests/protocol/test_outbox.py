@@ -137,6 +137,21 @@ def test_packing_keeps_every_message_within_the_limit_and_the_order() -> None:
     assert [frame for message in messages for frame in decode_message(message)] == frames
 
 
+def test_a_frame_alone_is_a_message_of_itself_whatever_the_limit() -> None:
+    """One frame is sent as itself, not in a batch: a body as its header and its data (the
+    very object given), even past the limit, which only decides how frames are grouped."""
+    chunk = b"x" * 5000
+    header, data = encode_body_parts(3, chunk)
+
+    (message,) = pack_message_parts([(header, data)], limit=3500)
+    (end_message,) = pack_message_parts([encode(End(3))], limit=3500)
+
+    assert message == [header, chunk]
+    assert message[1] is chunk
+    assert decode_message(b"".join(message)) == [Body(3, chunk)]
+    assert end_message == [encode(End(3))]
+
+
 async def test_post_queues_without_waiting_even_on_a_congested_socket() -> None:
     """post() returns at once while a write is stuck; the frame follows in order later."""
     socket = Socket()

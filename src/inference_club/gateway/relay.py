@@ -229,7 +229,8 @@ def direct_sink(
         if tap is not None:
             data = tap.feed(data)
         if data:
-            exchange.mark_first_byte()
+            if exchange.first_byte is None:  # checked here: a call per chunk costs more
+                exchange.mark_first_byte()
             direct.write(data)
         return True
 
