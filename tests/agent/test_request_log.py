@@ -163,3 +163,49 @@ async def test_each_line_is_a_record_of_its_own_from_the_factory_in_use(caplog) 
     assert second.stream_id == 2
     assert not hasattr(second, "error")
     assert (second.levelno, second.name) == (logging.INFO, "inference_club.agent.relay")
+
+
+class _Collect(logging.Handler):
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.seen: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record)
+
+
+async def test_lines_reach_handlers_as_logging_would_hand_them_on() -> None:
+    """Each handler up the loggers' chain gets the lines its level admits, none past a logger
+    that does not propagate; a filter on the request lines' logger is obeyed."""
+    relay = logging.getLogger("inference_club.agent.relay")
+    agent = logging.getLogger("inference_club.agent")
+    club = logging.getLogger("inference_club")
+    on_relay, on_agent, picky, above = _Collect(), _Collect(), _Collect(logging.WARNING), _Collect()
+    relay.addHandler(on_relay)
+    agent.addHandler(on_agent)
+    agent.addHandler(picky)
+    club.addHandler(above)
+    saved = (club.level, agent.propagate)
+    club.setLevel(logging.INFO)
+    agent.propagate = False
+    try:
+        log = RequestLog()
+        log.add({"stream_id": 1})
+        log.add({"stream_id": 2})
+        log.flush()
+        relay.addFilter(lambda record: record.stream_id != 3)  # type: ignore[attr-defined]
+        log.add({"stream_id": 3})
+        log.add({"stream_id": 4})
+        log.flush()
+    finally:
+        relay.filters.clear()
+        for logger, handler in ((relay, on_relay), (agent, on_agent), (agent, picky)):
+            logger.removeHandler(handler)
+        club.removeHandler(above)
+        club.setLevel(saved[0])
+        agent.propagate = saved[1]
+
+    assert [r.stream_id for r in on_relay.seen] == [1, 2, 4]  # type: ignore[attr-defined]
+    assert [r.stream_id for r in on_agent.seen] == [1, 2, 4]  # type: ignore[attr-defined]
+    assert picky.seen == []
+    assert above.seen == []

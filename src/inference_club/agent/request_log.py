@@ -62,10 +62,12 @@ class RequestLog:
         self._cancel()
         self._last_flush = time.monotonic()
         pending, self._pending = self._pending, []
-        for ended, fields in pending:
-            self._log(ended, fields)
         if pending:
-            _flush_handlers()
+            handlers = _reached_handlers()
+            for ended, fields in pending:
+                self._log(ended, fields, handlers)
+            for handler in handlers:
+                handler.flush()
 
     def _schedule_soon(self) -> None:
         self._cancel()
@@ -85,19 +87,23 @@ class RequestLog:
         self._last_flush = time.monotonic()
         deadline = time.perf_counter() + SLICE_SECONDS
         pending = self._pending
+        handlers = _reached_handlers()
         done = 0
         while done < len(pending):
             ended, fields = pending[done]
-            self._log(ended, fields)
+            self._log(ended, fields, handlers)
             done += 1
             if time.perf_counter() >= deadline:
                 break
         del pending[:done]
-        _flush_handlers()
+        for handler in handlers:
+            handler.flush()
         if pending:
             self._schedule_soon()
 
-    def _log(self, ended: float, fields: Mapping[str, object]) -> None:
+    def _log(
+        self, ended: float, fields: Mapping[str, object], handlers: list[logging.Handler]
+    ) -> None:
         template = self._template
         if template is None:
             template = self._template = _template_record(self._level)
@@ -108,9 +114,19 @@ class RequestLog:
         record = template.__class__.__new__(template.__class__)
         attributes = template.__dict__.copy()
         attributes.update(fields)
+        # Dated when its request ended, not when the template was made.
+        attributes["relativeCreated"] -= (template.created - ended) * 1000
+        attributes["created"] = ended
+        attributes["msecs"] = int((ended - int(ended)) * 1000) + 0.0
         record.__dict__ = attributes
-        _backdate(record, ended)
-        logger.handle(record)
+        if logger.disabled or logger.filters or not handlers:
+            logger.handle(record)  # logging's own way: filters, or its last resort
+            return
+        # ``logger.handle`` for a logger with no filters, the handlers found once per batch.
+        level = record.levelno
+        for handler in handlers:
+            if level >= handler.level:
+                handler.handle(record)
 
 
 def _template_record(level: int) -> logging.LogRecord:
@@ -128,17 +144,11 @@ def _template_record(level: int) -> logging.LogRecord:
     )
 
 
-def _flush_handlers() -> None:
-    """Have every handler the request lines reach write what it holds."""
+def _reached_handlers() -> list[logging.Handler]:
+    """Every handler a request line reaches, in the order ``Logger.callHandlers`` calls them."""
+    handlers: list[logging.Handler] = []
     current: logging.Logger | None = logger
     while current is not None:
-        for handler in current.handlers:
-            handler.flush()
+        handlers.extend(current.handlers)
         current = current.parent if current.propagate else None
-
-
-def _backdate(record: logging.LogRecord, created: float) -> None:
-    """Give ``record`` the time ``created`` instead of the time it was made."""
-    record.relativeCreated -= (record.created - created) * 1000
-    record.created = created
-    record.msecs = int((created - int(created)) * 1000) + 0.0
+    return handlers
