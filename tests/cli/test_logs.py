@@ -34,6 +34,7 @@ def test_timestamps_follow_each_record_across_seconds() -> None:
     second = formatter.format(_record(1_700_000_001.5))
     assert first.startswith("ts=2023-11-14T22:13:20.250Z ")
     assert second.startswith("ts=2023-11-14T22:13:21.500Z ")
+    assert formatter.format(_record(1_700_000_001.0071)).startswith("ts=2023-11-14T22:13:21.007Z ")
 
 
 def _handler(stream: io.StringIO, interval: float) -> BurstBufferedHandler:
