@@ -51,8 +51,7 @@ class _Origin:
     idle: list[Connection] = field(default_factory=list)
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class _Exchange:
     """One request, ready to write on a connection to ``origin``."""

@@ -41,8 +41,7 @@ class Upstream:
     head: Response
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class OutgoingRequest:
     """What to send to the agent: path relative to the backend's /v1, headers and body."""

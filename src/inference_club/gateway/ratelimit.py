@@ -20,8 +20,7 @@ logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class RateDecision:
     """The outcome of counting one request, with what the response headers report."""

@@ -20,8 +20,7 @@ T = TypeVar("T")
 _MAX_MEMO = 256
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class Caller:
     """Who is asking: enough to decide what they may reach."""
@@ -30,8 +29,7 @@ class Caller:
     groups: frozenset[str] = frozenset()
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class Candidate:
     """One provider that may serve a request, with its card for the model."""

@@ -84,8 +84,7 @@ async def relay_text(
         )
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True)
 class TextRequest:
     """A text completion request, checked: its fields, its model and whether it streams."""

@@ -63,8 +63,7 @@ class Provider:
     last_seen_at: datetime | None
 
 
-# Not frozen, though never changed: made per request (``inference_club.protocol.frames``
-# says what freezing costs).
+# Not frozen: made per request (``inference_club.protocol.frames`` says what that saves).
 @dataclass(slots=True, kw_only=True)
 class UsageRecord:
     """One request as metered; ``id`` is ``None`` until the record is stored."""
