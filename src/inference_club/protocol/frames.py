@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -63,24 +64,10 @@ _FRAME_TYPES = {int(frame_type): frame_type for frame_type in FrameType}
 _BATCH_HEADER = _HEADER.pack(FrameType.BATCH, CONTROL_STREAM)
 
 
-class _Types:
-    """Each ``FrameType`` member as a plain class attribute, for the code every frame runs:
-    on Python 3.11 reading a member off the enum goes through ``EnumType.__getattr__``'s
-    hook, a call costing about twenty times a plain attribute's read."""
-
-    HELLO = FrameType.HELLO
-    WELCOME = FrameType.WELCOME
-    MODELS = FrameType.MODELS
-    REQUEST = FrameType.REQUEST
-    RESPONSE = FrameType.RESPONSE
-    BODY = FrameType.BODY
-    END = FrameType.END
-    CANCEL = FrameType.CANCEL
-    ERROR = FrameType.ERROR
-    WINDOW = FrameType.WINDOW
-    PING = FrameType.PING
-    PONG = FrameType.PONG
-    BATCH = FrameType.BATCH
+# Each member by its name as a plain attribute, for the code every frame runs: on Python 3.11
+# reading a member off the enum goes through ``EnumType.__getattr__``'s hook, a call of some
+# 900 instructions.
+_Types = SimpleNamespace(**{member.name: member for member in FrameType})
 
 
 Headers = tuple[tuple[str, str], ...]
