@@ -61,8 +61,7 @@ class DirectBody:
         """Send one chunk of the body now (call only when ``writable()``)."""
         cycle = self._cycle()
         assert cycle is not None, "write only when writable()"
-        # ``_chunk``, written out: every chunk of every stream passes here.
-        cycle.transport.write_now(b"%x\r\n%b\r\n" % (len(data), data))  # type: ignore[attr-defined]
+        cycle.transport.write_now(_chunk(data))  # type: ignore[attr-defined]
 
     def finish_chunked(self, data: bytes) -> None:
         """Write ``data`` as the body's last chunk (none when empty) and the end of the

@@ -229,8 +229,7 @@ def direct_sink(
         if tap is not None:
             data = tap.feed(data)
         if data:
-            if exchange.first_byte is None:  # checked here: a call per chunk costs more
-                exchange.mark_first_byte()
+            exchange.mark_first_byte()
             direct.write(data)
         return True
 

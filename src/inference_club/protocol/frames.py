@@ -244,6 +244,14 @@ def encode_body_parts(stream_id: int, data: bytes) -> tuple[bytes, bytes]:
     return _HEADER.pack(_Types.BODY, stream_id), data
 
 
+def encoded_size(encoded: Encoded) -> int:
+    """The size in bytes of an encoded frame."""
+    if isinstance(encoded, bytes):
+        return len(encoded)
+    header, data = encoded
+    return len(header) + len(data)
+
+
 def encode_batch(frames: Sequence[Frame]) -> bytes:
     """One message carrying ``frames`` in order (a single frame is sent as itself)."""
     encoded = [encode(frame) for frame in frames]
@@ -262,15 +270,13 @@ def pack_message_parts(
     no body data. A frame alone in its message is sent as itself; several go in one batch
     message."""
     if len(encoded) == 1:  # most writes: one frame, one message, whatever its size
-        frame = encoded[0]
-        return [[frame] if isinstance(frame, bytes) else list(frame)]
+        return [_parts_of(encoded[0])]
     messages: list[list[bytes]] = []
     group: list[Encoded] = []
     sizes: list[int] = []
     size = _HEADER.size
     for frame in encoded:
-        # Sized here, not in a helper: a call per frame sent costs more than the sum.
-        frame_size = len(frame) if isinstance(frame, bytes) else len(frame[0]) + len(frame[1])
+        frame_size = encoded_size(frame)
         if group and size + _LENGTH.size + frame_size > limit:
             messages.append(_batch_parts(group, sizes))
             group, sizes, size = [], [], _HEADER.size
@@ -285,8 +291,7 @@ def pack_message_parts(
 def _batch_parts(group: Sequence[Encoded], sizes: list[int]) -> list[bytes]:
     """The parts of one message carrying ``group``, whose frames are ``sizes`` bytes long."""
     if len(group) == 1:
-        frame = group[0]
-        return [frame] if isinstance(frame, bytes) else list(frame)
+        return _parts_of(group[0])
     parts = [_BATCH_HEADER]
     for frame, frame_size in zip(group, sizes, strict=True):
         parts.append(_LENGTH.pack(frame_size))
@@ -295,6 +300,11 @@ def _batch_parts(group: Sequence[Encoded], sizes: list[int]) -> list[bytes]:
         else:
             parts.extend(frame)
     return parts
+
+
+def _parts_of(frame: Encoded) -> list[bytes]:
+    """The parts of a message carrying ``frame`` alone: the frame itself."""
+    return [frame] if isinstance(frame, bytes) else list(frame)
 
 
 def decode_message(data: bytes) -> list[Frame]:

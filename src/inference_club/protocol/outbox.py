@@ -34,6 +34,7 @@ from inference_club.protocol.frames import (
     Frame,
     encode_body_parts,
     encode_parts,
+    encoded_size,
     pack_message_parts,
 )
 
@@ -136,10 +137,7 @@ class Outbox:
         encoded = [encode_parts(frame) for frame in frames]  # a bad frame fails only its sender
         first = not self._queued  # else their write is arranged already
         self._queued.extend(encoded)
-        size = 0
-        for frame in encoded:  # summed here: a call per frame sent costs more than the sum
-            size += len(frame) if isinstance(frame, bytes) else len(frame[0]) + len(frame[1])
-        self._queued_bytes += size
+        self._queued_bytes += sum(map(encoded_size, encoded))
         if first and self._queued:
             self._arrange_write()
 
